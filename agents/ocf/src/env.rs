@@ -1,0 +1,90 @@
+//! What Pacemaker tells an agent about the call itself (not its parameters).
+
+use crate::{Deadline, Role};
+use std::time::Duration;
+
+/// The `OCF_RESOURCE_INSTANCE` and `OCF_RESKEY_CRM_meta_*` values of one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcfEnv {
+    /// `pg`, or `pg:1` for a clone instance; `-` when run by hand.
+    pub instance: String,
+    /// The operation's timeout, as Pacemaker will enforce it.
+    pub timeout: Option<Duration>,
+    /// The monitor interval; zero for a probe and for non-recurring actions.
+    pub interval: Duration,
+    /// The role a recurring monitor was configured for.
+    pub role: Option<Role>,
+    /// The node Pacemaker runs this operation on.
+    pub node: Option<String>,
+}
+
+impl OcfEnv {
+    pub fn from_env() -> OcfEnv {
+        Self::parse(|name| std::env::var(name).ok())
+    }
+
+    pub fn parse(lookup: impl Fn(&str) -> Option<String>) -> OcfEnv {
+        let millis = |name: &str| {
+            lookup(name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_millis)
+        };
+        OcfEnv {
+            instance: lookup("OCF_RESOURCE_INSTANCE")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "-".to_string()),
+            timeout: millis("OCF_RESKEY_CRM_meta_timeout").filter(|d| !d.is_zero()),
+            interval: millis("OCF_RESKEY_CRM_meta_interval").unwrap_or(Duration::ZERO),
+            role: lookup("OCF_RESKEY_CRM_meta_role").and_then(|r| Role::parse(&r)),
+            node: lookup("OCF_RESKEY_CRM_meta_on_node").filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// A monitor with interval 0: Pacemaker asking what already runs here.
+    pub fn is_probe(&self) -> bool {
+        self.interval.is_zero()
+    }
+
+    /// The deadline for this call: Pacemaker's timeout, or when run by hand
+    /// the timeout the meta-data recommends for the action.
+    pub fn deadline(&self, recommended: Duration) -> Deadline {
+        Deadline::for_timeout(self.timeout.unwrap_or(recommended))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn reads_pacemaker_meta_values() {
+        let e = OcfEnv::parse(env(&[
+            ("OCF_RESOURCE_INSTANCE", "pg:1"),
+            ("OCF_RESKEY_CRM_meta_timeout", "20000"),
+            ("OCF_RESKEY_CRM_meta_interval", "10000"),
+            ("OCF_RESKEY_CRM_meta_role", "Master"),
+        ]));
+        assert_eq!(e.instance, "pg:1");
+        assert_eq!(e.timeout, Some(Duration::from_secs(20)));
+        assert_eq!(e.interval, Duration::from_secs(10));
+        assert_eq!(e.role, Some(Role::Promoted));
+        assert!(!e.is_probe());
+    }
+
+    #[test]
+    fn an_empty_environment_is_a_hand_run_probe() {
+        let e = OcfEnv::parse(env(&[]));
+        assert_eq!(e.instance, "-");
+        assert_eq!(e.timeout, None);
+        assert!(e.is_probe());
+    }
+}

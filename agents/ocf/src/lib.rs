@@ -1,0 +1,25 @@
+//! The Open Cluster Framework core shared by the tusk resource agents:
+//! return codes and errors, parameter declarations and meta-data, the action
+//! dispatcher, logging, deadlines, running commands as another user, and PID
+//! validation.
+
+pub mod command;
+pub mod deadline;
+pub mod dispatch;
+pub mod env;
+pub mod error;
+pub mod log;
+pub mod manpage;
+pub mod metadata;
+pub mod params;
+pub mod process;
+pub mod status;
+
+pub use command::{OsUser, Output};
+pub use deadline::Deadline;
+pub use dispatch::Action;
+pub use env::OcfEnv;
+pub use error::{OcfError, Result, WithStatus};
+pub use metadata::{ActionSpec, AgentInfo, Role};
+pub use params::{Param, ParamType, Params};
+pub use status::Status;

@@ -1,0 +1,267 @@
+//! Parameter declarations, written once per agent, that drive both the
+//! parsing of `OCF_RESKEY_*` and the meta-data and man page.
+
+use crate::{OcfError, Result};
+use std::collections::BTreeMap;
+
+/// The content types that both ra-api-1.dtd (which ocf-tester checks) and the
+/// OCF 1.1 RelaxNG schema accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Integer,
+    Boolean,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Boolean => "boolean",
+        }
+    }
+}
+
+/// One resource parameter, as the operator sets it with `pcs resource create ... name=value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: ParamType,
+    pub shortdesc: &'static str,
+    pub longdesc: &'static str,
+    /// The value used when the operator sets none (or sets it empty).
+    pub default: Option<&'static str>,
+    pub required: bool,
+    /// No two resources in the cluster may share the value (OCF `unique`).
+    pub unique: bool,
+}
+
+impl Param {
+    pub const fn new(name: &'static str, kind: ParamType) -> Self {
+        Param {
+            name,
+            kind,
+            shortdesc: "",
+            longdesc: "",
+            default: None,
+            required: false,
+            unique: false,
+        }
+    }
+
+    pub const fn string(name: &'static str) -> Self {
+        Self::new(name, ParamType::String)
+    }
+
+    pub const fn integer(name: &'static str) -> Self {
+        Self::new(name, ParamType::Integer)
+    }
+
+    pub const fn boolean(name: &'static str) -> Self {
+        Self::new(name, ParamType::Boolean)
+    }
+
+    pub const fn short(mut self, text: &'static str) -> Self {
+        self.shortdesc = text;
+        self
+    }
+
+    pub const fn long(mut self, text: &'static str) -> Self {
+        self.longdesc = text;
+        self
+    }
+
+    pub const fn default(mut self, value: &'static str) -> Self {
+        self.default = Some(value);
+        self
+    }
+
+    pub const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    pub const fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    pub fn env_name(&self) -> String {
+        format!("OCF_RESKEY_{}", self.name)
+    }
+}
+
+/// A parsed, type-checked value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    String(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+/// The values of all declared parameters, each checked against its type.
+///
+/// Agents turn this into their own typed configuration once; no action reads
+/// `OCF_RESKEY_*` itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    values: BTreeMap<&'static str, Value>,
+}
+
+impl Params {
+    /// Reads every declared parameter from the process environment.
+    pub fn from_env(decls: &[Param]) -> Result<Params> {
+        Self::parse(decls, |name| std::env::var(name).ok())
+    }
+
+    /// Parses parameters with `lookup` standing in for the environment.
+    pub fn parse(decls: &[Param], lookup: impl Fn(&str) -> Option<String>) -> Result<Params> {
+        let mut values = BTreeMap::new();
+        for decl in decls {
+            // Pacemaker passes a parameter set to "" as an empty variable; an
+            // empty value means "not set" for every parameter of ours.
+            let raw = lookup(&decl.env_name()).filter(|v| !v.is_empty());
+            let raw = match (raw, decl.default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_string(),
+                (None, None) if decl.required => {
+                    return Err(OcfError::configured(format!(
+                        "required parameter {} is not set",
+                        decl.name
+                    )))
+                }
+                (None, None) => continue,
+            };
+            values.insert(decl.name, parse_value(decl, &raw)?);
+        }
+        Ok(Params { values })
+    }
+
+    fn value(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    /// A string parameter, or `None` when it is unset and has no default.
+    ///
+    /// Asking for an undeclared name or a parameter of another type is a
+    /// programming error of the agent and panics, so tests catch it.
+    pub fn string(&self, name: &str) -> Option<&str> {
+        match self.value(name) {
+            Some(Value::String(s)) => Some(s),
+            None => None,
+            Some(other) => panic!("parameter {name} is {other:?}, not a string"),
+        }
+    }
+
+    pub fn integer(&self, name: &str) -> Option<i64> {
+        match self.value(name) {
+            Some(Value::Integer(i)) => Some(*i),
+            None => None,
+            Some(other) => panic!("parameter {name} is {other:?}, not an integer"),
+        }
+    }
+
+    pub fn boolean(&self, name: &str) -> Option<bool> {
+        match self.value(name) {
+            Some(Value::Boolean(b)) => Some(*b),
+            None => None,
+            Some(other) => panic!("parameter {name} is {other:?}, not a boolean"),
+        }
+    }
+}
+
+fn parse_value(decl: &Param, raw: &str) -> Result<Value> {
+    let bad = |what: &str| {
+        OcfError::configured(format!("parameter {}: '{raw}' is not {what}", decl.name))
+    };
+    match decl.kind {
+        ParamType::String => Ok(Value::String(raw.to_string())),
+        ParamType::Integer => raw
+            .trim()
+            .parse()
+            .map(Value::Integer)
+            .map_err(|_| bad("an integer")),
+        ParamType::Boolean => parse_bool(raw)
+            .map(Value::Boolean)
+            .ok_or_else(|| bad("a boolean (true/false, yes/no, on/off, 1/0)")),
+    }
+}
+
+/// The spellings Pacemaker's `crm_is_true` accepts.
+pub fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" => Some(true),
+        "0" | "false" | "no" | "off" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECLS: &[Param] = &[
+        Param::string("pgdata").required(),
+        Param::integer("pgport").default("5432"),
+        Param::boolean("debug").default("false"),
+        Param::string("start_opts"),
+    ];
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (format!("OCF_RESKEY_{k}"), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn defaults_fill_unset_and_empty_values() {
+        let p = Params::parse(DECLS, env(&[("pgdata", "/d"), ("pgport", "")])).unwrap();
+        assert_eq!(p.string("pgdata"), Some("/d"));
+        assert_eq!(p.integer("pgport"), Some(5432));
+        assert_eq!(p.boolean("debug"), Some(false));
+        assert_eq!(p.string("start_opts"), None);
+    }
+
+    #[test]
+    fn a_missing_required_parameter_is_a_configuration_error() {
+        let e = Params::parse(DECLS, env(&[])).unwrap_err();
+        assert_eq!(e.status(), crate::Status::ErrConfigured);
+        assert!(e.reason().contains("pgdata"), "{}", e.reason());
+    }
+
+    #[test]
+    fn a_bad_integer_names_the_parameter_and_the_value() {
+        let e = Params::parse(DECLS, env(&[("pgdata", "/d"), ("pgport", "54x2")])).unwrap_err();
+        assert_eq!(e.status(), crate::Status::ErrConfigured);
+        assert_eq!(e.reason(), "parameter pgport: '54x2' is not an integer");
+    }
+
+    #[test]
+    fn booleans_accept_pacemaker_spellings_only() {
+        for (raw, want) in [("yes", true), ("On", true), ("0", false), ("false", false)] {
+            let p = Params::parse(DECLS, env(&[("pgdata", "/d"), ("debug", raw)])).unwrap();
+            assert_eq!(p.boolean("debug"), Some(want), "{raw}");
+        }
+        let e = Params::parse(DECLS, env(&[("pgdata", "/d"), ("debug", "maybe")])).unwrap_err();
+        assert!(
+            e.reason().contains("'maybe' is not a boolean"),
+            "{}",
+            e.reason()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not a string")]
+    fn asking_for_the_wrong_type_is_a_programming_error() {
+        let p = Params::parse(DECLS, env(&[("pgdata", "/d")])).unwrap();
+        p.string("pgport");
+    }
+}

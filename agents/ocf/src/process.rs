@@ -1,0 +1,382 @@
+//! PID validation (DESIGN.md failure 1): a PID proves nothing by itself.
+//!
+//! A pid file names a process; before an agent believes that process is its
+//! service it looks at what the process is, through /proc alone (no fork):
+//! its executable, its working directory or command line, its owner, its
+//! start time against the pid file's mtime, and whether it is a zombie.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What one process is, as /proc tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: i32,
+    /// `R`, `S`, `Z`... from /proc/PID/stat.
+    pub state: char,
+    pub ppid: i32,
+    pub uid: u32,
+    pub started: SystemTime,
+    /// The executable; a binary replaced by a package upgrade still counts
+    /// (the kernel's ` (deleted)` suffix is removed).
+    pub exe: Option<PathBuf>,
+    pub cwd: Option<PathBuf>,
+    pub cmdline: Vec<OsString>,
+}
+
+impl ProcInfo {
+    /// Reads /proc/PID; `None` when there is no such process.
+    pub fn read(pid: i32) -> io::Result<Option<ProcInfo>> {
+        Self::read_from(Path::new("/proc"), pid)
+    }
+
+    fn read_from(proc: &Path, pid: i32) -> io::Result<Option<ProcInfo>> {
+        if pid <= 0 {
+            return Ok(None);
+        }
+        let dir = proc.join(pid.to_string());
+        let stat = match std::fs::read_to_string(dir.join("stat")) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // ESRCH: the process exited while we read it.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (state, ppid, start_ticks) = parse_stat(&stat).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unreadable /proc/{pid}/stat"),
+            )
+        })?;
+        let uid = std::fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|s| parse_uid(&s))
+            .unwrap_or(u32::MAX);
+        let link = |name: &str| std::fs::read_link(dir.join(name)).ok().map(strip_deleted);
+        let cmdline = std::fs::read(dir.join("cmdline"))
+            .map(|raw| {
+                raw.split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(ProcInfo {
+            pid,
+            state,
+            ppid,
+            uid,
+            started: boot_time(proc)? + ticks_to_duration(start_ticks),
+            exe: link("exe"),
+            cwd: link("cwd"),
+            cmdline,
+        }))
+    }
+
+    /// A zombie or dead task has exited: it passes `kill -0` but runs nothing.
+    pub fn has_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// What a process must be to count as the service.
+#[derive(Debug, Clone, Default)]
+pub struct Expected<'a> {
+    /// The service's executable (canonicalised before comparing).
+    pub exe: Option<&'a Path>,
+    /// The working directory: PostgreSQL's postmaster and backends chdir to
+    /// their data directory.
+    pub cwd: Option<&'a Path>,
+    /// An argument the command line must hold, such as a config file.
+    pub arg: Option<&'a std::ffi::OsStr>,
+    pub uid: Option<u32>,
+}
+
+/// The verdict on one PID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidCheck {
+    /// The process is the service.
+    Ours(ProcInfo),
+    /// No process has this PID.
+    Dead,
+    /// The process has exited and waits to be reaped.
+    Zombie,
+    /// A live process that is not the service; the reason says why.
+    Foreign(String),
+}
+
+/// Decides whether `pid` is the service described by `expected`. With
+/// `written`, the pid file's mtime, a process that started after the file was
+/// written cannot be the one that wrote it.
+pub fn check_pid(
+    pid: i32,
+    expected: &Expected<'_>,
+    written: Option<SystemTime>,
+) -> io::Result<PidCheck> {
+    match ProcInfo::read(pid)? {
+        None => Ok(PidCheck::Dead),
+        Some(info) => Ok(judge(info, expected, written)),
+    }
+}
+
+/// The pure part of [`check_pid`], for a process already read.
+pub fn judge(info: ProcInfo, expected: &Expected<'_>, written: Option<SystemTime>) -> PidCheck {
+    if info.has_exited() {
+        return PidCheck::Zombie;
+    }
+    if let Some(reason) = mismatch(&info, expected) {
+        return PidCheck::Foreign(format!("PID {} {reason}", info.pid));
+    }
+    if let Some(written) = written {
+        // /proc's boot time has one-second resolution; allow for it.
+        if info.started > written + Duration::from_secs(2) {
+            return PidCheck::Foreign(format!(
+                "PID {} started after the pid file was written",
+                info.pid
+            ));
+        }
+    }
+    PidCheck::Ours(info)
+}
+
+/// Why `info` is not the expected process, or `None` when it matches.
+pub fn mismatch(info: &ProcInfo, expected: &Expected<'_>) -> Option<String> {
+    if let Some(uid) = expected.uid {
+        if info.uid != uid {
+            return Some(format!("belongs to uid {}, not {uid}", info.uid));
+        }
+    }
+    if let Some(want) = expected.exe {
+        let want = canonical(want);
+        match &info.exe {
+            Some(exe) if *exe == want => {}
+            Some(exe) => return Some(format!("runs {}, not {}", exe.display(), want.display())),
+            None => return Some("has an unreadable executable".to_string()),
+        }
+    }
+    if let Some(want) = expected.cwd {
+        let want = canonical(want);
+        match &info.cwd {
+            Some(cwd) if *cwd == want => {}
+            Some(cwd) => {
+                return Some(format!(
+                    "works in {}, not {}",
+                    cwd.display(),
+                    want.display()
+                ))
+            }
+            None => return Some("has an unreadable working directory".to_string()),
+        }
+    }
+    if let Some(arg) = expected.arg {
+        if !info.cmdline.iter().any(|a| a == arg) {
+            return Some(format!("was not started with {}", arg.to_string_lossy()));
+        }
+    }
+    None
+}
+
+/// Every live process that matches `expected`, by a scan of /proc: used to
+/// find what is left of a service without its main process (orphaned
+/// PostgreSQL backends, for instance).
+pub fn find_processes(expected: &Expected<'_>) -> io::Result<Vec<ProcInfo>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(Some(info)) = ProcInfo::read(pid) {
+            if !info.has_exited() && mismatch(&info, expected).is_none() {
+                found.push(info);
+            }
+        }
+    }
+    found.sort_by_key(|p| p.pid);
+    Ok(found)
+}
+
+/// The contents of a pid file, read without trusting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidFile {
+    Missing,
+    /// Empty, or a first line that is not a positive number.
+    Garbage(String),
+    Pid {
+        pid: i32,
+        written: SystemTime,
+        lines: Vec<String>,
+    },
+}
+
+/// Reads a pid file whose first line is a PID (the postmaster.pid, httpd,
+/// pgpool and slon convention). An unreadable file is an error: guessing
+/// would mean either a second instance or a refused start.
+pub fn read_pid_file(path: &Path) -> io::Result<PidFile> {
+    let raw = match std::fs::read(path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PidFile::Missing),
+        Err(e) => return Err(e),
+    };
+    let written = std::fs::metadata(path)?.modified()?;
+    let text = String::from_utf8_lossy(&raw);
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    match lines.first().map(|l| l.trim().parse::<i32>()) {
+        Some(Ok(pid)) if pid > 0 => Ok(PidFile::Pid {
+            pid,
+            written,
+            lines,
+        }),
+        _ => Ok(PidFile::Garbage(text.chars().take(40).collect())),
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn strip_deleted(p: PathBuf) -> PathBuf {
+    match p.as_os_str().as_bytes().strip_suffix(b" (deleted)") {
+        Some(b) => PathBuf::from(std::ffi::OsStr::from_bytes(b)),
+        None => p,
+    }
+}
+
+/// State, parent PID and start time (clock ticks after boot) from
+/// /proc/PID/stat. The command name may hold spaces and parentheses, so the
+/// fields are counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, i32, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state) of proc(5); starttime is field 22.
+    let state = fields.first()?.chars().next()?;
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, ppid, start))
+}
+
+fn parse_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn boot_time(proc: &Path) -> io::Result<SystemTime> {
+    let stat = std::fs::read_to_string(proc.join("stat"))?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no btime in /proc/stat"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let stat = "4242 (post gres) (x)) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_stat(stat), Some(('S', 1, 98765)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn deleted_executables_still_compare_equal() {
+        let p = strip_deleted(PathBuf::from(
+            "/usr/lib/postgresql/15/bin/postgres (deleted)",
+        ));
+        assert_eq!(p, PathBuf::from("/usr/lib/postgresql/15/bin/postgres"));
+    }
+
+    fn info() -> ProcInfo {
+        ProcInfo {
+            pid: 100,
+            state: 'S',
+            ppid: 1,
+            uid: 26,
+            started: UNIX_EPOCH + Duration::from_secs(1_000),
+            exe: Some(PathBuf::from("/nonexistent/bin/postgres")),
+            cwd: Some(PathBuf::from("/nonexistent/data")),
+            cmdline: vec!["postgres".into(), "-D".into(), "/nonexistent/data".into()],
+        }
+    }
+
+    fn pg() -> Expected<'static> {
+        Expected {
+            exe: Some(Path::new("/nonexistent/bin/postgres")),
+            cwd: Some(Path::new("/nonexistent/data")),
+            arg: Some(std::ffi::OsStr::new("/nonexistent/data")),
+            uid: Some(26),
+        }
+    }
+
+    #[test]
+    fn a_matching_process_started_before_its_pid_file_is_ours() {
+        let written = UNIX_EPOCH + Duration::from_secs(1_001);
+        assert!(matches!(
+            judge(info(), &pg(), Some(written)),
+            PidCheck::Ours(_)
+        ));
+    }
+
+    #[test]
+    fn a_process_younger_than_the_pid_file_is_foreign() {
+        let written = UNIX_EPOCH + Duration::from_secs(900);
+        let v = judge(info(), &pg(), Some(written));
+        assert_eq!(
+            v,
+            PidCheck::Foreign("PID 100 started after the pid file was written".into())
+        );
+    }
+
+    #[test]
+    fn each_mismatch_is_named() {
+        let mut other_dir = info();
+        other_dir.cwd = Some(PathBuf::from("/srv/other"));
+        assert_eq!(
+            judge(other_dir, &pg(), None),
+            PidCheck::Foreign("PID 100 works in /srv/other, not /nonexistent/data".into())
+        );
+        let mut other_user = info();
+        other_user.uid = 0;
+        assert_eq!(
+            judge(other_user, &pg(), None),
+            PidCheck::Foreign("PID 100 belongs to uid 0, not 26".into())
+        );
+        let mut other_exe = info();
+        other_exe.exe = Some(PathBuf::from("/usr/bin/sleep"));
+        assert!(
+            matches!(judge(other_exe, &pg(), None), PidCheck::Foreign(r) if r.contains("runs /usr/bin/sleep"))
+        );
+        let mut other_args = info();
+        other_args.cmdline = vec!["postgres".into()];
+        assert!(
+            matches!(judge(other_args, &pg(), None), PidCheck::Foreign(r) if r.contains("not started with"))
+        );
+    }
+
+    #[test]
+    fn a_zombie_is_not_running() {
+        let mut z = info();
+        z.state = 'Z';
+        assert_eq!(judge(z, &pg(), None), PidCheck::Zombie);
+    }
+}
