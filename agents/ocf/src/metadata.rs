@@ -84,6 +84,18 @@ impl AgentInfo {
         self.actions.iter().any(|a| a.name == action)
     }
 
+    /// The timeout the meta-data recommends for `action`: the budget of a
+    /// call Pacemaker gave no timeout (a run by hand). 20 s for an action
+    /// the meta-data does not list.
+    pub fn timeout_of(&self, action: &str) -> std::time::Duration {
+        let secs = self
+            .actions
+            .iter()
+            .find(|a| a.name == action)
+            .map_or(20, |a| a.timeout_s);
+        std::time::Duration::from_secs(u64::from(secs))
+    }
+
     /// The meta-data document, valid against ra-api-1.dtd (DOCTYPE included,
     /// as ocf-tester validates it) and the OCF 1.1 RelaxNG schema.
     pub fn metadata_xml(&self) -> String {

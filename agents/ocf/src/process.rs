@@ -87,6 +87,9 @@ impl ProcInfo {
 pub struct Expected<'a> {
     /// The service's executable (canonicalised before comparing).
     pub exe: Option<&'a Path>,
+    /// The executable's file name, in whatever directory: a postmaster of
+    /// this data directory started from another bindir is still one.
+    pub exe_name: Option<&'a std::ffi::OsStr>,
     /// The working directory: PostgreSQL's postmaster and backends chdir to
     /// their data directory.
     pub cwd: Option<&'a Path>,
@@ -154,6 +157,19 @@ pub fn mismatch(info: &ProcInfo, expected: &Expected<'_>) -> Option<String> {
         match &info.exe {
             Some(exe) if *exe == want => {}
             Some(exe) => return Some(format!("runs {}, not {}", exe.display(), want.display())),
+            None => return Some("has an unreadable executable".to_string()),
+        }
+    }
+    if let Some(want) = expected.exe_name {
+        match info.exe.as_deref().and_then(Path::file_name) {
+            Some(name) if name == want => {}
+            Some(name) => {
+                return Some(format!(
+                    "runs {}, not {}",
+                    name.to_string_lossy(),
+                    want.to_string_lossy()
+                ))
+            }
             None => return Some("has an unreadable executable".to_string()),
         }
     }
@@ -322,6 +338,7 @@ mod tests {
     fn pg() -> Expected<'static> {
         Expected {
             exe: Some(Path::new("/nonexistent/bin/postgres")),
+            exe_name: Some(std::ffi::OsStr::new("postgres")),
             cwd: Some(Path::new("/nonexistent/data")),
             arg: Some(std::ffi::OsStr::new("/nonexistent/data")),
             uid: Some(26),

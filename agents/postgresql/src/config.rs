@@ -1,0 +1,233 @@
+//! The agent's parameters, declared once (meta-data, man page and parsing
+//! all come from `PARAMS`), and the typed configuration actions use.
+
+use ocf::{OcfError, Param, Params, Result};
+use std::path::{Path, PathBuf};
+
+pub const PARAMS: &[Param] = &[
+    Param::string("pgdata")
+        .required()
+        .unique()
+        .short("PostgreSQL data directory")
+        .long("The data directory of the instance (the directory holding PG_VERSION and postmaster.pid)."),
+    Param::string("bindir")
+        .default("")
+        .short("Directory of the PostgreSQL server binaries")
+        .long(
+            "The directory holding postgres and pg_ctl. Empty: found from the major version in \
+             pgdata's PG_VERSION: /usr/lib/postgresql/MAJOR/bin (Debian, Ubuntu), then \
+             /usr/pgsql-MAJOR/bin (PGDG RPMs), then /usr/bin.",
+        ),
+    Param::string("config")
+        .default("")
+        .short("postgresql.conf outside the data directory")
+        .long(
+            "Full path of postgresql.conf when it does not live in pgdata (Debian keeps it in \
+             /etc/postgresql/MAJOR/CLUSTER/). Empty: pgdata/postgresql.conf.",
+        ),
+    Param::string("socketdir")
+        .default("/var/run/postgresql")
+        .short("Unix socket directory")
+        .long(
+            "The directory of the server's unix socket; the agent starts the server with it \
+             and monitors through it. Created, owned by pguser, when missing (it is often on a \
+             tmpfs that a reboot empties).",
+        ),
+    Param::integer("pgport")
+        .default("5432")
+        .short("Port")
+        .long("The port the server listens on; it also names the unix socket (.s.PGSQL.PORT)."),
+    Param::string("pguser")
+        .default("postgres")
+        .short("OS user the server runs as")
+        .long(
+            "The operating system account that owns pgdata and runs the server. The agent \
+             connects as the database role of the same name over the unix socket, so peer \
+             authentication works without a password.",
+        ),
+    Param::string("pgdb")
+        .default("postgres")
+        .short("Database the monitor connects to")
+        .long("The database the agent's monitor queries connect to."),
+    Param::string("start_opts")
+        .default("")
+        .short("Extra server options")
+        .long("Additional options for the postgres server, as pg_ctl -o passes them (for example \"-c work_mem=64MB\").")
+    ,
+    Param::string("logfile")
+        .default("/var/log/postgresql/tusk-postgresql.log")
+        .short("Server log file for start-up")
+        .long(
+            "Where the server's output goes (pg_ctl -l). The agent reads it to explain a failed \
+             start. Its directory is created, owned by pguser, when missing. Give each instance \
+             on a node its own file.",
+        ),
+];
+
+/// The validated configuration of one PostgreSQL instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    pub pgdata: PathBuf,
+    /// `None` when the parameter is empty: resolved from PG_VERSION when needed.
+    pub bindir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub socketdir: PathBuf,
+    pub pgport: u16,
+    pub pguser: String,
+    pub pgdb: String,
+    pub start_opts: String,
+    pub logfile: PathBuf,
+}
+
+impl PgConfig {
+    pub fn from_env() -> Result<PgConfig> {
+        Self::from_params(&Params::from_env(PARAMS)?)
+    }
+
+    pub fn from_params(p: &Params) -> Result<PgConfig> {
+        let path = |name: &str| p.string(name).filter(|s| !s.is_empty()).map(PathBuf::from);
+        let absolute = |name: &str, v: Option<PathBuf>| match v {
+            Some(v) if v.is_relative() => Err(OcfError::configured(format!(
+                "parameter {name}: '{}' is not an absolute path",
+                v.display()
+            ))),
+            v => Ok(v),
+        };
+        let port = p.integer("pgport").expect("pgport has a default");
+        let pgport = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+            OcfError::configured(format!(
+                "parameter pgport: '{port}' is not a port number (1-65535)"
+            ))
+        })?;
+        let text = |name: &str| p.string(name).unwrap_or_default().to_string();
+        Ok(PgConfig {
+            pgdata: absolute("pgdata", path("pgdata"))?.expect("pgdata is required"),
+            bindir: absolute("bindir", path("bindir"))?,
+            config: absolute("config", path("config"))?,
+            socketdir: absolute("socketdir", path("socketdir"))?
+                .ok_or_else(|| OcfError::configured("parameter socketdir is empty"))?,
+            pgport,
+            pguser: text("pguser"),
+            pgdb: text("pgdb"),
+            start_opts: text("start_opts"),
+            logfile: absolute("logfile", path("logfile"))?
+                .ok_or_else(|| OcfError::configured("parameter logfile is empty"))?,
+        })
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.pgdata.join("postmaster.pid")
+    }
+
+    /// The server binaries' directory: the parameter, or the one that
+    /// matches the data directory's major version.
+    pub fn bindir(&self) -> Result<PathBuf> {
+        if let Some(b) = &self.bindir {
+            return Ok(b.clone());
+        }
+        let major = data_major_version(&self.pgdata)?;
+        let candidates = [
+            PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
+            PathBuf::from(format!("/usr/pgsql-{major}/bin")),
+            PathBuf::from("/usr/bin"),
+        ];
+        candidates
+            .iter()
+            .find(|d| d.join("postgres").is_file())
+            .cloned()
+            .ok_or_else(|| {
+                OcfError::installed(format!(
+                    "no PostgreSQL {major} server binaries found (looked in {}); set bindir",
+                    candidates
+                        .iter()
+                        .map(|c| c.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+}
+
+/// The major version a data directory was created by, from its PG_VERSION.
+pub fn data_major_version(pgdata: &Path) -> Result<String> {
+    let file = pgdata.join("PG_VERSION");
+    match std::fs::read_to_string(&file) {
+        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        Ok(_) => Err(OcfError::configured(format!("{} is empty", file.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OcfError::configured(format!(
+            "{} is not a PostgreSQL data directory (no PG_VERSION)",
+            pgdata.display()
+        ))),
+        Err(e) => Err(OcfError::perm(format!(
+            "cannot read {}: {e}",
+            file.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<PgConfig> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (format!("OCF_RESKEY_{k}"), v.to_string()))
+            .collect();
+        let params = Params::parse(PARAMS, |n| {
+            pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        })?;
+        PgConfig::from_params(&params)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[("pgdata", "/srv/pg")]).unwrap();
+        assert_eq!(c.pgport, 5432);
+        assert_eq!(c.pguser, "postgres");
+        assert_eq!(c.socketdir, PathBuf::from("/var/run/postgresql"));
+        assert_eq!(c.bindir, None);
+        assert_eq!(c.config, None);
+        assert_eq!(c.pid_file(), PathBuf::from("/srv/pg/postmaster.pid"));
+    }
+
+    #[test]
+    fn bad_values_are_configuration_errors_naming_the_parameter() {
+        for (pairs, needle) in [
+            (
+                vec![("pgdata", "/srv/pg"), ("pgport", "abc")],
+                "pgport: 'abc'",
+            ),
+            (
+                vec![("pgdata", "/srv/pg"), ("pgport", "70000")],
+                "pgport: '70000'",
+            ),
+            (vec![("pgdata", "/srv/pg"), ("pgport", "0")], "pgport: '0'"),
+            (vec![("pgdata", "relative/dir")], "pgdata: 'relative/dir'"),
+            (
+                vec![("pgdata", "/srv/pg"), ("bindir", "bin")],
+                "bindir: 'bin'",
+            ),
+            (vec![], "pgdata"),
+        ] {
+            let e = parse(&pairs).unwrap_err();
+            assert_eq!(e.status(), ocf::Status::ErrConfigured, "{pairs:?}");
+            assert!(e.reason().contains(needle), "{} lacks {needle}", e.reason());
+        }
+    }
+
+    #[test]
+    fn bindir_follows_the_data_directory_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = parse(&[("pgdata", dir.path().to_str().unwrap())]).unwrap();
+        assert_eq!(c.bindir().unwrap_err().status(), ocf::Status::ErrConfigured);
+        std::fs::write(dir.path().join("PG_VERSION"), "7\n").unwrap();
+        let e = c.bindir().unwrap_err();
+        assert_eq!(e.status(), ocf::Status::ErrInstalled);
+        assert!(
+            e.reason().contains("/usr/lib/postgresql/7/bin"),
+            "{}",
+            e.reason()
+        );
+    }
+}

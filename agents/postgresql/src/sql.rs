@@ -1,0 +1,91 @@
+//! One SQL round trip over the unix socket, as the server's OS user.
+
+use crate::config::PgConfig;
+use nix::unistd::{setegid, seteuid, Gid, Uid};
+use ocf::{Deadline, OcfError, OsUser, Result};
+use std::time::Duration;
+
+/// What the server says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerState {
+    pub in_recovery: bool,
+}
+
+/// Connects as `pguser` over the unix socket and asks the server's state.
+///
+/// Peer authentication (Debian's default for local connections) checks the
+/// connecting process's effective uid, so the agent takes on the server
+/// user's identity for the connect() alone instead of forking psql as that
+/// user: the monitor forks nothing.
+pub fn server_state(cfg: &PgConfig, user: &OsUser, deadline: &Deadline) -> Result<ServerState> {
+    let budget = deadline.remaining().max(Duration::from_millis(100));
+    let mut pg = postgres::Config::new();
+    pg.host_path(&cfg.socketdir)
+        .port(cfg.pgport)
+        .user(&cfg.pguser)
+        .dbname(&cfg.pgdb)
+        .application_name("tusk")
+        .connect_timeout(budget)
+        .options(&format!("-c statement_timeout={}", budget.as_millis()));
+    let mut client = {
+        let _identity = Identity::assume(user)?;
+        pg.connect(postgres::NoTls)
+    }
+    .map_err(|e| OcfError::generic(format!("cannot connect: {}", describe(&e))))?;
+    let row = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .map_err(|e| OcfError::generic(format!("query failed: {}", describe(&e))))?;
+    Ok(ServerState {
+        in_recovery: row.get(0),
+    })
+}
+
+/// The server's own message where there is one (`FATAL: the database system
+/// is starting up`), else the client library's.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s = format!("{s}: {inner}");
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// The effective uid and gid of another user until dropped.
+struct Identity {
+    restore: Option<(Uid, Gid)>,
+}
+
+impl Identity {
+    fn assume(user: &OsUser) -> Result<Identity> {
+        let (uid, gid) = (Uid::effective(), Gid::effective());
+        if uid == user.uid {
+            return Ok(Identity { restore: None });
+        }
+        let fail = |e| OcfError::perm(format!("cannot act as OS user {}: {e}", user.name));
+        setegid(user.gid).map_err(fail)?;
+        if let Err(e) = seteuid(user.uid) {
+            let _ = setegid(gid);
+            return Err(fail(e));
+        }
+        Ok(Identity {
+            restore: Some((uid, gid)),
+        })
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        if let Some((uid, gid)) = self.restore {
+            // Back to root first: only root may set the group back.
+            let _ = seteuid(uid);
+            let _ = setegid(gid);
+        }
+    }
+}

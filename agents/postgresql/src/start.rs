@@ -1,0 +1,210 @@
+//! start: bring the server up, recovering from the pid-file failures
+//! PostgreSQL cannot recover from by itself.
+
+use crate::config::PgConfig;
+use crate::postmaster::{self, Postmaster};
+use crate::{sql, validate};
+use ocf::{command, info, warning, Deadline, OcfError, OsUser, Result, Status};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
+    let checked = validate::check(cfg, deadline)?;
+    match postmaster::observe(cfg)? {
+        Postmaster::Running(pm) => {
+            sql::server_state(cfg, &checked.user, deadline)
+                .map_err(|e| e.context(format!("postmaster {} already runs, but", pm.pid)))?;
+            info!("already running (postmaster {})", pm.pid);
+            return Ok(Status::Success);
+        }
+        Postmaster::Orphaned(procs) => {
+            return Err(OcfError::generic(format!(
+                "processes of {} still run without a postmaster (PIDs {}); stop the resource first",
+                cfg.pgdata.display(),
+                postmaster::pid_list(&procs)
+            )))
+        }
+        Postmaster::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
+        Postmaster::Stopped { stale: None } => {}
+    }
+    prepare_directories(cfg, &checked.user)?;
+    let log_offset = std::fs::metadata(&cfg.logfile)
+        .map(|m| m.len())
+        .unwrap_or(0);
+
+    let mut pg_ctl = checked.user.command(checked.bindir.join("pg_ctl"));
+    // pg_ctl -w follows the postmaster it started and notices its death; it
+    // counts whole seconds, so it is given one second less than we have.
+    let wait_secs = deadline.remaining().as_secs().saturating_sub(1).max(1);
+    pg_ctl
+        .arg("start")
+        .arg("-w")
+        .args(["-t", &wait_secs.to_string()])
+        .arg("-D")
+        .arg(&cfg.pgdata)
+        .arg("-l")
+        .arg(&cfg.logfile)
+        .args(["-o", &server_options(cfg)]);
+    let out = command::run(pg_ctl, deadline)?;
+    if !out.status.success() {
+        let why = server_log_reason(&cfg.logfile, log_offset)
+            .unwrap_or_else(|| out.last_words().to_string());
+        return Err(OcfError::generic(format!(
+            "PostgreSQL did not start: {why}"
+        )));
+    }
+    let state = sql::server_state(cfg, &checked.user, deadline)
+        .map_err(|e| e.context("PostgreSQL started but does not answer"))?;
+    info!(
+        "started PostgreSQL on {} ({})",
+        cfg.pgdata.display(),
+        if state.in_recovery {
+            "in recovery"
+        } else {
+            "primary"
+        }
+    );
+    Ok(Status::Success)
+}
+
+/// PostgreSQL refuses to start while postmaster.pid names a live process
+/// ("lock file already exists"), even one that only reuses the PID. The file
+/// is kept for inspection under another name.
+fn move_aside_stale_pid_file(cfg: &PgConfig, why: &str) -> Result<()> {
+    let pid_file = cfg.pid_file();
+    let aside = cfg.pgdata.join("postmaster.pid.tusk-stale");
+    std::fs::rename(&pid_file, &aside)
+        .map_err(|e| OcfError::generic(format!("cannot move {} aside: {e}", pid_file.display())))?;
+    warning!("{why}; moved it to {}", aside.display());
+    Ok(())
+}
+
+/// The server's options: the port and socket directory the agent monitors
+/// through, the config file, then the operator's own.
+fn server_options(cfg: &PgConfig) -> String {
+    let mut opts = format!("-p {} -k {}", cfg.pgport, shell_quote(&cfg.socketdir));
+    if let Some(config) = &cfg.config {
+        opts.push_str(&format!(" -c config_file={}", shell_quote(config)));
+    }
+    if !cfg.start_opts.is_empty() {
+        opts.push(' ');
+        opts.push_str(&cfg.start_opts);
+    }
+    opts
+}
+
+/// pg_ctl hands -o to /bin/sh; paths are single-quoted for it.
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"))
+}
+
+/// The socket directory often lives on a tmpfs that a reboot empties, and
+/// the log directory may not exist on RPM-based systems.
+fn prepare_directories(cfg: &PgConfig, user: &OsUser) -> Result<()> {
+    ensure_dir(&cfg.socketdir, user, 0o2775)?;
+    if let Some(parent) = cfg.logfile.parent() {
+        ensure_dir(parent, user, 0o750)?;
+    }
+    if !cfg.logfile.exists() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&cfg.logfile)
+            .and_then(|_| {
+                nix::unistd::chown(&cfg.logfile, Some(user.uid), Some(user.gid)).map_err(Into::into)
+            })
+            .map_err(|e| OcfError::perm(format!("cannot create {}: {e}", cfg.logfile.display())))?;
+    }
+    Ok(())
+}
+
+fn ensure_dir(dir: &Path, user: &OsUser, mode: u32) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
+        .and_then(|_| nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(Into::into))
+        .map_err(|e| OcfError::perm(format!("cannot create {}: {e}", dir.display())))?;
+    info!("created {}", dir.display());
+    Ok(())
+}
+
+/// The server's own explanation of a failed start: the last FATAL or PANIC
+/// it logged since `offset`, else its last line.
+fn server_log_reason(logfile: &Path, offset: u64) -> Option<String> {
+    let mut f = std::fs::File::open(logfile).ok()?;
+    let len = f.metadata().ok()?.len();
+    // A log rotated in between starts again at 0.
+    f.seek(SeekFrom::Start(if offset <= len { offset } else { 0 }))
+        .ok()?;
+    let mut text = String::new();
+    f.take(1 << 20).read_to_string(&mut text).ok()?;
+    reason_from_log(&text)
+}
+
+pub fn reason_from_log(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let fatal = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("FATAL:") || l.contains("PANIC:"));
+    let line = fatal.or(lines.last())?;
+    // Keep the message, not the log_line_prefix (timestamp, pid).
+    let message = ["FATAL:", "PANIC:", "ERROR:", "LOG:"]
+        .iter()
+        .find_map(|tag| line.find(tag).map(|i| &line[i..]))
+        .unwrap_or(line);
+    Some(message.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_fatal_line_explains_a_failed_start() {
+        let log = "2026-11-22 06:00:00.000 UTC [42] LOG:  starting PostgreSQL 15\n\
+                   2026-11-22 06:00:00.001 UTC [42] FATAL:  lock file \"postmaster.pid\" already exists\n\
+                   2026-11-22 06:00:00.001 UTC [42] HINT:  Is another postmaster (PID 7) running?\n\
+                   2026-11-22 06:00:00.002 UTC [42] LOG:  database system is shut down\n";
+        assert_eq!(
+            reason_from_log(log).as_deref(),
+            Some("FATAL: lock file \"postmaster.pid\" already exists")
+        );
+        assert_eq!(
+            reason_from_log("just one line\n").as_deref(),
+            Some("just one line")
+        );
+        assert_eq!(reason_from_log("\n\n"), None);
+    }
+
+    #[test]
+    fn options_quote_paths_for_pg_ctl_s_shell() {
+        let cfg = PgConfig {
+            pgdata: "/d".into(),
+            bindir: None,
+            config: Some(PathBuf::from("/etc/it's.conf")),
+            socketdir: "/run/pg sock".into(),
+            pgport: 5433,
+            pguser: "postgres".into(),
+            pgdb: "postgres".into(),
+            start_opts: "-c work_mem=64MB".into(),
+            logfile: "/l".into(),
+        };
+        assert_eq!(
+            server_options(&cfg),
+            r"-p 5433 -k '/run/pg sock' -c config_file='/etc/it'\''s.conf' -c work_mem=64MB"
+        );
+    }
+}
