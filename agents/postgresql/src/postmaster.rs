@@ -1,10 +1,12 @@
-//! What of this instance runs here, read from postmaster.pid and /proc
-//! without trusting either alone (DESIGN.md failure 1).
+//! What of this instance runs here, read from postmaster.pid, the socket
+//! lock file and /proc, without trusting any of them alone (DESIGN.md
+//! failure 1).
 
 use crate::config::PgConfig;
 use ocf::process::{self, Expected, PidCheck, PidFile, ProcInfo};
 use ocf::{OcfError, Result};
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 /// The processes of one data directory, as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,35 @@ pub enum Postmaster {
     /// Server processes of this data directory run without a postmaster
     /// (it was killed and backends outlived it).
     Orphaned(Vec<ProcInfo>),
+}
+
+/// A lock file that names a process by PID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lock {
+    Absent,
+    Held(ProcInfo),
+    /// Present but naming no live process of the expected kind; says why.
+    Stale(String),
+}
+
+fn read_lock(path: &Path, expected: &Expected<'_>) -> Result<Lock> {
+    let file = process::read_pid_file(path)
+        .map_err(|e| OcfError::generic(format!("cannot read {}: {e}", path.display())))?;
+    let (pid, written) = match file {
+        PidFile::Missing => return Ok(Lock::Absent),
+        PidFile::Garbage(text) => return Ok(Lock::Stale(format!("it holds no PID ({text:?})"))),
+        PidFile::Pid { pid, written, .. } => (pid, written),
+    };
+    let verdict = process::check_pid(pid, expected, Some(written))
+        .map_err(|e| OcfError::generic(format!("reading /proc/{pid}: {e}")))?;
+    Ok(match verdict {
+        PidCheck::Ours(info) => Lock::Held(info),
+        PidCheck::Dead => Lock::Stale(format!("PID {pid} does not exist")),
+        // A postmaster killed where nothing reaps orphans stays a zombie,
+        // and a zombie passes PostgreSQL's own kill(pid, 0) test.
+        PidCheck::Zombie => Lock::Stale(format!("PID {pid} has exited")),
+        PidCheck::Foreign(why) => Lock::Stale(why),
+    })
 }
 
 /// What any process of this data directory looks like: the postgres
@@ -33,34 +64,37 @@ pub fn expected(cfg: &PgConfig) -> Expected<'_> {
 }
 
 pub fn observe(cfg: &PgConfig) -> Result<Postmaster> {
-    let pid_file = cfg.pid_file();
-    let stale = match process::read_pid_file(&pid_file) {
-        Ok(PidFile::Missing) => None,
-        Ok(PidFile::Garbage(text)) => Some(format!("it holds no PID ({text:?})")),
-        Ok(PidFile::Pid { pid, written, .. }) => {
-            match process::check_pid(pid, &expected(cfg), Some(written)) {
-                Ok(PidCheck::Ours(info)) => return Ok(Postmaster::Running(info)),
-                Ok(PidCheck::Dead) => Some(format!("PID {pid} does not exist")),
-                Ok(PidCheck::Zombie) => Some(format!("PID {pid} has exited")),
-                Ok(PidCheck::Foreign(why)) => Some(why),
-                Err(e) => return Err(OcfError::generic(format!("reading /proc/{pid}: {e}"))),
-            }
-        }
-        Err(e) => {
-            return Err(OcfError::generic(format!(
-                "cannot read {}: {e}",
-                pid_file.display()
-            )))
-        }
+    let stale = match read_lock(&cfg.pid_file(), &expected(cfg))? {
+        Lock::Held(info) => return Ok(Postmaster::Running(info)),
+        Lock::Absent => None,
+        Lock::Stale(why) => Some(format!("{} is stale: {why}", cfg.pid_file().display())),
     };
     let leftovers = leftovers(cfg)?;
     if leftovers.is_empty() {
-        Ok(Postmaster::Stopped {
-            stale: stale.map(|why| format!("{} is stale: {why}", pid_file.display())),
-        })
+        Ok(Postmaster::Stopped { stale })
     } else {
         Ok(Postmaster::Orphaned(leftovers))
     }
+}
+
+/// The unix socket's lock file (`.s.PGSQL.PORT.lock`) names the postmaster
+/// that owns the socket, and PostgreSQL refuses to start while that PID is
+/// alive. Returns why the lock is stale, or `None` when it is absent or held
+/// by a live postgres of whatever data directory (then the port really is
+/// taken, and PostgreSQL's own error says so).
+pub fn stale_socket_lock(cfg: &PgConfig) -> Result<Option<String>> {
+    let any_postgres = Expected {
+        exe_name: Some(OsStr::new("postgres")),
+        ..Default::default()
+    };
+    Ok(match read_lock(&socket_lock(cfg), &any_postgres)? {
+        Lock::Stale(why) => Some(format!("{} is stale: {why}", socket_lock(cfg).display())),
+        Lock::Absent | Lock::Held(_) => None,
+    })
+}
+
+pub fn socket_lock(cfg: &PgConfig) -> PathBuf {
+    cfg.socketdir.join(format!(".s.PGSQL.{}.lock", cfg.pgport))
 }
 
 /// Every process of this data directory, found by a /proc scan.

@@ -15,8 +15,13 @@ pub struct ServerState {
 ///
 /// Peer authentication (Debian's default for local connections) checks the
 /// connecting process's effective uid, so the agent takes on the server
-/// user's identity for the connect() alone instead of forking psql as that
+/// user's identity for the round trip instead of forking psql as that
 /// user: the monitor forks nothing.
+///
+/// A hung postmaster accepts the socket connection (the kernel queues it)
+/// and then never answers, and the client library's connect_timeout covers
+/// the socket alone; so the round trip runs on a thread that the deadline
+/// abandons. The agent exits soon after, and the thread with it.
 pub fn server_state(cfg: &PgConfig, user: &OsUser, deadline: &Deadline) -> Result<ServerState> {
     let budget = deadline.remaining().max(Duration::from_millis(100));
     let mut pg = postgres::Config::new();
@@ -27,11 +32,23 @@ pub fn server_state(cfg: &PgConfig, user: &OsUser, deadline: &Deadline) -> Resul
         .application_name("tusk")
         .connect_timeout(budget)
         .options(&format!("-c statement_timeout={}", budget.as_millis()));
-    let mut client = {
-        let _identity = Identity::assume(user)?;
-        pg.connect(postgres::NoTls)
-    }
-    .map_err(|e| OcfError::generic(format!("cannot connect: {}", describe(&e))))?;
+    let _identity = Identity::assume(user)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(round_trip(&pg));
+    });
+    rx.recv_timeout(budget).unwrap_or_else(|_| {
+        Err(OcfError::generic(format!(
+            "no answer within {:.1}s",
+            budget.as_secs_f64()
+        )))
+    })
+}
+
+fn round_trip(pg: &postgres::Config) -> Result<ServerState> {
+    let mut client = pg
+        .connect(postgres::NoTls)
+        .map_err(|e| OcfError::generic(format!("cannot connect: {}", describe(&e))))?;
     let row = client
         .query_one("SELECT pg_is_in_recovery()", &[])
         .map_err(|e| OcfError::generic(format!("query failed: {}", describe(&e))))?;

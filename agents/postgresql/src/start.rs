@@ -29,6 +29,12 @@ pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
         Postmaster::Stopped { stale: None } => {}
     }
     prepare_directories(cfg, &checked.user)?;
+    if let Some(why) = postmaster::stale_socket_lock(cfg)? {
+        let lock = postmaster::socket_lock(cfg);
+        std::fs::remove_file(&lock)
+            .map_err(|e| OcfError::generic(format!("cannot remove {}: {e}", lock.display())))?;
+        warning!("{why}; removed it");
+    }
     let log_offset = std::fs::metadata(&cfg.logfile)
         .map(|m| m.len())
         .unwrap_or(0);

@@ -1,0 +1,288 @@
+//! A real PostgreSQL 15 instance per test, and a tiny builder to run the
+//! agent against it. Everything a test creates is removed when it ends,
+//! pass or fail, and only processes of its own data directory are killed.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{chown, Pid, User};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BINDIR: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Instance {
+    root: tempfile::TempDir,
+    pub pgdata: PathBuf,
+    pub socketdir: PathBuf,
+    pub logfile: PathBuf,
+}
+
+pub fn postgres_user() -> User {
+    User::from_name("postgres")
+        .unwrap()
+        .expect("the postgres OS user (install postgresql-15)")
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "these tests start PostgreSQL as the postgres user and need root: run ./run-tests"
+    );
+}
+
+impl Instance {
+    /// initdb into a fresh directory; the server listens on its own unix
+    /// socket only (no TCP), so tests never collide on a port.
+    pub fn new() -> Instance {
+        require_root();
+        let root = tempfile::Builder::new()
+            .prefix("tusk-pg-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pgdata = root.path().join("data");
+        let pg = postgres_user();
+        std::fs::create_dir(&pgdata).unwrap();
+        std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700)).unwrap();
+        chown(&pgdata, Some(pg.uid), Some(pg.gid)).unwrap();
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Path::new(BINDIR).join("initdb"))
+            .args(["--no-sync", "-A", "peer", "-U", "postgres", "-D"])
+            .arg(&pgdata)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        append(
+            &pgdata.join("postgresql.conf"),
+            "listen_addresses = ''\nfsync = off\n",
+        );
+        Instance {
+            socketdir: root.path().join("run"),
+            logfile: root.path().join("log/postgresql.log"),
+            pgdata,
+            root,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The agent, with this instance's parameters set.
+    pub fn agent(&self) -> Agent {
+        Agent::new()
+            .param("pgdata", &self.pgdata)
+            .param("socketdir", &self.socketdir)
+            .param("logfile", &self.logfile)
+            .param("pgport", "5432")
+    }
+
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pgdata.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Runs one statement with psql as the postgres user.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = self.psql_command(sql).output().expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn psql_command(&self, sql: &str) -> Command {
+        let mut cmd = Command::new("runuser");
+        cmd.args([
+            "-u", "postgres", "--", "psql", "-X", "-At", "-p", "5432", "-d", "postgres", "-h",
+        ])
+        .arg(&self.socketdir)
+        .args(["-c", sql]);
+        cmd
+    }
+
+    /// Every process working in this data directory (postmaster and backends).
+    pub fn processes(&self) -> Vec<i32> {
+        let want = ocf::process::Expected {
+            exe_name: Some(std::ffi::OsStr::new("postgres")),
+            cwd: Some(&self.pgdata),
+            ..Default::default()
+        };
+        ocf::process::find_processes(&want)
+            .unwrap()
+            .iter()
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    pub fn write_pid_file(&self, content: &str) {
+        let path = self.pgdata.join("postmaster.pid");
+        std::fs::write(&path, content).unwrap();
+        let pg = postgres_user();
+        chown(&path, Some(pg.uid), Some(pg.gid)).unwrap();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            let p = Pid::from_raw(pid);
+            let _ = kill(p, Signal::SIGCONT);
+            let _ = kill(p, Signal::SIGKILL);
+        }
+        wait_until(Duration::from_secs(10), || self.processes().is_empty());
+        self.remove_shared_memory();
+    }
+}
+
+impl Instance {
+    /// A postmaster killed with SIGKILL leaves its System V segment behind.
+    /// PostgreSQL keys it by the data directory's inode (and the next few
+    /// numbers on a collision), so only this instance's segments are removed,
+    /// and only once nothing is attached.
+    fn remove_shared_memory(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(inode) = std::fs::metadata(&self.pgdata).map(|m| m.ino()) else {
+            return;
+        };
+        let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+        for row in table.lines().skip(1) {
+            let f: Vec<&str> = row.split_whitespace().collect();
+            let (Some(Ok(key)), Some(Ok(id)), Some(&"0")) = (
+                f.first().map(|k| k.parse::<i64>()),
+                f.get(1).map(|i| i.parse::<i32>()),
+                f.get(6),
+            ) else {
+                continue;
+            };
+            if (inode as i64..inode as i64 + 16).contains(&key) {
+                // SAFETY: IPC_RMID on a segment id takes no buffer.
+                unsafe { nix::libc::shmctl(id, nix::libc::IPC_RMID, std::ptr::null_mut()) };
+            }
+        }
+    }
+}
+
+pub fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// `postgresql ACTION` with a chosen environment, the way Pacemaker runs it.
+pub struct Agent {
+    cmd: Command,
+}
+
+impl Agent {
+    pub fn new() -> Agent {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_postgresql"));
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("OCF_ROOT", "/usr/lib/ocf")
+            .env("OCF_RESOURCE_INSTANCE", "pg-test");
+        Agent { cmd }
+    }
+
+    pub fn param(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Agent {
+        self.cmd.env(format!("OCF_RESKEY_{name}"), value);
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Agent {
+        self.cmd.env(name, value);
+        self
+    }
+
+    pub fn timeout_ms(self, ms: u64) -> Agent {
+        self.env("OCF_RESKEY_CRM_meta_timeout", &ms.to_string())
+    }
+
+    pub fn run(mut self, action: &str) -> Outcome {
+        let started = Instant::now();
+        let out = self
+            .cmd
+            .arg(action)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the agent");
+        Outcome {
+            action: action.to_string(),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub action: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl Outcome {
+    /// Asserts the exit code, showing what the agent said when it differs.
+    pub fn expect(self, code: i32) -> Outcome {
+        assert_eq!(
+            self.code, code,
+            "{} exited {} instead of {code}; stderr:\n{}",
+            self.action, self.code, self.stderr
+        );
+        self
+    }
+
+    /// The `ocf-exit-reason:` line Pacemaker shows to the operator.
+    pub fn reason(&self) -> &str {
+        self.stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("ocf-exit-reason:"))
+            .unwrap_or("")
+    }
+}
+
+/// A child process killed and reaped when the test ends.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Guard {
+    pub fn is_alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
