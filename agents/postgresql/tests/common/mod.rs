@@ -225,13 +225,17 @@ impl Agent {
     }
 
     pub fn run(mut self, action: &str) -> Outcome {
+        self.cmd.arg(action);
+        self.finish(action)
+    }
+
+    pub fn run_without_action(self) -> Outcome {
+        self.finish("(no action)")
+    }
+
+    fn finish(mut self, action: &str) -> Outcome {
         let started = Instant::now();
-        let out = self
-            .cmd
-            .arg(action)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the agent");
+        let out = self.cmd.stdin(Stdio::null()).output().expect("run the agent");
         Outcome {
             action: action.to_string(),
             code: out.status.code().unwrap_or(-1),
