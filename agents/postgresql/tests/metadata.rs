@@ -43,9 +43,17 @@ fn xmllint(args: &[&str], cwd: &str) -> (bool, String) {
         .stdout(Stdio::null())
         .spawn()
         .expect("xmllint (install libxml2-utils)");
-    child.stdin.take().unwrap().write_all(metadata().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metadata().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -58,7 +66,10 @@ fn meta_data_is_valid_against_ra_api_1_dtd_as_ocf_tester_checks_it() {
 
 #[test]
 fn meta_data_is_valid_against_the_ocf_relaxng_schemas() {
-    for schema in ["/usr/share/resource-agents/metadata.rng", "/usr/share/pcs/data/ocf-1.1.rng"] {
+    for schema in [
+        "/usr/share/resource-agents/metadata.rng",
+        "/usr/share/pcs/data/ocf-1.1.rng",
+    ] {
         let (ok, err) = xmllint(&["--noout", "--relaxng", schema], "/");
         assert!(ok, "{schema}: {err}");
     }

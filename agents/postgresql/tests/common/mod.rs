@@ -235,7 +235,11 @@ impl Agent {
 
     fn finish(mut self, action: &str) -> Outcome {
         let started = Instant::now();
-        let out = self.cmd.stdin(Stdio::null()).output().expect("run the agent");
+        let out = self
+            .cmd
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the agent");
         Outcome {
             action: action.to_string(),
             code: out.status.code().unwrap_or(-1),
