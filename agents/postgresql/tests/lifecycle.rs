@@ -189,6 +189,26 @@ fn a_hung_postmaster_fails_the_monitor_in_time_and_stop_still_succeeds() {
 }
 
 #[test]
+fn a_postmaster_that_refuses_connections_fails_the_monitor_with_the_servers_reason() {
+    let pg = Instance::new();
+    pg.agent().run("start").expect(0);
+    pg.psql("CREATE DATABASE monitored");
+    pg.psql("ALTER DATABASE monitored WITH ALLOW_CONNECTIONS false");
+    let m = pg
+        .agent()
+        .param("pgdb", "monitored")
+        .run("monitor")
+        .expect(1);
+    assert!(
+        m.reason()
+            .contains("is not currently accepting connections"),
+        "{}",
+        m.reason()
+    );
+    pg.agent().run("monitor").expect(0);
+}
+
+#[test]
 fn a_config_file_outside_pgdata_is_used() {
     let pg = Instance::new();
     let etc = pg.root().join("etc with 'quote");
