@@ -1,9 +1,17 @@
 //! The postgresql agent against a real PostgreSQL 15 server: the OCF
 //! lifecycle and the pid-file failures (DESIGN.md failure 1).
 
-mod common;
+use tusk_testkit::{wait_until, Guard};
 
-use common::{wait_until, Agent, Guard, Instance};
+const AGENT: &str = env!("CARGO_BIN_EXE_postgresql");
+
+fn instance() -> tusk_testkit::Instance {
+    tusk_testkit::Instance::new(AGENT)
+}
+
+fn agent() -> tusk_testkit::Agent {
+    tusk_testkit::Agent::new(AGENT)
+}
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::Command;
@@ -13,7 +21,7 @@ const NOT_RUNNING: i32 = 7;
 
 #[test]
 fn start_monitor_stop_and_their_repeats() {
-    let pg = Instance::new();
+    let pg = instance();
     pg.agent().run("monitor").expect(NOT_RUNNING);
     pg.agent().run("start").expect(0);
     assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
@@ -38,17 +46,17 @@ fn start_monitor_stop_and_their_repeats() {
 #[test]
 fn the_socket_and_log_directories_are_created_for_the_server_user() {
     use std::os::unix::fs::MetadataExt;
-    let pg = Instance::new();
+    let pg = instance();
     assert!(!pg.socketdir.exists());
     pg.agent().run("start").expect(0);
     let owner = std::fs::metadata(&pg.socketdir).unwrap().uid();
-    assert_eq!(owner, common::postgres_user().uid.as_raw());
+    assert_eq!(owner, tusk_testkit::postgres_user().uid.as_raw());
     assert!(pg.logfile.exists());
 }
 
 #[test]
 fn a_pid_file_naming_a_dead_pid_is_moved_aside_and_the_server_starts() {
-    let pg = Instance::new();
+    let pg = instance();
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id();
     gone.wait().unwrap();
@@ -64,7 +72,7 @@ fn a_pid_file_naming_a_dead_pid_is_moved_aside_and_the_server_starts() {
 
 #[test]
 fn a_pid_reused_by_an_unrelated_process_is_neither_running_nor_blocking_nor_killed() {
-    let pg = Instance::new();
+    let pg = instance();
     let mut sleeper = Guard(Command::new("sleep").arg("120").spawn().unwrap());
     let forged = sleeper.0.id();
     pg.write_pid_file(&format!(
@@ -87,8 +95,8 @@ fn a_pid_reused_by_an_unrelated_process_is_neither_running_nor_blocking_nor_kill
 
 #[test]
 fn the_postmaster_of_another_instance_is_not_ours() {
-    let a = Instance::new();
-    let b = Instance::new();
+    let a = instance();
+    let b = instance();
     b.agent().run("start").expect(0);
     let b_pid = b.postmaster_pid().unwrap();
     a.write_pid_file(&format!(
@@ -107,7 +115,7 @@ fn the_postmaster_of_another_instance_is_not_ours() {
 
 #[test]
 fn a_garbage_pid_file_does_not_block_start() {
-    let pg = Instance::new();
+    let pg = instance();
     pg.write_pid_file("hello\n");
     pg.agent().run("monitor").expect(NOT_RUNNING);
     pg.agent().run("start").expect(0);
@@ -115,7 +123,7 @@ fn a_garbage_pid_file_does_not_block_start() {
 
 #[test]
 fn backends_orphaned_by_a_killed_postmaster_are_a_failure_until_stop_kills_them() {
-    let pg = Instance::new();
+    let pg = instance();
     pg.agent().run("start").expect(0);
     // A busy loop never checks for postmaster death, so this backend
     // outlives a SIGKILLed postmaster, as long-running queries do in the field.
@@ -160,7 +168,7 @@ fn backends_orphaned_by_a_killed_postmaster_are_a_failure_until_stop_kills_them(
 
 #[test]
 fn a_failed_start_reports_the_servers_own_reason() {
-    let pg = Instance::new();
+    let pg = instance();
     let out = pg
         .agent()
         .param("start_opts", "-c shared_buffers=banana")
@@ -172,7 +180,7 @@ fn a_failed_start_reports_the_servers_own_reason() {
 
 #[test]
 fn a_hung_postmaster_fails_the_monitor_in_time_and_stop_still_succeeds() {
-    let pg = Instance::new();
+    let pg = instance();
     pg.agent().run("start").expect(0);
     let postmaster = Pid::from_raw(pg.postmaster_pid().unwrap());
     kill(postmaster, Signal::SIGSTOP).unwrap();
@@ -190,7 +198,7 @@ fn a_hung_postmaster_fails_the_monitor_in_time_and_stop_still_succeeds() {
 
 #[test]
 fn a_postmaster_that_refuses_connections_fails_the_monitor_with_the_servers_reason() {
-    let pg = Instance::new();
+    let pg = instance();
     pg.agent().run("start").expect(0);
     pg.psql("CREATE DATABASE monitored");
     pg.psql("ALTER DATABASE monitored WITH ALLOW_CONNECTIONS false");
@@ -210,12 +218,12 @@ fn a_postmaster_that_refuses_connections_fails_the_monitor_with_the_servers_reas
 
 #[test]
 fn a_config_file_outside_pgdata_is_used() {
-    let pg = Instance::new();
+    let pg = instance();
     let etc = pg.root().join("etc with 'quote");
     std::fs::create_dir(&etc).unwrap();
     let conf = etc.join("postgresql.conf");
     std::fs::rename(pg.pgdata.join("postgresql.conf"), &conf).unwrap();
-    common::append(
+    tusk_testkit::append(
         &conf,
         &format!(
             "data_directory = '{}'\napplication_name = 'from-etc'\n",
@@ -229,7 +237,7 @@ fn a_config_file_outside_pgdata_is_used() {
 #[test]
 fn validate_all_maps_each_problem_to_its_ocf_code() {
     use std::os::unix::fs::PermissionsExt;
-    let pg = Instance::new();
+    let pg = instance();
     pg.agent().run("validate-all").expect(0);
     pg.agent()
         .param("bindir", "/nonexistent/bin")
@@ -265,7 +273,7 @@ fn validate_all_maps_each_problem_to_its_ocf_code() {
         .param("config", "/nonexistent/postgresql.conf")
         .run("validate-all")
         .expect(5);
-    Agent::new().run("validate-all").expect(6);
+    agent().run("validate-all").expect(6);
 
     let mode =
         |m: u32| std::fs::set_permissions(&pg.pgdata, std::fs::Permissions::from_mode(m)).unwrap();
@@ -281,7 +289,7 @@ fn validate_all_maps_each_problem_to_its_ocf_code() {
     std::fs::write(&version, "14\n").unwrap();
     let other = pg
         .agent()
-        .param("bindir", common::BINDIR)
+        .param("bindir", tusk_testkit::BINDIR)
         .run("validate-all")
         .expect(6);
     assert!(

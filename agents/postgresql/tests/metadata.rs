@@ -3,14 +3,14 @@
 //! resource-agents (ra-api-1.dtd, as ocf-tester checks it, and the OCF
 //! RelaxNG schema) and pcs (its OCF 1.1 schema).
 
-mod common;
-
-use common::Agent;
+fn agent() -> tusk_testkit::Agent {
+    tusk_testkit::Agent::new(env!("CARGO_BIN_EXE_postgresql"))
+}
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn metadata() -> String {
-    let out = Agent::new().run("meta-data").expect(0);
+    let out = agent().run("meta-data").expect(0);
     out.stdout
 }
 
@@ -26,10 +26,10 @@ fn meta_data_prints_exactly_the_checked_in_file() {
 
 #[test]
 fn meta_data_and_usage_need_no_environment() {
-    Agent::new().run("meta-data").expect(0);
-    Agent::new().run("no_such_action").expect(3);
-    Agent::new().run("").expect(3);
-    let usage = Agent::new().run_without_action();
+    agent().run("meta-data").expect(0);
+    agent().run("no_such_action").expect(3);
+    agent().run("").expect(3);
+    let usage = agent().run_without_action();
     assert_eq!(usage.code, 2, "{}", usage.stderr);
 }
 

@@ -1,8 +1,7 @@
-//! A real PostgreSQL 15 instance per test, and a tiny builder to run the
-//! agent against it. Everything a test creates is removed when it ends,
-//! pass or fail, and only processes of its own data directory are killed.
-
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! A real PostgreSQL 15 instance per test, and a tiny builder to run an
+//! agent against it, for the agents' tests and the benchmarks. Everything
+//! an instance creates is removed when it is dropped, pass or fail, and only
+//! processes of its own data directory are killed.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{chown, Pid, User};
@@ -15,6 +14,7 @@ pub const BINDIR: &str = "/usr/lib/postgresql/15/bin";
 
 pub struct Instance {
     root: tempfile::TempDir,
+    agent: PathBuf,
     pub pgdata: PathBuf,
     pub socketdir: PathBuf,
     pub logfile: PathBuf,
@@ -36,7 +36,9 @@ fn require_root() {
 impl Instance {
     /// initdb into a fresh directory; the server listens on its own unix
     /// socket only (no TCP), so tests never collide on a port.
-    pub fn new() -> Instance {
+    /// `agent` is the postgresql agent's binary
+    /// (`env!("CARGO_BIN_EXE_postgresql")` in its tests).
+    pub fn new(agent: impl Into<PathBuf>) -> Instance {
         require_root();
         let root = tempfile::Builder::new()
             .prefix("tusk-pg-")
@@ -69,6 +71,7 @@ impl Instance {
             logfile: root.path().join("log/postgresql.log"),
             pgdata,
             root,
+            agent: agent.into(),
         }
     }
 
@@ -78,7 +81,7 @@ impl Instance {
 
     /// The agent, with this instance's parameters set.
     pub fn agent(&self) -> Agent {
-        Agent::new()
+        Agent::new(&self.agent)
             .param("pgdata", &self.pgdata)
             .param("socketdir", &self.socketdir)
             .param("logfile", &self.logfile)
@@ -201,8 +204,8 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new() -> Agent {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_postgresql"));
+    pub fn new(binary: impl AsRef<std::ffi::OsStr>) -> Agent {
+        let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("OCF_ROOT", "/usr/lib/ocf")
