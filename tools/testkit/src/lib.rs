@@ -232,6 +232,12 @@ impl Agent {
         self.finish(action)
     }
 
+    /// The command that `run(action)` would run, for callers that measure it.
+    pub fn into_command(mut self, action: &str) -> Command {
+        self.cmd.arg(action);
+        self.cmd
+    }
+
     pub fn run_without_action(self) -> Outcome {
         self.finish("(no action)")
     }
