@@ -85,14 +85,6 @@ impl PgConfig {
     }
 
     pub fn from_params(p: &Params) -> Result<PgConfig> {
-        let path = |name: &str| p.string(name).filter(|s| !s.is_empty()).map(PathBuf::from);
-        let absolute = |name: &str, v: Option<PathBuf>| match v {
-            Some(v) if v.is_relative() => Err(OcfError::configured(format!(
-                "parameter {name}: '{}' is not an absolute path",
-                v.display()
-            ))),
-            v => Ok(v),
-        };
         let port = p.integer("pgport").expect("pgport has a default");
         let pgport = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
             OcfError::configured(format!(
@@ -100,23 +92,33 @@ impl PgConfig {
             ))
         })?;
         let text = |name: &str| p.string(name).unwrap_or_default().to_string();
+        let required = |name: &str| {
+            absolute_path(p, name)?
+                .ok_or_else(|| OcfError::configured(format!("parameter {name} is empty")))
+        };
         Ok(PgConfig {
-            pgdata: absolute("pgdata", path("pgdata"))?.expect("pgdata is required"),
-            bindir: absolute("bindir", path("bindir"))?,
-            config: absolute("config", path("config"))?,
-            socketdir: absolute("socketdir", path("socketdir"))?
-                .ok_or_else(|| OcfError::configured("parameter socketdir is empty"))?,
+            pgdata: required("pgdata")?,
+            bindir: absolute_path(p, "bindir")?,
+            config: absolute_path(p, "config")?,
+            socketdir: required("socketdir")?,
             pgport,
             pguser: text("pguser"),
             pgdb: text("pgdb"),
             start_opts: text("start_opts"),
-            logfile: absolute("logfile", path("logfile"))?
-                .ok_or_else(|| OcfError::configured("parameter logfile is empty"))?,
+            logfile: required("logfile")?,
         })
     }
 
-    pub fn pid_file(&self) -> PathBuf {
-        self.pgdata.join("postmaster.pid")
+    /// pgdata alone, for a stop that must succeed even when another
+    /// parameter is invalid.
+    pub fn pgdata_from_env() -> Result<PathBuf> {
+        let decl: Vec<Param> = PARAMS
+            .iter()
+            .filter(|p| p.name == "pgdata")
+            .copied()
+            .collect();
+        let params = Params::from_env(&decl)?;
+        Ok(absolute_path(&params, "pgdata")?.expect("pgdata is required"))
     }
 
     /// The server binaries' directory: the parameter, or the one that
@@ -145,6 +147,17 @@ impl PgConfig {
                         .join(", ")
                 ))
             })
+    }
+}
+
+/// A path parameter: `None` when empty, an error when relative.
+fn absolute_path(p: &Params, name: &str) -> Result<Option<PathBuf>> {
+    match p.string(name).filter(|s| !s.is_empty()).map(PathBuf::from) {
+        Some(v) if v.is_relative() => Err(OcfError::configured(format!(
+            "parameter {name}: '{}' is not an absolute path",
+            v.display()
+        ))),
+        v => Ok(v),
     }
 }
 
@@ -188,7 +201,6 @@ mod tests {
         assert_eq!(c.socketdir, PathBuf::from("/var/run/postgresql"));
         assert_eq!(c.bindir, None);
         assert_eq!(c.config, None);
-        assert_eq!(c.pid_file(), PathBuf::from("/srv/pg/postmaster.pid"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod stop;
 pub mod validate;
 
 use config::PgConfig;
-use ocf::{Action, ActionSpec, AgentInfo, OcfEnv, OcfError, Result, Status};
+use ocf::{warning, Action, ActionSpec, AgentInfo, OcfEnv, OcfError, Result, Status};
 
 pub const AGENT: AgentInfo = AgentInfo {
     name: "postgresql",
@@ -32,11 +32,22 @@ nothing.",
 };
 
 pub fn run(action: Action, env: &OcfEnv) -> Result<Status> {
-    let cfg = PgConfig::from_env()?;
     let deadline = env.deadline(AGENT.timeout_of(action.name()));
+    if action == Action::Stop {
+        // A stop that fails gets the node fenced: it needs pgdata alone.
+        let pgdata = match PgConfig::from_env() {
+            Ok(cfg) => cfg.pgdata,
+            Err(e) => {
+                let pgdata = PgConfig::pgdata_from_env()?;
+                warning!("{e}; stopping what runs in {} anyway", pgdata.display());
+                pgdata
+            }
+        };
+        return stop::stop(&pgdata, &deadline);
+    }
+    let cfg = PgConfig::from_env()?;
     match action {
         Action::Start => start::start(&cfg, &deadline),
-        Action::Stop => stop::stop(&cfg, &deadline),
         Action::Monitor => monitor::monitor(&cfg, &deadline).map(|observed| match observed {
             monitor::Observed::NotRunning => Status::NotRunning,
             monitor::Observed::Running(_) => Status::Success,

@@ -16,7 +16,7 @@ pub enum Observed {
 }
 
 pub fn monitor(cfg: &PgConfig, deadline: &Deadline) -> Result<Observed> {
-    match postmaster::observe(cfg)? {
+    match postmaster::observe(&cfg.pgdata)? {
         Postmaster::Stopped { stale } => {
             if let Some(why) = stale {
                 debug!("{why}");

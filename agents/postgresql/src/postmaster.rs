@@ -55,21 +55,25 @@ fn read_lock(path: &Path, expected: &Expected<'_>) -> Result<Lock> {
 /// and every backend chdir. The owner is left out on purpose: a postmaster
 /// of this data directory run by the wrong account is still one, and its
 /// pid file must never be moved aside.
-pub fn expected(cfg: &PgConfig) -> Expected<'_> {
+pub fn expected(pgdata: &Path) -> Expected<'_> {
     Expected {
         exe_name: Some(OsStr::new("postgres")),
-        cwd: Some(&cfg.pgdata),
+        cwd: Some(pgdata),
         ..Default::default()
     }
 }
 
-pub fn observe(cfg: &PgConfig) -> Result<Postmaster> {
-    let stale = match read_lock(&cfg.pid_file(), &expected(cfg))? {
+/// Everything else about the instance is configuration; what runs is found
+/// from the data directory alone, so that stop works even when another
+/// parameter is wrong.
+pub fn observe(pgdata: &Path) -> Result<Postmaster> {
+    let pid_file = pid_file(pgdata);
+    let stale = match read_lock(&pid_file, &expected(pgdata))? {
         Lock::Held(info) => return Ok(Postmaster::Running(info)),
         Lock::Absent => None,
-        Lock::Stale(why) => Some(format!("{} is stale: {why}", cfg.pid_file().display())),
+        Lock::Stale(why) => Some(format!("{} is stale: {why}", pid_file.display())),
     };
-    let leftovers = leftovers(cfg)?;
+    let leftovers = leftovers(pgdata)?;
     if leftovers.is_empty() {
         Ok(Postmaster::Stopped { stale })
     } else {
@@ -93,13 +97,17 @@ pub fn stale_socket_lock(cfg: &PgConfig) -> Result<Option<String>> {
     })
 }
 
+pub fn pid_file(pgdata: &Path) -> PathBuf {
+    pgdata.join("postmaster.pid")
+}
+
 pub fn socket_lock(cfg: &PgConfig) -> PathBuf {
     cfg.socketdir.join(format!(".s.PGSQL.{}.lock", cfg.pgport))
 }
 
 /// Every process of this data directory, found by a /proc scan.
-pub fn leftovers(cfg: &PgConfig) -> Result<Vec<ProcInfo>> {
-    process::find_processes(&expected(cfg))
+pub fn leftovers(pgdata: &Path) -> Result<Vec<ProcInfo>> {
+    process::find_processes(&expected(pgdata))
         .map_err(|e| OcfError::generic(format!("scanning /proc: {e}")))
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 
 pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
     let checked = validate::check(cfg, deadline)?;
-    match postmaster::observe(cfg)? {
+    match postmaster::observe(&cfg.pgdata)? {
         Postmaster::Running(pm) => {
             sql::server_state(cfg, &checked.user, deadline)
                 .map_err(|e| e.context(format!("postmaster {} already runs, but", pm.pid)))?;
@@ -78,7 +78,7 @@ pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
 /// ("lock file already exists"), even one that only reuses the PID. The file
 /// is kept for inspection under another name.
 fn move_aside_stale_pid_file(cfg: &PgConfig, why: &str) -> Result<()> {
-    let pid_file = cfg.pid_file();
+    let pid_file = postmaster::pid_file(&cfg.pgdata);
     let aside = cfg.pgdata.join("postmaster.pid.tusk-stale");
     std::fs::rename(&pid_file, &aside)
         .map_err(|e| OcfError::generic(format!("cannot move {} aside: {e}", pid_file.display())))?;

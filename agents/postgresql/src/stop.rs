@@ -1,11 +1,11 @@
 //! stop: nothing of this data directory may run afterwards, and the agent,
 //! not Pacemaker's timeout, decides how hard to push.
 
-use crate::config::PgConfig;
 use crate::postmaster::{self, Postmaster};
 use nix::sys::signal::Signal;
 use ocf::process::{self, ProcInfo};
 use ocf::{info, warning, Deadline, OcfError, Result, Status};
+use std::path::Path;
 use std::time::Duration;
 
 /// Fast shutdown first (it rolls back open transactions but writes a
@@ -16,8 +16,8 @@ use std::time::Duration;
 /// Signals go to the validated postmaster PID directly rather than through
 /// `pg_ctl stop`: pg_ctl signals whatever PID postmaster.pid names, which
 /// after a reboot may be an unrelated process.
-pub fn stop(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
-    match postmaster::observe(cfg)? {
+pub fn stop(pgdata: &Path, deadline: &Deadline) -> Result<Status> {
+    match postmaster::observe(pgdata)? {
         Postmaster::Running(pm) => {
             // Each step gets a share of what is left, so SIGKILL always has time.
             let modes = [
@@ -43,23 +43,23 @@ pub fn stop(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
         }
         Postmaster::Orphaned(procs) => warning!(
             "killing processes of {} left without a postmaster: PIDs {}",
-            cfg.pgdata.display(),
+            pgdata.display(),
             postmaster::pid_list(&procs)
         ),
         Postmaster::Stopped { .. } => {}
     }
-    kill_leftovers(cfg, deadline)?;
+    kill_leftovers(pgdata, deadline)?;
     Ok(Status::Success)
 }
 
 /// SIGKILLs whatever still works in the data directory until nothing does.
-fn kill_leftovers(cfg: &PgConfig, deadline: &Deadline) -> Result<()> {
+fn kill_leftovers(pgdata: &Path, deadline: &Deadline) -> Result<()> {
     let mut killed = Vec::new();
     let remaining = deadline.wait_for(
         "the server processes to exit",
         Duration::from_millis(50),
         || {
-            let procs = postmaster::leftovers(cfg)?;
+            let procs = postmaster::leftovers(pgdata)?;
             if procs.is_empty() {
                 return Ok(Some(()));
             }
@@ -72,13 +72,10 @@ fn kill_leftovers(cfg: &PgConfig, deadline: &Deadline) -> Result<()> {
         },
     );
     if !killed.is_empty() {
-        warning!(
-            "sent SIGKILL to PIDs {killed:?} of {}",
-            cfg.pgdata.display()
-        );
+        warning!("sent SIGKILL to PIDs {killed:?} of {}", pgdata.display());
     }
     remaining.map_err(|e| {
-        let left = postmaster::leftovers(cfg)
+        let left = postmaster::leftovers(pgdata)
             .map(|p| postmaster::pid_list(&p))
             .unwrap_or_default();
         OcfError::generic(format!("{e}; still running: {left}"))

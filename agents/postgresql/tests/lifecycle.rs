@@ -217,6 +217,25 @@ fn a_postmaster_that_refuses_connections_fails_the_monitor_with_the_servers_reas
 }
 
 #[test]
+fn stop_succeeds_even_when_another_parameter_became_invalid() {
+    // A failed stop gets the node fenced; stop needs pgdata alone.
+    let pg = instance();
+    pg.agent().run("start").expect(0);
+    pg.agent()
+        .param("pgport", "not-a-port")
+        .run("monitor")
+        .expect(6);
+    let s = pg
+        .agent()
+        .param("pgport", "not-a-port")
+        .run("stop")
+        .expect(0);
+    assert!(s.stderr.contains("stopping what runs in"), "{}", s.stderr);
+    assert!(pg.processes().is_empty(), "left: {:?}", pg.processes());
+    agent().param("pgport", "1").run("stop").expect(6);
+}
+
+#[test]
 fn a_config_file_outside_pgdata_is_used() {
     let pg = instance();
     let etc = pg.root().join("etc with 'quote");
