@@ -1,0 +1,195 @@
+//! `tusk-lab`: the lab's command line. Also `fence_tusklab` when called by
+//! that name (Pacemaker runs it from the nodes' /usr/sbin), and the lab's
+//! own processes (`init`, `fence-daemon`), which are not for people.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
+use tusk_lab::fence::{agent, daemon};
+use tusk_lab::init::{self, Role};
+use tusk_lab::node::NodeDir;
+use tusk_lab::{default_dir, postgres, Lab, LabConfig};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let called_as = args.first().map(|a| {
+        Path::new(a)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    });
+    if called_as.as_deref() == Some(agent::NAME) {
+        return exit_code(agent::main(&args[1..]));
+    }
+    let matches = cli().get_matches();
+    match run(&matches) {
+        Ok(code) => exit_code(code),
+        Err(e) => {
+            eprintln!("tusk-lab: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn node_arg() -> Arg {
+    Arg::new("node").required(true).help("node1, node2...")
+}
+
+fn cli() -> Command {
+    Command::new("tusk-lab")
+        .about("A real multi-node Pacemaker cluster on one machine, built from namespaces")
+        .after_help(
+            "The lab lives in --dir (default: $TUSK_LAB_DIR or /tmp/tusk-lab); two labs need two directories.\n\
+             Needs root and the packages corosync, pacemaker, pcs, util-linux and iproute2.",
+        )
+        .subcommand_required(true)
+        .arg(
+            Arg::new("dir")
+                .long("dir")
+                .global(true)
+                .value_parser(value_parser!(PathBuf))
+                .help("state directory of the lab [default: $TUSK_LAB_DIR or /tmp/tusk-lab]"),
+        )
+        .subcommand(
+            Command::new("up").about("bring up a lab and wait until all nodes are online with quorum").arg(
+                Arg::new("nodes")
+                    .long("nodes")
+                    .value_parser(value_parser!(usize))
+                    .default_value("3")
+                    .help("number of nodes"),
+            ),
+        )
+        .subcommand(
+            Command::new("demo")
+                .about("bring up a lab with the postgresql agent running on every node, and print crm_mon -1")
+                .arg(
+                    Arg::new("nodes")
+                        .long("nodes")
+                        .value_parser(value_parser!(usize))
+                        .default_value("3")
+                        .help("number of nodes"),
+                ),
+        )
+        .subcommand(Command::new("down").about("end the lab and remove its directory (idempotent)"))
+        .subcommand(Command::new("status").about("show the nodes and the cluster as one node sees it"))
+        .subcommand(
+            Command::new("exec").about("run a command inside a node").arg(node_arg()).arg(
+                Arg::new("command")
+                    .required(true)
+                    .num_args(1..)
+                    .trailing_var_arg(true)
+                    .allow_hyphen_values(true),
+            ),
+        )
+        .subcommand(Command::new("partition").about("pull the node's cable out of the switch").arg(node_arg()))
+        .subcommand(Command::new("heal").about("plug the node's cable back in").arg(node_arg()))
+        .subcommand(Command::new("crash").about("kill every process of the node at once, like a power loss").arg(node_arg()))
+        .subcommand(
+            Command::new("restart")
+                .about("boot a crashed node with its disks as they were and wait until it is online")
+                .arg(node_arg()),
+        )
+        .subcommand(
+            Command::new("logs").about("the last lines of the node's corosync and Pacemaker logs").arg(node_arg()).arg(
+                Arg::new("lines").long("lines").value_parser(value_parser!(usize)).default_value("40"),
+            ),
+        )
+        .subcommand(
+            Command::new("fence-agent")
+                .about("run the lab fence agent (as fence_tusklab), e.g. fence-agent -o list")
+                .arg(Arg::new("args").num_args(0..).trailing_var_arg(true).allow_hyphen_values(true)),
+        )
+        .subcommand(
+            Command::new("fence-daemon")
+                .hide(true)
+                .arg(Arg::new("lab").long("lab").required(true).value_parser(value_parser!(PathBuf))),
+        )
+        .subcommand(
+            Command::new("init")
+                .hide(true)
+                .arg(Arg::new("lab").long("lab").required(true).value_parser(value_parser!(PathBuf)))
+                .arg(Arg::new("node").long("node").conflicts_with("switch"))
+                .arg(Arg::new("switch").long("switch").action(ArgAction::SetTrue)),
+        )
+}
+
+fn run(matches: &ArgMatches) -> Result<i32> {
+    let dir = matches
+        .get_one::<PathBuf>("dir")
+        .cloned()
+        .unwrap_or_else(default_dir);
+    let (name, sub) = matches.subcommand().expect("subcommand_required");
+    let node = || sub.get_one::<String>("node").cloned().unwrap_or_default();
+    match name {
+        "up" => {
+            let exe = std::env::current_exe().context("finding the tusk-lab binary")?;
+            let nodes = *sub.get_one::<usize>("nodes").expect("has a default");
+            let lab = Lab::up(&LabConfig::new(dir).nodes(nodes).exe(exe))?;
+            print!("{}", lab.status()?);
+            println!(
+                "enter a node with: tusk-lab exec node1 bash; end the lab with: tusk-lab down"
+            );
+        }
+        "demo" => {
+            let exe = std::env::current_exe().context("finding the tusk-lab binary")?;
+            let nodes = *sub.get_one::<usize>("nodes").expect("has a default");
+            let lab = Lab::up(&LabConfig::new(dir).nodes(nodes).exe(exe))?;
+            postgres::initdb_all(&lab)?;
+            postgres::create_clone(&lab, Duration::from_secs(120))?;
+            let first = lab.nodes()?.remove(0);
+            let crm_mon = lab.exec(&first, &["crm_mon", "-1"])?;
+            print!("{}", String::from_utf8_lossy(&crm_mon.stdout));
+            println!("the lab keeps running: tusk-lab exec node1 bash to enter a node, tusk-lab down to end it");
+        }
+        "down" => tusk_lab::down(&dir)?,
+        "status" => print!("{}", Lab::attach(dir)?.status()?),
+        "exec" => {
+            let command: Vec<&String> = sub
+                .get_many::<String>("command")
+                .expect("required")
+                .collect();
+            let status = Lab::attach(dir)?
+                .command(&node(), command[0])?
+                .args(&command[1..])
+                .status()
+                .with_context(|| format!("running {}", command[0]))?;
+            return Ok(status.code().unwrap_or(1));
+        }
+        "partition" => Lab::attach(dir)?.partition(&node())?,
+        "heal" => Lab::attach(dir)?.heal(&node())?,
+        "crash" => Lab::attach(dir)?.crash(&node())?,
+        "restart" => Lab::attach(dir)?.restart(&node())?,
+        "logs" => print!(
+            "{}",
+            Lab::attach(dir)?.logs(&node(), *sub.get_one::<usize>("lines").expect("default"))?
+        ),
+        "fence-agent" => {
+            let args: Vec<String> = sub
+                .get_many::<String>("args")
+                .map(|a| a.cloned().collect())
+                .unwrap_or_default();
+            return Ok(agent::main(&args));
+        }
+        "fence-daemon" => daemon::run(sub.get_one::<PathBuf>("lab").expect("required"))?,
+        "init" => {
+            let lab_dir = sub.get_one::<PathBuf>("lab").expect("required");
+            let role = match sub.get_one::<String>("node") {
+                Some(node) => Role::Node(NodeDir::new(lab_dir, node)),
+                None => Role::Switch {
+                    hostname: "lab-switch".to_string(),
+                },
+            };
+            init::run(role, lab_dir)?;
+        }
+        other => unreachable!("subcommand {other}"),
+    }
+    Ok(0)
+}

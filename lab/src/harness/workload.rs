@@ -1,0 +1,247 @@
+//! Client load through the cluster: a writer that records which commits were
+//! acknowledged (so a test can prove none was lost and time the outage), and
+//! pgbench beside it so that replication lag really exists when a fault hits.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Runs `f` on a thread that has entered the network namespace `netns`
+/// (`/proc/PID/ns/net`): network namespaces are per thread, so the test
+/// process reaches the lab's private addresses without joining it.
+pub fn in_netns<T: Send + 'static>(
+    netns: Option<&Path>,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    spawn_in_netns(netns.map(Path::to_path_buf), f)?
+        .join()
+        .map_err(|_| anyhow::anyhow!("thread in the lab's network namespace panicked"))?
+}
+
+fn spawn_in_netns<T: Send + 'static>(
+    netns: Option<PathBuf>,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<JoinHandle<Result<T>>> {
+    Ok(std::thread::spawn(move || {
+        if let Some(path) = netns {
+            let ns = std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("entering {}", path.display()))?;
+        }
+        f()
+    }))
+}
+
+/// What the writer saw: each acknowledged counter value with the moment the
+/// commit returned, and each failed attempt.
+#[derive(Debug, Clone, Default)]
+pub struct WriterReport {
+    pub acknowledged: Vec<(i64, Instant)>,
+    pub failures: Vec<(Instant, String)>,
+}
+
+impl WriterReport {
+    /// The first acknowledged write after `fault`: the end of the outage a
+    /// client sees.
+    pub fn first_ack_after(&self, fault: Instant) -> Option<Instant> {
+        self.acknowledged
+            .iter()
+            .map(|(_, at)| *at)
+            .find(|at| *at > fault)
+    }
+
+    /// Acknowledged values that are not in `present`: lost commits.
+    pub fn lost(&self, present: &[i64]) -> Vec<i64> {
+        let present: std::collections::HashSet<i64> = present.iter().copied().collect();
+        self.acknowledged
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !present.contains(n))
+            .collect()
+    }
+}
+
+/// Inserts a counter row every `every` into `tusk_writer`, reconnecting
+/// after every error, until stopped.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    report: Arc<Mutex<WriterReport>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+pub const WRITER_TABLE: &str = "CREATE TABLE IF NOT EXISTS tusk_writer (n bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())";
+
+impl Writer {
+    pub fn start(netns: Option<&Path>, conninfo: &str, every: Duration) -> Result<Writer> {
+        let config: postgres::Config = conninfo.parse().context("writer connection string")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(Mutex::new(WriterReport::default()));
+        let (stop2, report2) = (stop.clone(), report.clone());
+        let thread = spawn_in_netns(netns.map(Path::to_path_buf), move || {
+            write_loop(config, every, &stop2, &report2);
+            Ok(())
+        })?;
+        Ok(Writer {
+            stop,
+            report,
+            thread: Some(thread),
+        })
+    }
+
+    /// A snapshot of what was acknowledged so far.
+    pub fn report(&self) -> WriterReport {
+        self.report.lock().expect("writer report").clone()
+    }
+
+    pub fn stop(mut self) -> WriterReport {
+        self.finish();
+        self.report()
+    }
+
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn write_loop(
+    mut config: postgres::Config,
+    every: Duration,
+    stop: &AtomicBool,
+    report: &Mutex<WriterReport>,
+) {
+    // A write that hangs (a primary waiting for a lost synchronous standby)
+    // must not stall the loop forever: statement_timeout bounds it.
+    config
+        .connect_timeout(Duration::from_secs(1))
+        .options("-c statement_timeout=2000");
+    let mut client: Option<postgres::Client> = None;
+    let mut n: i64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let tick = Instant::now();
+        n += 1;
+        let outcome = (|| -> Result<(), postgres::Error> {
+            if client.is_none() {
+                let mut c = config.connect(postgres::NoTls)?;
+                c.batch_execute(WRITER_TABLE)?;
+                client = Some(c);
+            }
+            let c = client.as_mut().expect("connected above");
+            c.execute("INSERT INTO tusk_writer (n) VALUES ($1)", &[&n])?;
+            Ok(())
+        })();
+        let mut r = report.lock().expect("writer report");
+        match outcome {
+            Ok(()) => r.acknowledged.push((n, Instant::now())),
+            Err(e) => {
+                client = None;
+                r.failures.push((Instant::now(), e.to_string()));
+            }
+        }
+        drop(r);
+        std::thread::sleep(every.saturating_sub(tick.elapsed()));
+    }
+}
+
+/// The values of `tusk_writer` as the server behind `conninfo` has them.
+pub fn written_values(netns: Option<&Path>, conninfo: &str) -> Result<Vec<i64>> {
+    let config: postgres::Config = conninfo.parse().context("connection string")?;
+    in_netns(netns, move || {
+        let mut c = config
+            .connect(postgres::NoTls)
+            .context("connecting to read tusk_writer")?;
+        let rows = c.query("SELECT n FROM tusk_writer ORDER BY n", &[])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    })
+}
+
+/// pgbench running in the lab's network namespace until stopped; killed by
+/// its PID (it is our child) when dropped.
+pub struct Load {
+    child: Child,
+}
+
+impl Load {
+    /// Initialises pgbench's tables (scale 1), then runs `clients` clients
+    /// for at most `limit`.
+    pub fn start(
+        netns: Option<&Path>,
+        pgbench_args: &[&str],
+        clients: u32,
+        limit: Duration,
+    ) -> Result<Load> {
+        let base = |extra: &[String]| {
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut c = Command::new("nsenter");
+                    c.arg(format!("--net={}", ns.display()))
+                        .arg("--")
+                        .arg("pgbench");
+                    c
+                }
+                None => Command::new("pgbench"),
+            };
+            cmd.args(extra).args(pgbench_args).stdin(Stdio::null());
+            cmd
+        };
+        let init = base(&["-i".into(), "-q".into(), "-s".into(), "1".into()])
+            .output()
+            .context("running pgbench -i")?;
+        anyhow::ensure!(
+            init.status.success(),
+            "pgbench -i: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let child = base(&[
+            "-n".into(),
+            "-c".into(),
+            clients.to_string(),
+            "-T".into(),
+            limit.as_secs().max(1).to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pgbench")?;
+        Ok(Load { child })
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_and_first_ack_are_read_from_the_report() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let r = WriterReport {
+            acknowledged: vec![(1, at(100)), (2, at(200)), (5, at(900))],
+            failures: vec![(at(300), "down".into())],
+        };
+        assert_eq!(r.first_ack_after(at(250)), Some(at(900)));
+        assert_eq!(r.first_ack_after(at(1000)), None);
+        assert_eq!(r.lost(&[1, 5, 6]), vec![2]);
+        assert!(r.lost(&[1, 2, 5]).is_empty());
+    }
+}

@@ -1,0 +1,159 @@
+//! PostgreSQL on the lab's nodes: an instance per node on the node's own
+//! disk, and the `ocf:tusk:postgresql` agent managing them as a clone. What
+//! the demo and the scenario tests start from.
+//!
+//! The agent is the one installed on the host (the tusk-agents package):
+//! nodes share the host's /usr/lib/ocf.
+
+use crate::process::wait_for;
+use crate::Lab;
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+
+pub const PGDATA: &str = "/var/lib/postgresql/15/lab";
+pub const BINDIR: &str = "/usr/lib/postgresql/15/bin";
+pub const AGENT: &str = "/usr/lib/ocf/resource.d/tusk/postgresql";
+/// The clone's primitive; its instances are `pg` in crm_mon.
+pub const RESOURCE: &str = "pg";
+
+/// initdb on every node that has no instance yet. Clients reach a node over
+/// the lab's private network, which exists only inside the lab: trust there
+/// keeps the workload free of passwords.
+pub fn initdb_all(lab: &Lab) -> Result<()> {
+    if !std::path::Path::new(AGENT).is_file() {
+        bail!("{AGENT} is not installed: build and install the tusk-agents package (packaging/build, dpkg -i dist/*.deb)");
+    }
+    for node in lab.nodes()? {
+        let has_instance = lab.exec(&node, &["test", "-f", &format!("{PGDATA}/PG_VERSION")])?;
+        if has_instance.status.success() {
+            continue;
+        }
+        run(
+            lab,
+            &node,
+            &[
+                "install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", PGDATA,
+            ],
+        )?;
+        let initdb = format!("{BINDIR}/initdb");
+        run(
+            lab,
+            &node,
+            &[
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                &initdb,
+                "--no-sync",
+                "-A",
+                "peer",
+                "-U",
+                "postgres",
+                "-D",
+                PGDATA,
+            ],
+        )?;
+        append(
+            lab,
+            &node,
+            &format!("{PGDATA}/postgresql.conf"),
+            "listen_addresses = '*'\n",
+        )?;
+        let hba = format!("host all all {}/24 trust\n", lab_network(lab));
+        append(lab, &node, &format!("{PGDATA}/pg_hba.conf"), &hba)?;
+    }
+    Ok(())
+}
+
+/// Creates the clone of the postgresql agent (one instance per node) and
+/// waits until it is started everywhere.
+pub fn create_clone(lab: &Lab, timeout: Duration) -> Result<()> {
+    let first = lab
+        .nodes()?
+        .into_iter()
+        .next()
+        .context("a lab without nodes")?;
+    run(
+        lab,
+        &first,
+        &[
+            "pcs",
+            "resource",
+            "create",
+            RESOURCE,
+            "ocf:tusk:postgresql",
+            &format!("pgdata={PGDATA}"),
+            "op",
+            "monitor",
+            "interval=10s",
+            "timeout=20s",
+            "clone",
+        ],
+    )?;
+    wait_started(lab, timeout)
+}
+
+/// Waits until `pg` runs on every node that is up, as the first of them sees it.
+pub fn wait_started(lab: &Lab, timeout: Duration) -> Result<()> {
+    let nodes = lab.nodes()?;
+    wait_for("the postgresql clone to run on every node", timeout, || {
+        let Some(observer) = nodes.iter().find(|n| lab.is_running(n).unwrap_or(false)) else {
+            return Ok(false);
+        };
+        let Ok(view) = lab.view(observer) else {
+            return Ok(false);
+        };
+        let up: Vec<&String> = nodes.iter().filter(|n| view.is_online(n)).collect();
+        let started = view.nodes_in_role(RESOURCE, "Started");
+        Ok(!up.is_empty() && up.iter().all(|n| started.contains(&n.as_str())))
+    })
+}
+
+/// How a client in the switch reaches the instance on `node`.
+pub fn conninfo(lab: &Lab, node: &str) -> Result<String> {
+    Ok(format!(
+        "host={} port=5432 user=postgres dbname=postgres",
+        lab.address(node)?
+    ))
+}
+
+fn lab_network(lab: &Lab) -> std::net::Ipv4Addr {
+    let [a, b, c, _] = lab.switch_address().octets();
+    std::net::Ipv4Addr::new(a, b, c, 0)
+}
+
+/// Appends to a file inside the node, as the postgres user, through stdin:
+/// no shell quoting.
+fn append(lab: &Lab, node: &str, path: &str, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut tee = lab.command(node, "runuser")?;
+    tee.args(["-u", "postgres", "--", "tee", "-a", path])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = tee
+        .spawn()
+        .with_context(|| format!("appending to {path} on {node}"))?;
+    child
+        .stdin
+        .take()
+        .context("tee's stdin")?
+        .write_all(text.as_bytes())?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("appending to {path} on {node}: tee exited {status}");
+    }
+    Ok(())
+}
+
+fn run(lab: &Lab, node: &str, args: &[&str]) -> Result<()> {
+    let out = lab.exec(node, args)?;
+    if !out.status.success() {
+        bail!(
+            "{} on {node} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
