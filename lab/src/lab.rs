@@ -775,6 +775,7 @@ pub fn down(dir: &Path) -> Result<()> {
 fn leftover_processes(dir: &Path) -> Vec<(Recorded, Option<Recorded>)> {
     let exe = installed_exe(dir).to_string_lossy().into_owned();
     process::all_pids()
+        .unwrap_or_default()
         .into_iter()
         .filter(|pid| {
             let args = process::cmdline(*pid);
@@ -795,7 +796,7 @@ fn leftover_processes(dir: &Path) -> Vec<(Recorded, Option<Recorded>)> {
             Some((
                 Recorded {
                     pid,
-                    start: stat.start,
+                    start: stat.start_ticks,
                 },
                 parent,
             ))

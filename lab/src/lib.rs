@@ -79,6 +79,14 @@ pub struct DownOnDrop {
     dir: PathBuf,
 }
 
+impl DownOnDrop {
+    /// A guard for the lab in `dir`, for code that has no [`Lab`] (a lab
+    /// brought up by the command line, say).
+    pub fn new(dir: impl Into<PathBuf>) -> DownOnDrop {
+        DownOnDrop { dir: dir.into() }
+    }
+}
+
 impl Drop for DownOnDrop {
     fn drop(&mut self) {
         if let Err(e) = down(&self.dir) {
@@ -90,8 +98,6 @@ impl Drop for DownOnDrop {
 impl Lab {
     /// A guard that ends this lab when it goes out of scope.
     pub fn down_on_drop(&self) -> DownOnDrop {
-        DownOnDrop {
-            dir: self.dir().to_path_buf(),
-        }
+        DownOnDrop::new(self.dir())
     }
 }

@@ -28,14 +28,7 @@ pub struct Recorded {
     pub start: u64,
 }
 
-/// What /proc says about one PID right now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    /// `R`, `S`, `Z`...
-    pub state: char,
-    pub ppid: i32,
-    pub start: u64,
-}
+pub use ocf::process::{all_pids, Stat};
 
 impl Recorded {
     /// Records a process that is running now.
@@ -44,14 +37,15 @@ impl Recorded {
             .with_context(|| format!("process {pid} exited before it could be recorded"))?;
         Ok(Recorded {
             pid,
-            start: stat.start,
+            start: stat.start_ticks,
         })
     }
 
     /// True while the recorded process runs: same PID, same start time, not
     /// a zombie (a zombie passes `kill -0` but runs nothing).
     pub fn is_running(&self) -> bool {
-        stat(self.pid).is_some_and(|s| s.start == self.start && s.state != 'Z' && s.state != 'X')
+        stat(self.pid)
+            .is_some_and(|s| s.start_ticks == self.start && s.state != 'Z' && s.state != 'X')
     }
 
     /// SIGKILLs the process if it is still the recorded one, then waits with
@@ -71,7 +65,7 @@ impl Recorded {
     pub fn wait_exited(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if stat(self.pid).is_some_and(|s| s.start == self.start) {
+            if stat(self.pid).is_some_and(|s| s.start_ticks == self.start) {
                 match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) => {}
                     Ok(_) => return Ok(()),
@@ -97,24 +91,7 @@ impl Recorded {
 
 /// Reads /proc/PID/stat; `None` when there is no such process.
 pub fn stat(pid: i32) -> Option<Stat> {
-    if pid <= 0 {
-        return None;
-    }
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// The command name in /proc/PID/stat may contain spaces and parentheses,
-/// so fields are counted from the last `)`.
-fn parse_stat(line: &str) -> Option<Stat> {
-    let rest = &line[line.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    // After ppid come pgrp, session, tty_nr, tpgid, flags, minflt, cminflt,
-    // majflt, cmajflt, utime, stime, cutime, cstime, priority, nice,
-    // num_threads, itrealvalue, then starttime (field 22 overall).
-    let start = fields.nth(17)?.parse().ok()?;
-    Some(Stat { state, ppid, start })
+    Stat::read(pid).ok().flatten()
 }
 
 /// The identity of one of a process's namespaces, e.g. `pid:[4026532281]`.
@@ -126,23 +103,9 @@ pub fn namespace(pid: i32, kind: &str) -> Option<String> {
 
 /// The arguments a process was started with.
 pub fn cmdline(pid: i32) -> Vec<String> {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            raw.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every PID visible in this PID namespace.
-pub fn all_pids() -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+    ocf::process::cmdline(pid)
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
         .collect()
 }
 
@@ -254,20 +217,6 @@ pub fn tail(path: &Path, n: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_is_read_after_a_command_name_with_spaces_and_parentheses() {
-        let line =
-            "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                state: 'S',
-                ppid: 1,
-                start: 987654
-            })
-        );
-    }
 
     #[test]
     fn our_own_process_is_recorded_and_running() {

@@ -139,6 +139,7 @@ fn three_nodes_come_up_with_quorum_and_down_leaves_nothing() {
         .flatten()
         .collect();
     let mut holding: Vec<_> = process::all_pids()
+        .unwrap()
         .into_iter()
         .filter(|pid| {
             ["net", "mnt"].iter().any(|kind| {
@@ -179,6 +180,7 @@ fn three_nodes_come_up_with_quorum_and_down_leaves_nothing() {
         daemon.pid
     );
     let strays: Vec<i32> = process::all_pids()
+        .unwrap()
         .into_iter()
         .filter(|pid| process::cmdline(*pid).iter().any(|a| a.contains(&dir_text)))
         .filter(|pid| process::stat(*pid).is_some_and(|s| s.state != 'Z'))

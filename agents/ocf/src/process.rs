@@ -45,7 +45,11 @@ impl ProcInfo {
             Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let (state, ppid, start_ticks) = parse_stat(&stat).ok_or_else(|| {
+        let Stat {
+            state,
+            ppid,
+            start_ticks,
+        } = Stat::parse(&stat).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("unreadable /proc/{pid}/stat"),
@@ -56,14 +60,7 @@ impl ProcInfo {
             .and_then(|s| parse_uid(&s))
             .unwrap_or(u32::MAX);
         let link = |name: &str| std::fs::read_link(dir.join(name)).ok().map(strip_deleted);
-        let cmdline = std::fs::read(dir.join("cmdline"))
-            .map(|raw| {
-                raw.split(|b| *b == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let cmdline = read_cmdline(&dir);
         Ok(Some(ProcInfo {
             pid,
             state,
@@ -264,17 +261,67 @@ fn strip_deleted(p: PathBuf) -> PathBuf {
     }
 }
 
-/// State, parent PID and start time (clock ticks after boot) from
-/// /proc/PID/stat. The command name may hold spaces and parentheses, so the
-/// fields are counted from the last `)`.
-fn parse_stat(stat: &str) -> Option<(char, i32, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state) of proc(5); starttime is field 22.
-    let state = fields.first()?.chars().next()?;
-    let ppid = fields.get(1)?.parse().ok()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, ppid, start))
+/// The fields of /proc/PID/stat that say what a process is doing and, with
+/// the PID, name it for the machine's whole uptime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `R`, `S`, `Z`...
+    pub state: char,
+    pub ppid: i32,
+    /// The start time, in clock ticks after boot.
+    pub start_ticks: u64,
+}
+
+impl Stat {
+    /// `None` when there is no such process.
+    pub fn read(pid: i32) -> io::Result<Option<Stat>> {
+        if pid <= 0 {
+            return Ok(None);
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(line) => Ok(Stat::parse(&line)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The command name may hold spaces and parentheses, so the fields are
+    /// counted from the last `)`.
+    pub fn parse(line: &str) -> Option<Stat> {
+        let rest = &line[line.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is field 3 (state) of proc(5); starttime is field 22.
+        Some(Stat {
+            state: fields.first()?.chars().next()?,
+            ppid: fields.get(1)?.parse().ok()?,
+            start_ticks: fields.get(19)?.parse().ok()?,
+        })
+    }
+}
+
+/// Every PID visible in this PID namespace.
+pub fn all_pids() -> io::Result<Vec<i32>> {
+    Ok(std::fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// The arguments a process was started with (empty for a kernel thread or
+/// a process that is gone).
+pub fn cmdline(pid: i32) -> Vec<OsString> {
+    read_cmdline(&Path::new("/proc").join(pid.to_string()))
+}
+
+fn read_cmdline(dir: &Path) -> Vec<OsString> {
+    std::fs::read(dir.join("cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn parse_uid(status: &str) -> Option<u32> {
@@ -310,8 +357,13 @@ mod tests {
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
         let stat = "4242 (post gres) (x)) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
-        assert_eq!(parse_stat(stat), Some(('S', 1, 98765)));
-        assert_eq!(parse_stat("garbage"), None);
+        let want = Stat {
+            state: 'S',
+            ppid: 1,
+            start_ticks: 98765,
+        };
+        assert_eq!(Stat::parse(stat), Some(want));
+        assert_eq!(Stat::parse("garbage"), None);
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub fn processes_of(holder: &Holder) -> Vec<Recorded> {
         holder.init.pid
     );
     let list: Vec<Recorded> = process::all_pids()
+        .unwrap()
         .into_iter()
         .filter(|pid| process::namespace(*pid, "pid").as_deref() == Some(holder.pidns.as_str()))
         .filter_map(|pid| Recorded::of(pid).ok())
