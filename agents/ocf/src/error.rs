@@ -73,17 +73,6 @@ impl fmt::Display for OcfError {
 
 impl std::error::Error for OcfError {}
 
-/// Turns any displayable error into an [`OcfError`] with a chosen status and context.
-pub trait WithStatus<T> {
-    fn with_status<D: fmt::Display>(self, status: Status, what: impl FnOnce() -> D) -> Result<T>;
-}
-
-impl<T, E: fmt::Display> WithStatus<T> for std::result::Result<T, E> {
-    fn with_status<D: fmt::Display>(self, status: Status, what: impl FnOnce() -> D) -> Result<T> {
-        self.map_err(|e| OcfError::new(status, format!("{}: {e}", what())))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +82,5 @@ mod tests {
         let e = OcfError::perm("owned by root").context("/var/lib/pgsql");
         assert_eq!(e.status(), Status::ErrPerm);
         assert_eq!(e.reason(), "/var/lib/pgsql: owned by root");
-    }
-
-    #[test]
-    fn with_status_converts_foreign_errors() {
-        let r: std::result::Result<(), std::io::Error> = Err(std::io::Error::other("boom"));
-        let e = r
-            .with_status(Status::ErrInstalled, || "reading pg_ctl")
-            .unwrap_err();
-        assert_eq!(e.status(), Status::ErrInstalled);
-        assert_eq!(e.reason(), "reading pg_ctl: boom");
     }
 }

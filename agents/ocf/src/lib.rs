@@ -19,7 +19,7 @@ pub use command::{OsUser, Output};
 pub use deadline::Deadline;
 pub use dispatch::Action;
 pub use env::OcfEnv;
-pub use error::{OcfError, Result, WithStatus};
+pub use error::{OcfError, Result};
 pub use metadata::{ActionSpec, AgentInfo, Role};
 pub use params::{Param, ParamType, Params};
 pub use status::Status;

@@ -19,7 +19,14 @@ pub struct ProcInfo {
     pub state: char,
     pub ppid: i32,
     pub uid: u32,
+    pub gid: u32,
+    /// Wall-clock start time: boot time plus `start_ticks`. Boot time moves
+    /// when the clock is stepped, so compare `start_ticks` to tell whether a
+    /// PID still names the same process.
     pub started: SystemTime,
+    /// Clock ticks after boot; with the PID it names one process for the
+    /// machine's whole uptime.
+    pub start_ticks: u64,
     /// The executable; a binary replaced by a package upgrade still counts
     /// (the kernel's ` (deleted)` suffix is removed).
     pub exe: Option<PathBuf>,
@@ -55,10 +62,9 @@ impl ProcInfo {
                 format!("unreadable /proc/{pid}/stat"),
             )
         })?;
-        let uid = std::fs::read_to_string(dir.join("status"))
-            .ok()
-            .and_then(|s| parse_uid(&s))
-            .unwrap_or(u32::MAX);
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let uid = parse_id(&status, "Uid:").unwrap_or(u32::MAX);
+        let gid = parse_id(&status, "Gid:").unwrap_or(u32::MAX);
         let link = |name: &str| std::fs::read_link(dir.join(name)).ok().map(strip_deleted);
         let cmdline = read_cmdline(&dir);
         Ok(Some(ProcInfo {
@@ -66,7 +72,9 @@ impl ProcInfo {
             state,
             ppid,
             uid,
+            gid,
             started: boot_time(proc)? + ticks_to_duration(start_ticks),
+            start_ticks,
             exe: link("exe"),
             cwd: link("cwd"),
             cmdline,
@@ -110,7 +118,9 @@ pub enum PidCheck {
 
 /// Decides whether `pid` is the service described by `expected`. With
 /// `written`, the pid file's mtime, a process that started after the file was
-/// written cannot be the one that wrote it.
+/// written cannot be the one that wrote it; that test trusts the wall clock
+/// (a clock stepped forward makes every process look younger), so a service
+/// whose process `expected` already identifies without doubt passes `None`.
 pub fn check_pid(
     pid: i32,
     expected: &Expected<'_>,
@@ -197,14 +207,14 @@ pub fn mismatch(info: &ProcInfo, expected: &Expected<'_>) -> Option<String> {
 /// PostgreSQL backends, for instance).
 pub fn find_processes(expected: &Expected<'_>) -> io::Result<Vec<ProcInfo>> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids()? {
+        // One readlink rules out almost every process before the full read.
+        if let Some(name) = expected.exe_name {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(strip_deleted);
+            if !exe.is_ok_and(|e| e.file_name() == Some(name)) {
+                continue;
+            }
+        }
         if let Ok(Some(info)) = ProcInfo::read(pid) {
             if !info.has_exited() && mismatch(&info, expected).is_none() {
                 found.push(info);
@@ -324,10 +334,11 @@ fn read_cmdline(dir: &Path) -> Vec<OsString> {
         .unwrap_or_default()
 }
 
-fn parse_uid(status: &str) -> Option<u32> {
+/// The real id from a `Uid:` or `Gid:` line of /proc/PID/status.
+fn parse_id(status: &str, field: &str) -> Option<u32> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|u| u.parse().ok())
 }
@@ -380,7 +391,9 @@ mod tests {
             state: 'S',
             ppid: 1,
             uid: 26,
+            gid: 26,
             started: UNIX_EPOCH + Duration::from_secs(1_000),
+            start_ticks: 100_000,
             exe: Some(PathBuf::from("/nonexistent/bin/postgres")),
             cwd: Some(PathBuf::from("/nonexistent/data")),
             cmdline: vec!["postgres".into(), "-D".into(), "/nonexistent/data".into()],

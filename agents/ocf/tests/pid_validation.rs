@@ -127,7 +127,10 @@ fn the_real_process_is_ours() {
         ..Default::default()
     };
     match verdict(&file, &want) {
-        PidCheck::Ours(info) => assert_eq!(info.pid as u32, s.0.id()),
+        PidCheck::Ours(info) => {
+            assert_eq!(info.pid as u32, s.0.id());
+            assert_eq!(info.gid, nix::unistd::Gid::effective().as_raw());
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -212,10 +215,10 @@ fn find_processes_sees_every_matching_process() {
 
 #[test]
 fn commands_run_as_another_user_with_its_ids() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("needs root to switch users; CI runs as root");
-        return;
-    }
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "switching users needs root: run ./run-tests"
+    );
     let nobody = ocf::OsUser::lookup("nobody").unwrap();
     let mut cmd = nobody.command("/usr/bin/id");
     cmd.args(["-u", "-n"]);

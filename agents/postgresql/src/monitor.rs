@@ -6,9 +6,10 @@
 use crate::config::PgConfig;
 use crate::postmaster::{self, Postmaster};
 use crate::sql::{self, ServerState};
-use ocf::{debug, Deadline, OcfError, OsUser, Result};
+use nix::unistd::{Gid, Uid};
+use ocf::{debug, Deadline, OcfError, Result};
 
-/// What a monitor found when something of the instance runs.
+/// What a monitor found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observed {
     NotRunning,
@@ -29,8 +30,10 @@ pub fn monitor(cfg: &PgConfig, deadline: &Deadline) -> Result<Observed> {
             postmaster::pid_list(&procs)
         ))),
         Postmaster::Running(pm) => {
-            let user = OsUser::lookup(&cfg.pguser)?;
-            let state = sql::server_state(cfg, &user, deadline)
+            // As the postmaster's own uid and gid: no user lookup, which
+            // could fail (an LDAP outage) and read as "not installed here".
+            let as_user = (Uid::from_raw(pm.uid), Gid::from_raw(pm.gid));
+            let state = sql::server_state(cfg, as_user, deadline)
                 .map_err(|e| e.context(format!("postmaster {} runs, but", pm.pid)))?;
             Ok(Observed::Running(state))
         }

@@ -2,7 +2,7 @@
 
 use crate::config::PgConfig;
 use nix::unistd::{setegid, seteuid, Gid, Uid};
-use ocf::{Deadline, OcfError, OsUser, Result};
+use ocf::{Deadline, OcfError, Result};
 use std::time::Duration;
 
 /// What the server says about itself.
@@ -22,7 +22,12 @@ pub struct ServerState {
 /// and then never answers, and the client library's connect_timeout covers
 /// the socket alone; so the round trip runs on a thread that the deadline
 /// abandons. The agent exits soon after, and the thread with it.
-pub fn server_state(cfg: &PgConfig, user: &OsUser, deadline: &Deadline) -> Result<ServerState> {
+/// `as_user` is the uid and gid the connection is made with: the server's.
+pub fn server_state(
+    cfg: &PgConfig,
+    as_user: (Uid, Gid),
+    deadline: &Deadline,
+) -> Result<ServerState> {
     let budget = deadline.remaining().max(Duration::from_millis(100));
     let mut pg = postgres::Config::new();
     pg.host_path(&cfg.socketdir)
@@ -32,7 +37,7 @@ pub fn server_state(cfg: &PgConfig, user: &OsUser, deadline: &Deadline) -> Resul
         .application_name("tusk")
         .connect_timeout(budget)
         .options(&format!("-c statement_timeout={}", budget.as_millis()));
-    let _identity = Identity::assume(user)?;
+    let _identity = Identity::assume(as_user)?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(round_trip(&pg));
@@ -49,12 +54,19 @@ fn round_trip(pg: &postgres::Config) -> Result<ServerState> {
     let mut client = pg
         .connect(postgres::NoTls)
         .map_err(|e| OcfError::generic(format!("cannot connect: {}", describe(&e))))?;
-    let row = client
-        .query_one("SELECT pg_is_in_recovery()", &[])
+    // The simple query protocol: one round trip, where a prepared
+    // statement would take two.
+    let messages = client
+        .simple_query("SELECT pg_is_in_recovery()")
         .map_err(|e| OcfError::generic(format!("query failed: {}", describe(&e))))?;
-    Ok(ServerState {
-        in_recovery: row.get(0),
-    })
+    let in_recovery = messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "t"),
+        _ => None,
+    });
+    match in_recovery {
+        Some(in_recovery) => Ok(ServerState { in_recovery }),
+        None => Err(OcfError::generic("pg_is_in_recovery() returned no row")),
+    }
 }
 
 /// The server's own message where there is one (`FATAL: the database system
@@ -80,14 +92,14 @@ struct Identity {
 }
 
 impl Identity {
-    fn assume(user: &OsUser) -> Result<Identity> {
+    fn assume((as_uid, as_gid): (Uid, Gid)) -> Result<Identity> {
         let (uid, gid) = (Uid::effective(), Gid::effective());
-        if uid == user.uid {
+        if uid == as_uid {
             return Ok(Identity { restore: None });
         }
-        let fail = |e| OcfError::perm(format!("cannot act as OS user {}: {e}", user.name));
-        setegid(user.gid).map_err(fail)?;
-        if let Err(e) = seteuid(user.uid) {
+        let fail = |e| OcfError::generic(format!("cannot act as uid {as_uid}: {e}"));
+        setegid(as_gid).map_err(fail)?;
+        if let Err(e) = seteuid(as_uid) {
             let _ = setegid(gid);
             return Err(fail(e));
         }

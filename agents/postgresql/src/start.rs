@@ -13,7 +13,7 @@ pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
     let checked = validate::check(cfg, deadline)?;
     match postmaster::observe(&cfg.pgdata)? {
         Postmaster::Running(pm) => {
-            sql::server_state(cfg, &checked.user, deadline)
+            sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
                 .map_err(|e| e.context(format!("postmaster {} already runs, but", pm.pid)))?;
             info!("already running (postmaster {})", pm.pid);
             return Ok(Status::Success);
@@ -60,7 +60,7 @@ pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
             "PostgreSQL did not start: {why}"
         )));
     }
-    let state = sql::server_state(cfg, &checked.user, deadline)
+    let state = sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
         .map_err(|e| e.context("PostgreSQL started but does not answer"))?;
     info!(
         "started PostgreSQL on {} ({})",

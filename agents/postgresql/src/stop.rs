@@ -86,7 +86,7 @@ fn kill_leftovers(pgdata: &Path, deadline: &Deadline) -> Result<()> {
 /// check and the signal the PID might have been reused.
 fn signal_if_same(p: &ProcInfo, signal: Signal) -> bool {
     match ProcInfo::read(p.pid) {
-        Ok(Some(now)) if now.started == p.started && !now.has_exited() => {
+        Ok(Some(now)) if now.start_ticks == p.start_ticks && !now.has_exited() => {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), signal).is_ok()
         }
         _ => false,
@@ -97,7 +97,7 @@ fn wait_gone(p: &ProcInfo, deadline: &Deadline) -> bool {
     deadline
         .wait_for("the postmaster to exit", Duration::from_millis(50), || {
             Ok(match process::ProcInfo::read(p.pid) {
-                Ok(Some(now)) if now.started == p.started && !now.has_exited() => None,
+                Ok(Some(now)) if now.start_ticks == p.start_ticks && !now.has_exited() => None,
                 _ => Some(()),
             })
         })

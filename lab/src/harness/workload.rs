@@ -11,28 +11,28 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Runs `f` on a thread that has entered the network namespace `netns`
-/// (`/proc/PID/ns/net`): network namespaces are per thread, so the test
-/// process reaches the lab's private addresses without joining it.
+/// (`/proc/PID/ns/net`, the lab's switch): network namespaces are per
+/// thread, so the test process reaches the lab's private addresses without
+/// joining it. There is no variant without a namespace: the lab's addresses
+/// must never be tried from the host's network.
 pub fn in_netns<T: Send + 'static>(
-    netns: Option<&Path>,
+    netns: &Path,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    spawn_in_netns(netns.map(Path::to_path_buf), f)?
+    spawn_in_netns(netns.to_path_buf(), f)?
         .join()
         .map_err(|_| anyhow::anyhow!("thread in the lab's network namespace panicked"))?
 }
 
 fn spawn_in_netns<T: Send + 'static>(
-    netns: Option<PathBuf>,
+    netns: PathBuf,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<JoinHandle<Result<T>>> {
     Ok(std::thread::spawn(move || {
-        if let Some(path) = netns {
-            let ns = std::fs::File::open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("entering {}", path.display()))?;
-        }
+        let ns =
+            std::fs::File::open(&netns).with_context(|| format!("opening {}", netns.display()))?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering {}", netns.display()))?;
         f()
     }))
 }
@@ -77,12 +77,12 @@ pub struct Writer {
 pub const WRITER_TABLE: &str = "CREATE TABLE IF NOT EXISTS tusk_writer (n bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())";
 
 impl Writer {
-    pub fn start(netns: Option<&Path>, conninfo: &str, every: Duration) -> Result<Writer> {
+    pub fn start(netns: &Path, conninfo: &str, every: Duration) -> Result<Writer> {
         let config: postgres::Config = conninfo.parse().context("writer connection string")?;
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(WriterReport::default()));
         let (stop2, report2) = (stop.clone(), report.clone());
-        let thread = spawn_in_netns(netns.map(Path::to_path_buf), move || {
+        let thread = spawn_in_netns(netns.to_path_buf(), move || {
             write_loop(config, every, &stop2, &report2);
             Ok(())
         })?;
@@ -157,7 +157,7 @@ fn write_loop(
 }
 
 /// The values of `tusk_writer` as the server behind `conninfo` has them.
-pub fn written_values(netns: Option<&Path>, conninfo: &str) -> Result<Vec<i64>> {
+pub fn written_values(netns: &Path, conninfo: &str) -> Result<Vec<i64>> {
     let config: postgres::Config = conninfo.parse().context("connection string")?;
     in_netns(netns, move || {
         let mut c = config
@@ -178,23 +178,19 @@ impl Load {
     /// Initialises pgbench's tables (scale 1), then runs `clients` clients
     /// for at most `limit`.
     pub fn start(
-        netns: Option<&Path>,
+        netns: &Path,
         pgbench_args: &[&str],
         clients: u32,
         limit: Duration,
     ) -> Result<Load> {
         let base = |extra: &[String]| {
-            let mut cmd = match netns {
-                Some(ns) => {
-                    let mut c = Command::new("nsenter");
-                    c.arg(format!("--net={}", ns.display()))
-                        .arg("--")
-                        .arg("pgbench");
-                    c
-                }
-                None => Command::new("pgbench"),
-            };
-            cmd.args(extra).args(pgbench_args).stdin(Stdio::null());
+            let mut cmd = Command::new("nsenter");
+            cmd.arg(format!("--net={}", netns.display()))
+                .arg("--")
+                .arg("pgbench")
+                .args(extra)
+                .args(pgbench_args)
+                .stdin(Stdio::null());
             cmd
         };
         let init = base(&["-i".into(), "-q".into(), "-s".into(), "1".into()])
