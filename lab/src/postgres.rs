@@ -36,6 +36,8 @@ pub fn initdb_all(lab: &Lab) -> Result<()> {
             ],
         )?;
         let initdb = format!("{BINDIR}/initdb");
+        // Data checksums: pg_rewind needs them (or wal_log_hints) to bring a
+        // diverged former primary back as a standby.
         run(
             lab,
             &node,
@@ -46,6 +48,7 @@ pub fn initdb_all(lab: &Lab) -> Result<()> {
                 "--",
                 &initdb,
                 "--no-sync",
+                "--data-checksums",
                 "-A",
                 "peer",
                 "-U",

@@ -234,7 +234,6 @@ pub enum PidFile {
     Pid {
         pid: i32,
         written: SystemTime,
-        lines: Vec<String>,
     },
 }
 
@@ -242,20 +241,18 @@ pub enum PidFile {
 /// pgpool and slon convention). An unreadable file is an error: guessing
 /// would mean either a second instance or a refused start.
 pub fn read_pid_file(path: &Path) -> io::Result<PidFile> {
-    let raw = match std::fs::read(path) {
-        Ok(raw) => raw,
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PidFile::Missing),
         Err(e) => return Err(e),
     };
-    let written = std::fs::metadata(path)?.modified()?;
+    let written = file.metadata()?.modified()?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    match lines.first().map(|l| l.trim().parse::<i32>()) {
-        Some(Ok(pid)) if pid > 0 => Ok(PidFile::Pid {
-            pid,
-            written,
-            lines,
-        }),
+    match text.lines().next().map(|l| l.trim().parse::<i32>()) {
+        Some(Ok(pid)) if pid > 0 => Ok(PidFile::Pid { pid, written }),
         _ => Ok(PidFile::Garbage(text.chars().take(40).collect())),
     }
 }

@@ -119,14 +119,10 @@ impl Instance {
         cmd
     }
 
-    /// Every process working in this data directory (postmaster and backends).
+    /// Every process working in this data directory (postmaster and
+    /// backends), as the agent itself finds them.
     pub fn processes(&self) -> Vec<i32> {
-        let want = ocf::process::Expected {
-            exe_name: Some(std::ffi::OsStr::new("postgres")),
-            cwd: Some(&self.pgdata),
-            ..Default::default()
-        };
-        ocf::process::find_processes(&want)
+        tusk_postgresql::postmaster::leftovers(&self.pgdata)
             .unwrap()
             .iter()
             .map(|p| p.pid)
