@@ -382,14 +382,21 @@ impl Lab {
     }
 
     /// Runs `args` inside the node and returns its output, whatever its exit
-    /// status.
+    /// status. A command still running after two minutes (a crm_mon or pcs
+    /// stuck on a node that lost its cluster) is killed and is an error, so
+    /// that every wait loop built on this keeps its deadline.
     pub fn exec<S: AsRef<OsStr>>(&self, node: &str, args: &[S]) -> Result<Output> {
+        const LIMIT: Duration = Duration::from_secs(120);
         let (program, rest) = args.split_first().context("exec: no command given")?;
         let mut command = self.command(node, program)?;
-        command.args(rest).stdin(Stdio::null());
-        command
-            .output()
-            .with_context(|| format!("running {:?} on {node}", program.as_ref()))
+        command.args(rest);
+        let out = ocf::command::run(command, &ocf::Deadline::after(LIMIT))
+            .map_err(|e| anyhow::anyhow!("running {:?} on {node}: {e}", program.as_ref()))?;
+        Ok(Output {
+            status: out.status,
+            stdout: out.stdout.into_bytes(),
+            stderr: out.stderr.into_bytes(),
+        })
     }
 
     /// The cluster as `node`'s Pacemaker sees it.
@@ -770,16 +777,21 @@ pub fn down(dir: &Path) -> Result<()> {
 
 /// Processes running this lab's copy of tusk-lab (namespace inits, the fence
 /// daemon), with the `unshare` that started an init. The binary's path lies
-/// inside this lab's directory, so no other lab's process matches. The fence
-/// agent is left alone: it runs inside a node and dies with it.
+/// inside this lab's directory, so no other lab's process matches; the
+/// kernel's exe link is checked, not only argv[0], which a process sets
+/// itself. The fence agent is left alone: it runs inside a node and dies
+/// with it.
 fn leftover_processes(dir: &Path) -> Vec<(Recorded, Option<Recorded>)> {
     let exe = installed_exe(dir).to_string_lossy().into_owned();
+    // The kernel's link is the canonical path.
+    let installed = fs::canonicalize(installed_exe(dir)).unwrap_or_else(|_| installed_exe(dir));
     process::all_pids()
         .unwrap_or_default()
         .into_iter()
         .filter(|pid| {
             let args = process::cmdline(*pid);
             args.first() == Some(&exe)
+                && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == installed)
                 && matches!(
                     args.get(1).map(String::as_str),
                     Some("init" | "fence-daemon")
