@@ -141,13 +141,16 @@ fn run(matches: &ArgMatches) -> Result<i32> {
         "demo" => {
             let exe = std::env::current_exe().context("finding the tusk-lab binary")?;
             let nodes = *sub.get_one::<usize>("nodes").expect("has a default");
-            let lab = Lab::up(&LabConfig::new(dir).nodes(nodes).exe(exe))?;
+            let lab = Lab::up(&LabConfig::new(dir).nodes(nodes).exe(&exe))?;
             postgres::initdb_all(&lab)?;
             postgres::create_clone(&lab, Duration::from_secs(120))?;
             let first = lab.nodes()?.remove(0);
             let crm_mon = lab.exec(&first, &["crm_mon", "-1"])?;
             print!("{}", String::from_utf8_lossy(&crm_mon.stdout));
-            println!("the lab keeps running: tusk-lab exec node1 bash to enter a node, tusk-lab down to end it");
+            let me = exe.display();
+            println!(
+                "the lab keeps running: `{me} exec node1 bash` enters a node, `{me} down` ends it"
+            );
         }
         "down" => tusk_lab::down(&dir)?,
         "status" => print!("{}", Lab::attach(dir)?.status()?),
