@@ -21,6 +21,18 @@ use crate::state::Holder;
 /// caller's (a test runner's PATH may lack /usr/sbin, where pcs lives).
 pub const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The namespaces of a node (and of the switch): `unshare` forks so that
+/// the init is PID 1 of the new PID namespace, with its own /proc.
+pub const UNSHARE_NODE: [&str; 7] = [
+    "--mount",
+    "--net",
+    "--pid",
+    "--uts",
+    "--ipc",
+    "--fork",
+    "--mount-proc",
+];
+
 /// Starts a holder running `exe init ARGS...` and records it once the init
 /// has been forked. The init's stdout and stderr go to `log_path`.
 pub fn spawn_holder(exe: &Path, init_args: &[&OsStr], log_path: &Path) -> Result<Holder> {
@@ -34,15 +46,7 @@ pub fn spawn_holder(exe: &Path, init_args: &[&OsStr], log_path: &Path) -> Result
         .context("duplicating the init log descriptor")?;
     let mut command = Command::new("unshare");
     command
-        .args([
-            "--mount",
-            "--net",
-            "--pid",
-            "--uts",
-            "--ipc",
-            "--fork",
-            "--mount-proc",
-        ])
+        .args(UNSHARE_NODE)
         // Private: nothing the init mounts may propagate back to the host.
         .args(["--propagation", "private", "--"])
         .arg(exe)

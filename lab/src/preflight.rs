@@ -61,16 +61,8 @@ pub fn check() -> Result<()> {
     // The real thing, once: a container may forbid unshare(2) even though
     // the kernel has namespaces.
     let output = Command::new("unshare")
-        .args([
-            "--mount",
-            "--net",
-            "--pid",
-            "--uts",
-            "--ipc",
-            "--fork",
-            "--mount-proc",
-            "true",
-        ])
+        .args(crate::namespace::UNSHARE_NODE)
+        .arg("true")
         .stdin(Stdio::null())
         .output()?;
     if !output.status.success() {

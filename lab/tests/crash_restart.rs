@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{processes_of, sh, survivors, up, wait};
+use common::{holder, processes_of, sh, survivors, up, wait};
 
 #[test]
 fn a_crashed_node_goes_offline_and_restart_brings_it_back_with_its_disks() {
@@ -29,14 +29,7 @@ fn a_crashed_node_goes_offline_and_restart_brings_it_back_with_its_disks() {
             "echo before-crash > /var/lib/pacemaker/tusk-lab-marker",
         ],
     );
-    let before = lab
-        .state()
-        .unwrap()
-        .node("node2")
-        .unwrap()
-        .holder
-        .clone()
-        .expect("node2 is on");
+    let before = holder(lab, "node2");
     let node2_processes = processes_of(&before);
 
     lab.crash("node2").unwrap();

@@ -6,20 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{processes_of, sh, survivors, up};
+use common::{holder, processes_of, sh, survivors, up};
 
 #[test]
 fn stonith_admin_reboot_takes_a_node_down_and_brings_it_back() {
     let test = up("fencing", 3);
     let lab = &test.lab;
-    let before = lab
-        .state()
-        .unwrap()
-        .node("node3")
-        .unwrap()
-        .holder
-        .clone()
-        .expect("node3 is on");
+    let before = holder(lab, "node3");
     let node3_processes = processes_of(&before);
     assert!(
         node3_processes.len() >= 8,
@@ -42,14 +35,7 @@ fn stonith_admin_reboot_takes_a_node_down_and_brings_it_back() {
         Vec::<i32>::new(),
         "node3's processes survived fencing"
     );
-    let after = lab
-        .state()
-        .unwrap()
-        .node("node3")
-        .unwrap()
-        .holder
-        .clone()
-        .expect("node3 was powered on again");
+    let after = holder(lab, "node3");
     assert_ne!(after.init, before.init);
 
     // Back: online with quorum in every node's view.

@@ -9,20 +9,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{up, wait};
+use common::{holder, up, wait};
 
 #[test]
 fn a_partitioned_node_is_fenced_by_the_majority_and_rejoins_after_heal() {
     let test = up("partition", 3);
     let lab = &test.lab;
-    let before = lab
-        .state()
-        .unwrap()
-        .node("node3")
-        .unwrap()
-        .holder
-        .clone()
-        .expect("node3 is on");
+    let before = holder(lab, "node3");
 
     lab.partition("node3").unwrap();
     let cut = Instant::now();
@@ -51,14 +44,7 @@ fn a_partitioned_node_is_fenced_by_the_majority_and_rejoins_after_heal() {
         },
     );
     let fenced = cut.elapsed();
-    let after = lab
-        .state()
-        .unwrap()
-        .node("node3")
-        .unwrap()
-        .holder
-        .clone()
-        .expect("fence rebooted node3");
+    let after = holder(lab, "node3");
     assert_ne!(after.init, before.init, "node3 was not rebooted");
 
     // Cut off still: alone, no quorum, and node1/node2 are not online for it.

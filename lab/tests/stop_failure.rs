@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{processes_of, sh, survivors, up, wait};
+use common::{holder, processes_of, sh, survivors, up, wait};
 
 #[test]
 fn a_stop_that_times_out_gets_the_node_fenced() {
@@ -52,14 +52,7 @@ fn a_stop_that_times_out_gets_the_node_fenced() {
         lab.view("node1")
             .is_ok_and(|v| v.nodes_in_role("slow", "Started") == ["node3"])
     });
-    let holder = lab
-        .state()
-        .unwrap()
-        .node("node3")
-        .unwrap()
-        .holder
-        .clone()
-        .expect("node3 is on");
+    let holder = holder(lab, "node3");
     let node3_processes = processes_of(&holder);
 
     sh(lab, "node1", &["pcs", "resource", "disable", "slow"]);

@@ -75,6 +75,17 @@ pub fn up(name: &str, nodes: usize) -> TestLab {
     }
 }
 
+/// The holder (init) of a node that is powered on.
+pub fn holder(lab: &Lab, node: &str) -> Holder {
+    lab.state()
+        .unwrap()
+        .node(node)
+        .unwrap()
+        .holder
+        .clone()
+        .unwrap_or_else(|| panic!("{node} is off"))
+}
+
 /// Runs a command in a node and returns its stdout; panics with its stderr
 /// if it fails.
 pub fn sh(lab: &Lab, node: &str, args: &[&str]) -> String {
