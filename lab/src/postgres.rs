@@ -5,6 +5,7 @@
 //! The agent is the one installed on the host (the tusk-agents package):
 //! nodes share the host's /usr/lib/ocf.
 
+use crate::node::NodeDir;
 use crate::process::wait_for;
 use crate::Lab;
 use anyhow::{bail, Context, Result};
@@ -24,8 +25,8 @@ pub fn initdb_all(lab: &Lab) -> Result<()> {
         bail!("{AGENT} is not installed: build and install the tusk-agents package (packaging/build, dpkg -i dist/*.deb)");
     }
     for node in lab.nodes()? {
-        let has_instance = lab.exec(&node, &["test", "-f", &format!("{PGDATA}/PG_VERSION")])?;
-        if has_instance.status.success() {
+        let on_host = host_path(lab, &node);
+        if on_host.join("PG_VERSION").is_file() {
             continue;
         }
         run(
@@ -57,14 +58,9 @@ pub fn initdb_all(lab: &Lab) -> Result<()> {
                 PGDATA,
             ],
         )?;
-        append(
-            lab,
-            &node,
-            &format!("{PGDATA}/postgresql.conf"),
-            "listen_addresses = '*'\n",
-        )?;
+        append(&on_host.join("postgresql.conf"), "listen_addresses = '*'\n")?;
         let hba = format!("host all all {}/24 trust\n", lab_network(lab));
-        append(lab, &node, &format!("{PGDATA}/pg_hba.conf"), &hba)?;
+        append(&on_host.join("pg_hba.conf"), &hba)?;
     }
     Ok(())
 }
@@ -126,27 +122,25 @@ fn lab_network(lab: &Lab) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(a, b, c, 0)
 }
 
-/// Appends to a file inside the node, as the postgres user, through stdin:
-/// no shell quoting.
-fn append(lab: &Lab, node: &str, path: &str, text: &str) -> Result<()> {
+/// The node's data directory as the host sees it: the node's
+/// /var/lib/postgresql is a bind mount of one of the lab's disks.
+fn host_path(lab: &Lab, node: &str) -> std::path::PathBuf {
+    let relative = PGDATA
+        .strip_prefix("/var/lib/postgresql/")
+        .expect("PGDATA lives on the node's /var/lib/postgresql disk");
+    NodeDir::new(lab.dir(), node)
+        .disk("var-lib-postgresql")
+        .join(relative)
+}
+
+/// Appends to a file initdb created; appending keeps its owner and mode.
+fn append(path: &std::path::Path, text: &str) -> Result<()> {
     use std::io::Write;
-    let mut tee = lab.command(node, "runuser")?;
-    tee.args(["-u", "postgres", "--", "tee", "-a", path])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let mut child = tee
-        .spawn()
-        .with_context(|| format!("appending to {path} on {node}"))?;
-    child
-        .stdin
-        .take()
-        .context("tee's stdin")?
-        .write_all(text.as_bytes())?;
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("appending to {path} on {node}: tee exited {status}");
-    }
-    Ok(())
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("appending to {}", path.display()))
 }
 
 fn run(lab: &Lab, node: &str, args: &[&str]) -> Result<()> {
