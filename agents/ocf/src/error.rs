@@ -28,10 +28,6 @@ impl OcfError {
         Self::new(Status::ErrGeneric, reason)
     }
 
-    pub fn args(reason: impl Into<String>) -> Self {
-        Self::new(Status::ErrArgs, reason)
-    }
-
     pub fn unimplemented(reason: impl Into<String>) -> Self {
         Self::new(Status::ErrUnimplemented, reason)
     }

@@ -69,12 +69,6 @@ impl Status {
             Status::DegradedPromoted => "OCF_DEGRADED_PROMOTED",
         }
     }
-
-    pub fn from_code(code: i32) -> Option<Status> {
-        Status::ALL
-            .into_iter()
-            .find(|s| i32::from(s.code()) == code)
-    }
 }
 
 impl fmt::Display for Status {
@@ -91,14 +85,5 @@ mod tests {
     fn codes_are_the_ones_the_ocf_standard_assigns() {
         let codes: Vec<u8> = Status::ALL.iter().map(|s| s.code()).collect();
         assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 190, 191]);
-    }
-
-    #[test]
-    fn from_code_round_trips_and_rejects_unknown_codes() {
-        for s in Status::ALL {
-            assert_eq!(Status::from_code(i32::from(s.code())), Some(s));
-        }
-        assert_eq!(Status::from_code(10), None);
-        assert_eq!(Status::from_code(-1), None);
     }
 }
