@@ -32,15 +32,68 @@ impl Drop for TestLab {
                 eprintln!("{status}");
             }
             for node in self.lab.nodes().unwrap_or_default() {
-                eprintln!("{}", self.lab.logs(&node, 60).unwrap_or_default());
+                let logs = self.lab.logs(&node, 400).unwrap_or_default();
+                eprintln!("{}", notable(&logs, 40));
             }
             eprintln!(
                 "{}",
                 process::tail(&self.lab.dir().join("fence-daemon.log"), 30).unwrap_or_default()
             );
+            // CI shows the end of a failing test's output: say there why.
+            eprintln!(
+                "[{}] FAILED: {}",
+                self.name,
+                PANIC.lock().map(|p| p.clone()).unwrap_or_default()
+            );
         }
         // Then _down ends the lab, then _serial lets the next test's lab up.
     }
+}
+
+/// The message of the last panic in this test binary, kept to be repeated
+/// after the logs.
+static PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn keep_panic_messages() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(mut last) = PANIC.lock() {
+                *last = info.to_string();
+            }
+            default(info);
+        }));
+    });
+}
+
+/// Of each log in `logs` (sections headed `=====`), the section headers and
+/// the last `lines` lines that matter to a reader: the cluster stack's
+/// notices, warnings and errors, and everything of the small logs.
+fn notable(logs: &str, lines: usize) -> String {
+    let mut out = String::new();
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
+        let skip = section.len().saturating_sub(lines);
+        for line in section.drain(..).skip(skip) {
+            *out += line;
+            out.push('\n');
+        }
+    };
+    for line in logs.lines() {
+        if line.starts_with("=====") {
+            flush(&mut section, &mut out);
+            out += line;
+            out.push('\n');
+        } else if !(line.contains(" info ")
+            || line.contains(") info:")
+            || line.contains(") debug:"))
+        {
+            section.push(line);
+        }
+    }
+    flush(&mut section, &mut out);
+    out
 }
 
 pub fn test_dir(name: &str) -> PathBuf {
@@ -58,6 +111,7 @@ pub fn require_root() {
 /// it took.
 pub fn up(name: &str, nodes: usize) -> TestLab {
     require_root();
+    keep_panic_messages();
     let serial = tusk_lab::wait_turn().expect("waiting for our turn to run a lab");
     let dir = test_dir(name);
     tusk_lab::down(&dir).expect("ending a lab left by an earlier run");
