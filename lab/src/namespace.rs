@@ -110,14 +110,13 @@ pub fn kill_holder(holder: &Holder) -> Result<()> {
             .kill_and_wait(timeout)
             .context("ending the namespace init")?;
     }
-    // unshare exits with its child; if the PID names something else now
-    // (another process, another network namespace) it is not ours to wait for.
-    if process::namespace(holder.unshare.pid, "net").as_deref() == Some(&holder.netns) {
-        holder
-            .unshare
-            .wait_exited(timeout)
-            .context("waiting for unshare to exit")?;
-    }
+    // unshare exits with its child. Not by its namespace: while it exits,
+    // /proc/PID/ns is unreadable before it turns zombie. Its start time
+    // tells whether the PID is still it.
+    holder
+        .unshare
+        .wait_exited(timeout)
+        .context("waiting for unshare to exit")?;
     Ok(())
 }
 
