@@ -16,6 +16,8 @@ pub struct OcfEnv {
     pub role: Option<Role>,
     /// The node Pacemaker runs this operation on.
     pub node: Option<String>,
+    /// An instance of a promotable clone.
+    pub promotable: bool,
 }
 
 impl OcfEnv {
@@ -37,7 +39,18 @@ impl OcfEnv {
             interval: millis("OCF_RESKEY_CRM_meta_interval").unwrap_or(Duration::ZERO),
             role: lookup("OCF_RESKEY_CRM_meta_role").and_then(|r| Role::parse(&r)),
             node: lookup("OCF_RESKEY_CRM_meta_on_node").filter(|v| !v.is_empty()),
+            promotable: lookup("OCF_RESKEY_CRM_meta_promotable")
+                .is_some_and(|v| matches!(v.trim(), "true" | "yes" | "1" | "on")),
         }
+    }
+
+    /// The name of this node: Pacemaker's, else the kernel's.
+    pub fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            nix::sys::utsname::uname()
+                .map(|u| u.nodename().to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".to_string())
+        })
     }
 
     /// A monitor with interval 0: Pacemaker asking what already runs here.
@@ -72,7 +85,11 @@ mod tests {
             ("OCF_RESKEY_CRM_meta_timeout", "20000"),
             ("OCF_RESKEY_CRM_meta_interval", "10000"),
             ("OCF_RESKEY_CRM_meta_role", "Master"),
+            ("OCF_RESKEY_CRM_meta_promotable", "true"),
+            ("OCF_RESKEY_CRM_meta_on_node", "node2"),
         ]));
+        assert!(e.promotable);
+        assert_eq!(e.node_name(), "node2");
         assert_eq!(e.instance, "pg:1");
         assert_eq!(e.timeout, Some(Duration::from_secs(20)));
         assert_eq!(e.interval, Duration::from_secs(10));
@@ -86,5 +103,6 @@ mod tests {
         assert_eq!(e.instance, "-");
         assert_eq!(e.timeout, None);
         assert!(e.is_probe());
+        assert!(!e.promotable);
     }
 }

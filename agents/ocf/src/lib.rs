@@ -3,6 +3,7 @@
 //! dispatcher, logging, deadlines, running commands as another user, and PID
 //! validation.
 
+pub mod attributes;
 pub mod command;
 pub mod deadline;
 pub mod dispatch;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod log;
 pub mod manpage;
 pub mod metadata;
+pub mod notify;
 pub mod params;
 pub mod process;
 pub mod status;

@@ -62,7 +62,87 @@ pub const PARAMS: &[Param] = &[
              start. Its directory is created, owned by pguser, when missing. Give each instance \
              on a node its own file.",
         ),
+    Param::string("primary_host")
+        .default("")
+        .short("Address standbys reach the primary at")
+        .long(
+            "Promotable clones only (required there): the host name or address every standby \
+             streams from, normally a floating IP address that Pacemaker keeps with the \
+             promoted instance (an IPaddr2 resource colocated with the Promoted role and \
+             ordered after promote). It goes into primary_conninfo, and start asks it whether \
+             this node's data has diverged.",
+        ),
+    Param::string("repl_user")
+        .default("replicator")
+        .short("Replication role")
+        .long(
+            "The database role standbys connect to the primary as (LOGIN REPLICATION). \
+             pg_rewind and the divergence check connect as it too, to database pgdb: grant \
+             it EXECUTE on pg_ls_dir(text, boolean, boolean), pg_stat_file(text, boolean), \
+             pg_read_binary_file(text) and pg_read_binary_file(text, bigint, bigint, boolean).",
+        ),
+    Param::string("repl_passfile")
+        .default("")
+        .short("Password file of the replication role")
+        .long(
+            "A .pgpass-format file, readable by pguser, holding repl_user's password for \
+             primary_host. Empty: no password (trust or certificate authentication).",
+        ),
+    Param::string("sync")
+        .default("available")
+        .short("Synchronous replication: off, available or strict")
+        .long(
+            "off: asynchronous replication; a failover may lose the last acknowledged \
+             commits. available: a streaming standby is synchronous; when the last one is \
+             lost, the primary falls back to asynchronous within one monitor interval (the \
+             node attribute RESOURCE-sync says which), and back when one reconnects. strict: \
+             never falls back: commits wait until a standby holds them, and only a standby \
+             that was synchronous may be promoted.",
+        ),
+    Param::string("rewind")
+        .default("auto")
+        .short("What start does with a diverged former primary: auto or off")
+        .long(
+            "auto: a node whose WAL diverged from the current primary's (a former primary \
+             after a failover) is rewound with pg_rewind and rejoins as a standby. off: its \
+             start fails, naming the pg_rewind command to run.",
+        ),
+    Param::integer("max_lag")
+        .default("0")
+        .short("Most WAL (bytes) a standby may lag and still be promoted")
+        .long(
+            "A standby further behind the primary than this, as the primary sees it, gets no \
+             promotion score. 0: no bound.",
+        ),
 ];
+
+/// When the primary waits for a standby to hold a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    Off,
+    Available,
+    Strict,
+}
+
+/// What start does with a diverged former primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewindPolicy {
+    Auto,
+    Off,
+}
+
+/// How the instances of a promotable clone replicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    /// Empty outside promotable clones.
+    pub primary_host: String,
+    pub repl_user: String,
+    pub repl_passfile: Option<PathBuf>,
+    pub sync: SyncPolicy,
+    pub rewind: RewindPolicy,
+    /// `None`: no bound.
+    pub max_lag: Option<u64>,
+}
 
 /// The validated configuration of one PostgreSQL instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +157,7 @@ pub struct PgConfig {
     pub pgdb: String,
     pub start_opts: String,
     pub logfile: PathBuf,
+    pub replication: Replication,
 }
 
 impl PgConfig {
@@ -106,6 +187,7 @@ impl PgConfig {
             pgdb: text("pgdb"),
             start_opts: text("start_opts"),
             logfile: required("logfile")?,
+            replication: replication(p)?,
         })
     }
 
@@ -148,6 +230,51 @@ impl PgConfig {
                 ))
             })
     }
+}
+
+fn replication(p: &Params) -> Result<Replication> {
+    let text = |name: &str| p.string(name).unwrap_or_default().trim().to_string();
+    let sync = match text("sync").as_str() {
+        "off" => SyncPolicy::Off,
+        "available" => SyncPolicy::Available,
+        "strict" => SyncPolicy::Strict,
+        other => {
+            return Err(OcfError::configured(format!(
+                "parameter sync: '{other}' is not off, available or strict"
+            )))
+        }
+    };
+    let rewind = match text("rewind").as_str() {
+        "auto" => RewindPolicy::Auto,
+        "off" => RewindPolicy::Off,
+        other => {
+            return Err(OcfError::configured(format!(
+                "parameter rewind: '{other}' is not auto or off"
+            )))
+        }
+    };
+    let max_lag = p.integer("max_lag").expect("max_lag has a default");
+    let max_lag = match u64::try_from(max_lag) {
+        Ok(0) => None,
+        Ok(bytes) => Some(bytes),
+        Err(_) => {
+            return Err(OcfError::configured(format!(
+                "parameter max_lag: '{max_lag}' is negative"
+            )))
+        }
+    };
+    let repl_user = text("repl_user");
+    if repl_user.is_empty() {
+        return Err(OcfError::configured("parameter repl_user is empty"));
+    }
+    Ok(Replication {
+        primary_host: text("primary_host"),
+        repl_user,
+        repl_passfile: absolute_path(p, "repl_passfile")?,
+        sync,
+        rewind,
+        max_lag,
+    })
 }
 
 /// A path parameter: `None` when empty, an error when relative.
@@ -201,6 +328,27 @@ mod tests {
         assert_eq!(c.socketdir, PathBuf::from("/var/run/postgresql"));
         assert_eq!(c.bindir, None);
         assert_eq!(c.config, None);
+        assert_eq!(c.replication.sync, SyncPolicy::Available);
+        assert_eq!(c.replication.rewind, RewindPolicy::Auto);
+        assert_eq!(c.replication.max_lag, None);
+        assert_eq!(c.replication.repl_user, "replicator");
+        assert_eq!(c.replication.primary_host, "");
+    }
+
+    #[test]
+    fn replication_policies_parse() {
+        let c = parse(&[
+            ("pgdata", "/srv/pg"),
+            ("sync", "strict"),
+            ("rewind", "off"),
+            ("max_lag", "16777216"),
+            ("primary_host", "10.0.0.100"),
+        ])
+        .unwrap();
+        assert_eq!(c.replication.sync, SyncPolicy::Strict);
+        assert_eq!(c.replication.rewind, RewindPolicy::Off);
+        assert_eq!(c.replication.max_lag, Some(16 << 20));
+        assert_eq!(c.replication.primary_host, "10.0.0.100");
     }
 
     #[test]
@@ -221,6 +369,19 @@ mod tests {
                 "bindir: 'bin'",
             ),
             (vec![], "pgdata"),
+            (vec![("pgdata", "/srv/pg"), ("sync", "on")], "sync: 'on'"),
+            (
+                vec![("pgdata", "/srv/pg"), ("rewind", "yes")],
+                "rewind: 'yes'",
+            ),
+            (
+                vec![("pgdata", "/srv/pg"), ("max_lag", "-1")],
+                "max_lag: '-1'",
+            ),
+            (
+                vec![("pgdata", "/srv/pg"), ("repl_passfile", "pgpass")],
+                "repl_passfile: 'pgpass'",
+            ),
         ] {
             let e = parse(&pairs).unwrap_err();
             assert_eq!(e.status(), ocf::Status::ErrConfigured, "{pairs:?}");

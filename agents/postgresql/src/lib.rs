@@ -1,15 +1,26 @@
 //! `ocf:tusk:postgresql`, the PostgreSQL resource agent.
 
+pub mod cluster;
 pub mod config;
+pub mod controldata;
+pub mod demote;
+pub mod election;
 pub mod monitor;
+pub mod notify;
 pub mod postmaster;
+pub mod promote;
+pub mod rejoin;
+pub mod replication;
 pub mod sql;
+pub mod standby;
 pub mod start;
 pub mod stop;
 pub mod validate;
+pub mod wal;
 
 use config::PgConfig;
-use ocf::{warning, Action, ActionSpec, AgentInfo, OcfEnv, OcfError, Result, Status};
+use ocf::{warning, Action, ActionSpec, AgentInfo, OcfEnv, OcfError, Result, Role, Status};
+use start::Mode;
 
 pub const AGENT: AgentInfo = AgentInfo {
     name: "postgresql",
@@ -20,12 +31,29 @@ before it is believed: a postmaster.pid left behind by a crash or naming a PID t
 process now uses never makes the agent report the server as running, and never keeps it from \
 starting. stop escalates from fast to immediate shutdown to SIGKILL of every process of the data \
 directory inside its timeout. The monitor makes one connection over the unix socket and forks \
-nothing.",
+nothing.
+
+As a promotable clone (notify=true), every instance starts as a standby of primary_host and only \
+promote makes a primary: the standby with the most WAL, after it replayed a demoted primary's \
+shutdown checkpoint. A former primary whose WAL diverged is rewound with pg_rewind before it \
+rejoins (rewind=auto). The primary scores the standbys from pg_stat_replication, falls back to \
+asynchronous replication when the last standby is lost (sync=available), and reports itself \
+failed (9) when another node is on a newer timeline. Node attributes RESOURCE-timeline and \
+RESOURCE-sync show the state.",
     params: config::PARAMS,
     actions: &[
         ActionSpec::new("start", 60),
         ActionSpec::new("stop", 60),
+        ActionSpec::new("promote", 60),
+        ActionSpec::new("demote", 120),
+        ActionSpec::new("notify", 60),
         ActionSpec::new("monitor", 20).interval(15),
+        ActionSpec::new("monitor", 20)
+            .interval(10)
+            .role(Role::Promoted),
+        ActionSpec::new("monitor", 20)
+            .interval(11)
+            .role(Role::Unpromoted),
         ActionSpec::new("validate-all", 10),
         ActionSpec::new("meta-data", 5),
     ],
@@ -43,16 +71,41 @@ pub fn run(action: Action, env: &OcfEnv) -> Result<Status> {
                 pgdata
             }
         };
-        return stop::stop(&pgdata, &deadline);
+        let stopped = stop::stop(&pgdata, &deadline)?;
+        if env.promotable {
+            // A stopped instance keeps no promotion score: started again,
+            // an old primary's would otherwise outrank the new primary.
+            if let Err(e) = cluster::Cluster::new(env).clear_own_score(&deadline) {
+                warning!("{}", e.reason());
+            }
+        }
+        return Ok(stopped);
     }
     let cfg = PgConfig::from_env()?;
+    let promotable_only = |what: &str| {
+        Err(OcfError::configured(format!(
+            "{what} needs a promotable clone (pcs resource create ... promotable notify=true)"
+        )))
+    };
     match action {
-        Action::Start => start::start(&cfg, &deadline),
+        Action::Start if env.promotable => start::start(&cfg, env, Mode::Standby, &deadline),
+        Action::Start => start::start(&cfg, env, Mode::AsConfigured, &deadline),
+        Action::Monitor if env.promotable => monitor::monitor_promotable(&cfg, env, &deadline),
         Action::Monitor => monitor::monitor(&cfg, &deadline).map(|observed| match observed {
             monitor::Observed::NotRunning => Status::NotRunning,
             monitor::Observed::Running(_) => Status::Success,
         }),
-        Action::ValidateAll => validate::check(&cfg, &deadline).map(|_| Status::Success),
+        Action::Promote if env.promotable => promote::promote(&cfg, env, &deadline),
+        Action::Demote if env.promotable => demote::demote(&cfg, env, &deadline),
+        Action::Notify if env.promotable => notify::notify(&cfg, env, &deadline),
+        Action::Promote | Action::Demote | Action::Notify => promotable_only(action.name()),
+        Action::ValidateAll => {
+            validate::check(&cfg, &deadline)?;
+            if env.promotable {
+                validate::check_promotable(&cfg)?;
+            }
+            Ok(Status::Success)
+        }
         other => Err(OcfError::unimplemented(format!(
             "action {} is not implemented",
             other.name()

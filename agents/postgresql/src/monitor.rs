@@ -3,11 +3,14 @@
 //! The steady-state path reads postmaster.pid and a few /proc entries and
 //! makes one connection with one query; it forks nothing.
 
+use crate::cluster::Cluster;
 use crate::config::PgConfig;
+use crate::election;
 use crate::postmaster::{self, Postmaster};
+use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
 use nix::unistd::{Gid, Uid};
-use ocf::{debug, Deadline, OcfError, Result};
+use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
 
 /// What a monitor found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,4 +41,135 @@ pub fn monitor(cfg: &PgConfig, deadline: &Deadline) -> Result<Observed> {
             Ok(Observed::Running(state))
         }
     }
+}
+
+/// The monitor of a promotable clone's instance: 8 for a primary, 0 for a
+/// standby, 7 when nothing of it runs, 9 for a primary that a newer
+/// timeline elsewhere made stale. On the way it does a primary's duties
+/// (the standbys' promotion scores, the synchronous fallback) and publishes
+/// the node's timeline, each only when something changed.
+pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
+    let pm = match postmaster::observe(&cfg.pgdata)? {
+        Postmaster::Stopped { stale } => {
+            if let Some(why) = stale {
+                debug!("{why}");
+            }
+            return Ok(Status::NotRunning);
+        }
+        Postmaster::Orphaned(procs) => {
+            return Err(OcfError::generic(format!(
+                "processes of {} run without a postmaster (PIDs {})",
+                cfg.pgdata.display(),
+                postmaster::pid_list(&procs)
+            )))
+        }
+        Postmaster::Running(pm) => pm,
+    };
+    let as_user = (Uid::from_raw(pm.uid), Gid::from_raw(pm.gid));
+    let repl = replication::observe(cfg, as_user, deadline)
+        .map_err(|e| e.context(format!("postmaster {} runs, but", pm.pid)))?;
+    let cluster = Cluster::new(env);
+    // What the cluster is told matters less than what is true here: a
+    // failed publication is logged, and the monitor still tells the truth.
+    let warn = |r: Result<()>| {
+        if let Err(e) = r {
+            warning!("{}", e.reason());
+        }
+    };
+    warn(cluster.publish_timeline(repl.timeline(), deadline));
+    if repl.in_recovery {
+        if repl.is_streaming() {
+            cluster.mark("streamed", true);
+        }
+        return Ok(Status::Success);
+    }
+    if !repl.standbys.iter().any(|s| s.is_streaming()) {
+        // No standby follows this primary: maybe another primary took over
+        // while this one was cut off. Only then is it worth a fork.
+        let timelines = cluster.timelines(deadline)?;
+        if let Some((node, newer)) =
+            election::newer_timeline(&cluster.node, repl.timeline(), &timelines)
+        {
+            return Err(OcfError::new(
+                Status::FailedPromoted,
+                format!(
+                    "this primary is on timeline {}, but {node} is on timeline {newer}: it is a \
+                     stale primary from before a failover",
+                    repl.timeline()
+                ),
+            ));
+        }
+    }
+    warn(primary_duties(cfg, &cluster, &repl, as_user, deadline));
+    Ok(Status::RunningPromoted)
+}
+
+fn primary_duties(
+    cfg: &PgConfig,
+    cluster: &Cluster,
+    repl: &Replication,
+    as_user: (Uid, Gid),
+    deadline: &Deadline,
+) -> Result<()> {
+    cluster.set_score(
+        &cluster.node,
+        Some(election::PRIMARY_SCORE),
+        "primary",
+        deadline,
+    )?;
+    let scores = election::standby_scores(
+        repl.position.lsn,
+        &repl.standbys,
+        cfg.replication.sync,
+        cfg.replication.max_lag,
+    );
+    for standby in &repl.standbys {
+        if let Some(score) = scores.get(&standby.name) {
+            cluster.set_score(
+                &standby.name,
+                *score,
+                &standby.walsender.to_string(),
+                deadline,
+            )?;
+        }
+    }
+    // A standby that disconnected may have missed WAL since: no score
+    // until it streams again.
+    for node in cluster.scored_nodes() {
+        if node != cluster.node && !scores.contains_key(&node) {
+            cluster.set_score(&node, None, "gone", deadline)?;
+            cluster.forget_score(&node);
+        }
+    }
+    let wanted = election::wanted_sync_names(cfg.replication.sync, &repl.standbys);
+    if repl.sync_names != wanted {
+        set_sync_names(cfg, as_user, wanted, deadline)?;
+        if wanted.is_empty() {
+            warning!("no standby streams: commits no longer wait for one (asynchronous)");
+        } else {
+            info!("a standby streams: commits wait for it again (synchronous)");
+        }
+    }
+    cluster.publish_sync(
+        Some(if wanted.is_empty() { "async" } else { "sync" }),
+        deadline,
+    )
+}
+
+/// Sets synchronous_standby_names through ALTER SYSTEM (postgresql.auto.conf,
+/// which overrides postgresql.conf) and reloads: it takes effect at once,
+/// releasing commits that wait.
+pub fn set_sync_names(
+    cfg: &PgConfig,
+    as_user: (Uid, Gid),
+    names: &str,
+    deadline: &Deadline,
+) -> Result<()> {
+    let sql = format!(
+        "ALTER SYSTEM SET synchronous_standby_names = '{}'; SELECT pg_reload_conf()",
+        names.replace('\'', "''")
+    );
+    sql::query(sql::local(cfg), Some(as_user), deadline, &sql)
+        .map(drop)
+        .map_err(|e| e.context("setting synchronous_standby_names"))
 }

@@ -11,36 +11,75 @@ pub struct ServerState {
     pub in_recovery: bool,
 }
 
+/// The rows of one statement: each a list of text values (NULL is `None`).
+pub type Rows = Vec<Vec<Option<String>>>;
+
+/// The local server, over the unix socket, as `pguser`.
+pub fn local(cfg: &PgConfig) -> postgres::Config {
+    let mut pg = postgres::Config::new();
+    pg.host_path(&cfg.socketdir)
+        .port(cfg.pgport)
+        .user(&cfg.pguser)
+        .dbname(&cfg.pgdb);
+    pg
+}
+
 /// Connects as `pguser` over the unix socket and asks the server's state.
 ///
 /// Peer authentication (Debian's default for local connections) checks the
 /// connecting process's effective uid, so the agent takes on the server
 /// user's identity for the round trip instead of forking psql as that
 /// user: the monitor forks nothing.
-///
-/// A hung postmaster accepts the socket connection (the kernel queues it)
-/// and then never answers, and the client library's connect_timeout covers
-/// the socket alone; so the round trip runs on a thread that the deadline
-/// abandons. The agent exits soon after, and the thread with it.
 /// `as_user` is the uid and gid the connection is made with: the server's.
 pub fn server_state(
     cfg: &PgConfig,
     as_user: (Uid, Gid),
     deadline: &Deadline,
 ) -> Result<ServerState> {
+    let results = query(
+        local(cfg),
+        Some(as_user),
+        deadline,
+        "SELECT pg_is_in_recovery()",
+    )?;
+    match value(&results, 0, 0, 0) {
+        Some(v) => Ok(ServerState {
+            in_recovery: v == "t",
+        }),
+        None => Err(OcfError::generic("pg_is_in_recovery() returned no row")),
+    }
+}
+
+/// The value at `statement`, `row`, `column` of a [`query`]'s results.
+pub fn value(results: &[Rows], statement: usize, row: usize, column: usize) -> Option<&str> {
+    results.get(statement)?.get(row)?.get(column)?.as_deref()
+}
+
+/// Runs `sql` (one or more statements) in one round trip of the simple
+/// query protocol and returns each statement's rows.
+///
+/// A hung postmaster accepts the socket connection (the kernel queues it)
+/// and then never answers, and the client library's connect_timeout covers
+/// the socket alone; so the round trip runs on a thread that the deadline
+/// abandons. The agent exits soon after, and the thread with it.
+pub fn query(
+    mut pg: postgres::Config,
+    as_user: Option<(Uid, Gid)>,
+    deadline: &Deadline,
+    sql: &str,
+) -> Result<Vec<Rows>> {
     let budget = deadline.remaining().max(Duration::from_millis(100));
-    let mut pg = postgres::Config::new();
-    pg.host_path(&cfg.socketdir)
-        .port(cfg.pgport)
-        .user(&cfg.pguser)
-        .dbname(&cfg.pgdb)
-        .application_name("tusk")
+    pg.application_name("tusk")
         .connect_timeout(budget)
         .options(&format!("-c statement_timeout={}", budget.as_millis()));
-    let _identity = Identity::assume(as_user)?;
+    let _identity = match as_user {
+        Some(user) => Some(Identity::assume(user)?),
+        None => None,
+    };
     let (tx, rx) = std::sync::mpsc::channel();
+    let sql = sql.to_string();
     std::thread::spawn(move || {
-        let _ = tx.send(round_trip(&pg));
+        let _ = tx.send(round_trip(&pg, &sql));
     });
     rx.recv_timeout(budget).unwrap_or_else(|_| {
         Err(OcfError::generic(format!(
@@ -50,23 +89,31 @@ pub fn server_state(
     })
 }
 
-fn round_trip(pg: &postgres::Config) -> Result<ServerState> {
+fn round_trip(pg: &postgres::Config, sql: &str) -> Result<Vec<Rows>> {
     let mut client = pg
         .connect(postgres::NoTls)
         .map_err(|e| OcfError::generic(format!("cannot connect: {}", describe(&e))))?;
     // The simple query protocol: one round trip, where a prepared
     // statement would take two.
     let messages = client
-        .simple_query("SELECT pg_is_in_recovery()")
+        .simple_query(sql)
         .map_err(|e| OcfError::generic(format!("query failed: {}", describe(&e))))?;
-    let in_recovery = messages.iter().find_map(|m| match m {
-        postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "t"),
-        _ => None,
-    });
-    match in_recovery {
-        Some(in_recovery) => Ok(ServerState { in_recovery }),
-        None => Err(OcfError::generic("pg_is_in_recovery() returned no row")),
+    let mut results = Vec::new();
+    let mut rows = Rows::new();
+    for m in messages {
+        match m {
+            postgres::SimpleQueryMessage::Row(row) => rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            postgres::SimpleQueryMessage::CommandComplete(_) => {
+                results.push(std::mem::take(&mut rows))
+            }
+            _ => {}
+        }
     }
+    Ok(results)
 }
 
 /// The server's own message where there is one (`FATAL: the database system

@@ -1,22 +1,47 @@
 //! start: bring the server up, recovering from the pid-file failures
 //! PostgreSQL cannot recover from by itself.
 
+use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::postmaster::{self, Postmaster};
-use crate::{sql, validate};
-use ocf::{command, info, warning, Deadline, OcfError, OsUser, Result, Status};
+use crate::{sql, standby, stop, validate};
+use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
+/// How the server starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As its configuration says (a resource that is not a promotable clone).
+    AsConfigured,
+    /// As a standby, checking first that its WAL can follow the primary's.
+    Standby,
+    /// As a standby, right after a clean demote.
+    DemotedStandby,
+}
+
+pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> Result<Status> {
     let checked = validate::check(cfg, deadline)?;
+    if mode != Mode::AsConfigured {
+        validate::check_promotable(cfg)?;
+    }
     match postmaster::observe(&cfg.pgdata)? {
         Postmaster::Running(pm) => {
-            sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
+            let state = sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
                 .map_err(|e| e.context(format!("postmaster {} already runs, but", pm.pid)))?;
-            info!("already running (postmaster {})", pm.pid);
-            return Ok(Status::Success);
+            if mode == Mode::AsConfigured || state.in_recovery {
+                info!("already running (postmaster {})", pm.pid);
+                return Ok(Status::Success);
+            }
+            // Only promote makes a primary: one found running where a
+            // standby should start would be a second primary.
+            warning!(
+                "a primary runs here (postmaster {}) where a standby should: stopping it to \
+                 start it as a standby",
+                pm.pid
+            );
+            stop::stop(&cfg.pgdata, &deadline.share(0.5))?;
         }
         Postmaster::Orphaned(procs) => {
             return Err(OcfError::generic(format!(
@@ -35,6 +60,21 @@ pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
             .map_err(|e| OcfError::generic(format!("cannot remove {}: {e}", lock.display())))?;
         warning!("{why}; removed it");
     }
+    let cluster = Cluster::new(env);
+    let prepared = match mode {
+        Mode::AsConfigured => None,
+        Mode::Standby | Mode::DemotedStandby => Some(standby::prepare(
+            cfg,
+            &checked,
+            &cluster.node,
+            mode == Mode::Standby,
+            deadline,
+        )?),
+    };
+    let mut options = server_options(cfg);
+    if let Some(p) = &prepared {
+        options = format!("{options} {}", p.options);
+    }
     let log_offset = std::fs::metadata(&cfg.logfile)
         .map(|m| m.len())
         .unwrap_or(0);
@@ -51,7 +91,7 @@ pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
         .arg(&cfg.pgdata)
         .arg("-l")
         .arg(&cfg.logfile)
-        .args(["-o", &server_options(cfg)]);
+        .args(["-o", &options]);
     let out = command::run(pg_ctl, deadline)?;
     if !out.status.success() {
         let why = server_log_reason(&cfg.logfile, log_offset)
@@ -71,6 +111,9 @@ pub fn start(cfg: &PgConfig, deadline: &Deadline) -> Result<Status> {
             "primary"
         }
     );
+    if let Some(p) = &prepared {
+        standby::after_start(cfg, &cluster, p, deadline);
+    }
     Ok(Status::Success)
 }
 
@@ -102,7 +145,7 @@ fn server_options(cfg: &PgConfig) -> String {
 
 /// pg_ctl hands -o to /bin/sh; paths are single-quoted for it.
 fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"))
+    standby::shell_quote(&p.to_string_lossy())
 }
 
 /// The socket directory often lives on a tmpfs that a reboot empties, and
@@ -207,6 +250,13 @@ mod tests {
             pgdb: "postgres".into(),
             start_opts: "-c work_mem=64MB".into(),
             logfile: "/l".into(),
+            ..crate::config::PgConfig::from_params(
+                &ocf::Params::parse(crate::config::PARAMS, |n| {
+                    (n == "OCF_RESKEY_pgdata").then(|| "/d".to_string())
+                })
+                .unwrap(),
+            )
+            .unwrap()
         };
         assert_eq!(
             server_options(&cfg),

@@ -141,6 +141,26 @@ pub fn parse_major(version: &str) -> Option<String> {
     }
 }
 
+/// What a promotable clone needs beyond a single instance.
+pub fn check_promotable(cfg: &PgConfig) -> Result<()> {
+    let r = &cfg.replication;
+    if r.primary_host.is_empty() {
+        return Err(OcfError::configured(
+            "parameter primary_host is empty: a promotable clone's standbys need the address \
+             of the primary (a floating IP that follows the Promoted role)",
+        ));
+    }
+    if let Some(passfile) = &r.repl_passfile {
+        if !passfile.is_file() {
+            return Err(OcfError::installed(format!(
+                "repl_passfile {} does not exist on this node",
+                passfile.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_major;

@@ -1,0 +1,276 @@
+//! Node attributes: promotion scores (`crm_attribute --promotion`), public
+//! transient attributes and private ones (`attrd_updater`).
+//!
+//! Each call forks a Pacemaker tool, so agents call these only when a value
+//! changes: [`Published`] remembers what this node last wrote.
+
+use crate::{command, Deadline, OcfError, Result};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+const CRM_ATTRIBUTE: &str = "/usr/sbin/crm_attribute";
+const ATTRD_UPDATER: &str = "/usr/sbin/attrd_updater";
+
+/// A promotion score: a number, or -INFINITY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Score {
+    MinusInfinity,
+    Value(i64),
+}
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Score::MinusInfinity => f.write_str("-INFINITY"),
+            Score::Value(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// The resource a clone instance belongs to: `pg:1` → `pg`.
+pub fn resource_of(instance: &str) -> &str {
+    instance.split(':').next().unwrap_or(instance)
+}
+
+/// Sets (`Some`) or deletes (`None`) the promotion score of `resource` on
+/// `node`.
+pub fn set_promotion_score(
+    resource: &str,
+    node: &str,
+    score: Option<Score>,
+    deadline: &Deadline,
+) -> Result<()> {
+    let mut cmd = Command::new(CRM_ATTRIBUTE);
+    cmd.arg(format!("--promotion={resource}"))
+        .args(["--lifetime=reboot", "--node", node]);
+    match score {
+        // Pacemaker 2.1.5 reads `-v -INFINITY` as options: the value goes
+        // in the same argument.
+        Some(score) => cmd.arg(format!("--update={score}")),
+        None => cmd.arg("--delete"),
+    };
+    checked(cmd, deadline).map(drop)
+}
+
+/// The promotion score of `resource` on `node`, if it has one.
+pub fn promotion_score(resource: &str, node: &str, deadline: &Deadline) -> Result<Option<Score>> {
+    let mut cmd = Command::new(CRM_ATTRIBUTE);
+    cmd.arg(format!("--promotion={resource}")).args([
+        "--lifetime=reboot",
+        "--node",
+        node,
+        "--query",
+        "--quiet",
+    ]);
+    let out = command::run(cmd, deadline)?;
+    // crm_attribute exits 105 (no such object) when there is none.
+    if !out.status.success() {
+        return Ok(None);
+    }
+    Ok(parse_score(out.stdout.trim()))
+}
+
+fn parse_score(text: &str) -> Option<Score> {
+    match text {
+        "-INFINITY" => Some(Score::MinusInfinity),
+        "INFINITY" | "+INFINITY" => Some(Score::Value(1_000_000)),
+        v => v.parse().ok().map(Score::Value),
+    }
+}
+
+/// Sets (`Some`) or clears (`None`) a transient node attribute through
+/// pacemaker-attrd. A private one never reaches the CIB, so changing it
+/// triggers no new transition.
+pub fn set_node_attribute(
+    name: &str,
+    node: &str,
+    value: Option<&str>,
+    private: bool,
+    deadline: &Deadline,
+) -> Result<()> {
+    let mut cmd = Command::new(ATTRD_UPDATER);
+    cmd.args(["--name", name, "--node", node]);
+    if private {
+        cmd.arg("--private");
+    }
+    match value {
+        Some(v) => cmd.arg(format!("--update={v}")),
+        None => cmd.arg("--delete"),
+    };
+    checked(cmd, deadline).map(drop)
+}
+
+/// The values of a node attribute on every node that has one (an empty
+/// value, what `attrd_updater --delete` leaves, counts as none).
+pub fn node_attribute_everywhere(
+    name: &str,
+    deadline: &Deadline,
+) -> Result<BTreeMap<String, String>> {
+    let mut cmd = Command::new(ATTRD_UPDATER);
+    cmd.args(["--name", name, "--query", "--all"]);
+    let out = command::run(cmd, deadline)?;
+    // attrd_updater exits non-zero when no node has the attribute.
+    if !out.status.success() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(parse_attrd_query(&out.stdout))
+}
+
+/// `name="a" host="node1" value="3"` lines.
+fn parse_attrd_query(text: &str) -> BTreeMap<String, String> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(line[start..start + len].to_string())
+    };
+    text.lines()
+        .filter_map(|l| Some((field(l, "host")?, field(l, "value")?)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+fn checked(cmd: Command, deadline: &Deadline) -> Result<command::Output> {
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let out = command::run(cmd, deadline)?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(OcfError::generic(format!(
+            "{name} {} failed: {}",
+            args.join(" "),
+            out.last_words()
+        )))
+    }
+}
+
+/// What this node last published, kept in /run (gone with a reboot, as
+/// transient attributes are), so that an unchanged value costs no fork.
+///
+/// An entry older than `refresh` is written again: the cluster drops a
+/// node's transient attributes when the node leaves it, which a node that
+/// rejoins without rebooting cannot see.
+pub struct Published {
+    dir: PathBuf,
+    refresh: Duration,
+}
+
+impl Published {
+    pub fn new(instance: &str) -> Published {
+        Self::at(
+            PathBuf::from("/run/tusk").join(resource_of(instance)),
+            Duration::from_secs(600),
+        )
+    }
+
+    pub fn at(dir: PathBuf, refresh: Duration) -> Published {
+        Published { dir, refresh }
+    }
+
+    /// Whether `key` was published with `value` recently.
+    pub fn is_current(&self, key: &str, value: &str) -> bool {
+        let path = self.dir.join(key);
+        let fresh = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age < self.refresh);
+        fresh && std::fs::read_to_string(&path).is_ok_and(|v| v == value)
+    }
+
+    /// Whether `key` holds `value`, however old (a local flag, not a
+    /// published value).
+    pub fn is_current_ignoring_age(&self, key: &str, value: &str) -> bool {
+        std::fs::read_to_string(self.dir.join(key)).is_ok_and(|v| v == value)
+    }
+
+    /// Records that `key` now has `value` in the cluster. A failure to
+    /// record only costs a fork next time.
+    pub fn record(&self, key: &str, value: &str) {
+        let _ = std::fs::create_dir_all(&self.dir);
+        let tmp = self.dir.join(format!(".{key}.tmp"));
+        if std::fs::write(&tmp, value).is_ok() {
+            let _ = std::fs::rename(&tmp, self.dir.join(key));
+        }
+    }
+
+    pub fn forget(&self, key: &str) {
+        let _ = std::fs::remove_file(self.dir.join(key));
+    }
+
+    /// Keys recorded under `prefix`, with their values.
+    pub fn entries(&self, prefix: &str) -> Vec<(String, String)> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, String)> = dir
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let key = name.strip_prefix(prefix)?.to_string();
+                Some((key, std::fs::read_to_string(e.path()).ok()?))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_print_as_crm_attribute_reads_them() {
+        assert_eq!(Score::MinusInfinity.to_string(), "-INFINITY");
+        assert_eq!(Score::Value(1001).to_string(), "1001");
+        assert_eq!(parse_score("-INFINITY"), Some(Score::MinusInfinity));
+        assert_eq!(parse_score("INFINITY"), Some(Score::Value(1_000_000)));
+        assert_eq!(parse_score("-5"), Some(Score::Value(-5)));
+        assert_eq!(parse_score(""), None);
+        assert!(Score::MinusInfinity < Score::Value(-1_000_000));
+    }
+
+    #[test]
+    fn reads_attrd_updater_query_output() {
+        let out = "name=\"pg-lsn\" host=\"node1\" value=\"2/0/5000060\"\n\
+                   name=\"pg-lsn\" host=\"node2\" value=\"\"\n\
+                   name=\"pg-lsn\" host=\"node3\" value=\"1/0/3000000\"\n\
+                   garbage\n";
+        let m = parse_attrd_query(out);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m["node1"], "2/0/5000060");
+        assert_eq!(m["node3"], "1/0/3000000");
+        assert_eq!(resource_of("pg:2"), "pg");
+        assert_eq!(resource_of("pg"), "pg");
+    }
+
+    #[test]
+    fn published_values_are_current_until_changed_or_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Published::at(dir.path().join("pg"), Duration::from_secs(600));
+        assert!(!p.is_current("score-node1", "1001"));
+        p.record("score-node1", "1001");
+        p.record("score-node2", "1000");
+        assert!(p.is_current("score-node1", "1001"));
+        assert!(!p.is_current("score-node1", "1000"));
+        assert_eq!(
+            p.entries("score-"),
+            [
+                ("node1".to_string(), "1001".to_string()),
+                ("node2".to_string(), "1000".to_string())
+            ]
+        );
+        p.forget("score-node1");
+        assert!(!p.is_current("score-node1", "1001"));
+
+        let stale = Published::at(dir.path().join("pg"), Duration::ZERO);
+        assert!(!stale.is_current("score-node2", "1000"));
+        assert!(stale.is_current_ignoring_age("score-node2", "1000"));
+    }
+}

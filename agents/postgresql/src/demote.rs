@@ -1,0 +1,54 @@
+//! demote: a primary never runs unpromoted. It shuts down cleanly (the
+//! shutdown checkpoint reaches the standbys before the walsenders exit),
+//! says where that checkpoint is, and starts again as a standby.
+
+use crate::cluster::Cluster;
+use crate::config::PgConfig;
+use crate::controldata::{ClusterState, ControlData};
+use crate::postmaster::{self, Postmaster};
+use crate::start::{self, Mode};
+use crate::wal::Position;
+use crate::{sql, stop, validate};
+use ocf::{info, warning, Deadline, OcfEnv, OcfError, Result, Status};
+
+pub fn demote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
+    let checked = validate::check(cfg, deadline)?;
+    match postmaster::observe(&cfg.pgdata)? {
+        Postmaster::Running(pm) => {
+            let state = sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
+                .map_err(|e| e.context(format!("postmaster {} runs, but", pm.pid)))?;
+            if state.in_recovery {
+                info!("already a standby");
+                return Ok(Status::Success);
+            }
+        }
+        // A crashed primary is not started again here: started as a
+        // standby now, with nothing to compare its WAL to, it could run
+        // diverged. Pacemaker stops it; start later checks it against the
+        // new primary.
+        _ => {
+            return Err(OcfError::new(
+                Status::NotRunning,
+                "PostgreSQL is not running: nothing to demote",
+            ))
+        }
+    }
+    stop::stop(&cfg.pgdata, &deadline.share(0.5))?;
+    let control = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)?;
+    if control.state != ClusterState::ShutDown {
+        return Err(OcfError::generic(format!(
+            "the primary did not shut down cleanly ({:?}): left stopped, its start will check \
+             it against the new primary",
+            control.state
+        )));
+    }
+    let checkpoint = Position {
+        timeline: control.timeline,
+        lsn: control.checkpoint,
+    };
+    info!("shut down the primary; its shutdown checkpoint is at {checkpoint}");
+    if let Err(e) = Cluster::new(env).publish_demoted_at(Some(checkpoint), deadline) {
+        warning!("{}", e.reason());
+    }
+    start::start(cfg, env, Mode::DemotedStandby, deadline)
+}

@@ -1,0 +1,62 @@
+//! notify: at pre-promote every standby publishes its WAL position for
+//! the promotion to compare, and the node to be promoted records who the
+//! candidates are; at post-promote the positions and demote markers go.
+
+use crate::cluster::Cluster;
+use crate::config::PgConfig;
+use crate::postmaster::{self, Postmaster};
+use crate::replication;
+use nix::unistd::{Gid, Uid};
+use ocf::notify::{Notification, Operation, When};
+use ocf::{debug, warning, Deadline, OcfEnv, Result, Status};
+
+pub fn notify(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
+    let n = Notification::from_env()?;
+    let cluster = Cluster::new(env);
+    debug!("notify {:?}-{:?}", n.when, n.operation);
+    let result = match (n.when, n.operation) {
+        (When::Pre, Operation::Promote) => pre_promote(cfg, &cluster, &n, deadline),
+        (When::Post, Operation::Promote) => cluster
+            .publish_position(None, deadline)
+            .and_then(|()| cluster.publish_demoted_at(None, deadline))
+            .map(|()| cluster.set_candidates(&[])),
+        _ => Ok(()),
+    };
+    // A notification's failure changes nothing Pacemaker does; promote
+    // checks again what it needs.
+    if let Err(e) = result {
+        warning!("notify: {}", e.reason());
+    }
+    Ok(Status::Success)
+}
+
+fn pre_promote(
+    cfg: &PgConfig,
+    cluster: &Cluster,
+    n: &Notification,
+    deadline: &Deadline,
+) -> Result<()> {
+    if n.promote.contains(&cluster.node) {
+        // In a switchover the demoted primary is a candidate too.
+        let candidates: Vec<String> = n
+            .unpromoted
+            .iter()
+            .chain(&n.demote)
+            .filter(|c| !n.stop.contains(c) && !n.promote.contains(c))
+            .cloned()
+            .collect();
+        cluster.set_candidates(&candidates);
+    }
+    let Postmaster::Running(pm) = postmaster::observe(&cfg.pgdata)? else {
+        return Ok(());
+    };
+    let repl = replication::observe(
+        cfg,
+        (Uid::from_raw(pm.uid), Gid::from_raw(pm.gid)),
+        deadline,
+    )?;
+    if repl.in_recovery {
+        cluster.publish_position(Some(repl.position), deadline)?;
+    }
+    Ok(())
+}

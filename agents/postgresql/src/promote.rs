@@ -1,0 +1,213 @@
+//! promote: make this standby the primary, but only when no other
+//! candidate has more WAL, and after a planned demote only once this
+//! standby has replayed the old primary's shutdown checkpoint. Either
+//! refusal leaves the data as it is and says which node to promote instead.
+
+use crate::cluster::Cluster;
+use crate::config::{PgConfig, SyncPolicy};
+use crate::election;
+use crate::monitor::set_sync_names;
+use crate::postmaster::{self, Postmaster};
+use crate::replication::{self, Replication};
+use crate::sql;
+use crate::wal::Position;
+use nix::unistd::{Gid, Uid};
+use ocf::attributes::Score;
+use ocf::{info, warning, Deadline, OcfEnv, OcfError, Result, Status};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
+    let pm = match postmaster::observe(&cfg.pgdata)? {
+        Postmaster::Running(pm) => pm,
+        _ => {
+            return Err(OcfError::generic(
+                "PostgreSQL is not running here: nothing to promote",
+            ))
+        }
+    };
+    let as_user = (Uid::from_raw(pm.uid), Gid::from_raw(pm.gid));
+    let cluster = Cluster::new(env);
+    let repl = replication::observe(cfg, as_user, deadline)?;
+    if !repl.in_recovery {
+        info!("already the primary (timeline {})", repl.timeline());
+        cluster.set_score(
+            &cluster.node,
+            Some(election::PRIMARY_SCORE),
+            "primary",
+            deadline,
+        )?;
+        return Ok(Status::Success);
+    }
+    let rivals = check_best_candidate(&cluster, &repl, deadline)?;
+    let repl = wait_for_demoted_checkpoints(cfg, &cluster, repl, as_user, deadline)?;
+
+    // Before the first write on the new timeline: under strict no commit
+    // is acknowledged that a standby does not hold; otherwise no commit
+    // waits for a standby that is not there yet (the monitor turns
+    // synchronous replication on once one streams).
+    let sync_names = if cfg.replication.sync == SyncPolicy::Strict {
+        "*"
+    } else {
+        ""
+    };
+    set_sync_names(cfg, as_user, sync_names, deadline)?;
+
+    let wait = deadline.remaining().as_secs().saturating_sub(1).max(1);
+    let results = sql::query(
+        sql::local(cfg),
+        Some(as_user),
+        deadline,
+        &format!("SELECT pg_promote(true, {wait})"),
+    )
+    .map_err(|e| e.context("pg_promote"))?;
+    if sql::value(&results, 0, 0, 0) != Some("t") {
+        return Err(OcfError::generic(format!(
+            "pg_promote did not finish within {wait}s"
+        )));
+    }
+    let promoted = replication::observe(cfg, as_user, deadline)?;
+    info!(
+        "promoted: WAL at {} on timeline {}, now timeline {}; {}",
+        repl.position.lsn,
+        repl.timeline(),
+        promoted.timeline(),
+        rivals
+    );
+    let publish = cluster
+        .set_score(
+            &cluster.node,
+            Some(election::PRIMARY_SCORE),
+            "primary",
+            deadline,
+        )
+        .and_then(|()| cluster.publish_timeline(promoted.timeline(), deadline))
+        .and_then(|()| {
+            cluster.publish_sync(
+                Some(if sync_names.is_empty() {
+                    "async"
+                } else {
+                    "sync"
+                }),
+                deadline,
+            )
+        });
+    if let Err(e) = publish {
+        warning!("{}", e.reason());
+    }
+    Ok(Status::Success)
+}
+
+/// Compares this node's WAL position with what the other candidates
+/// published at pre-promote. When one is further, steers Pacemaker to it
+/// and refuses. Says how this node compared, for the log.
+fn check_best_candidate(
+    cluster: &Cluster,
+    repl: &Replication,
+    deadline: &Deadline,
+) -> Result<String> {
+    let candidates: Vec<String> = cluster
+        .candidates()
+        .into_iter()
+        .filter(|n| *n != cluster.node)
+        .collect();
+    if candidates.is_empty() {
+        return Ok("no other standby".to_string());
+    }
+    // The candidates publish during the same pre-promote notification; a
+    // moment may pass before every value reaches this node.
+    let asking = Deadline::after(
+        deadline
+            .remaining()
+            .mul_f64(0.2)
+            .min(Duration::from_secs(5)),
+    );
+    let mut positions = BTreeMap::new();
+    let _ = asking.wait_for(
+        "the candidates' WAL positions",
+        Duration::from_millis(200),
+        || {
+            positions = cluster.positions(deadline)?;
+            Ok(candidates
+                .iter()
+                .all(|c| positions.contains_key(c))
+                .then_some(()))
+        },
+    );
+    positions.retain(|node, _| candidates.contains(node));
+    for missing in candidates.iter().filter(|c| !positions.contains_key(*c)) {
+        warning!("{missing} published no WAL position at pre-promote: not compared");
+    }
+    let compared = positions.len();
+    positions.insert(cluster.node.clone(), repl.position);
+    let (best, best_position) =
+        election::best_candidate(&positions, &cluster.node).expect("this node is a candidate");
+    if best == cluster.node {
+        return Ok(format!("best of {} standbys", compared + 1));
+    }
+    let best = best.to_string();
+    let steer = cluster
+        .set_score(&best, Some(election::CAUGHT_UP), "election", deadline)
+        .and_then(|()| {
+            cluster.set_score(&cluster.node, Some(Score::Value(1)), "election", deadline)
+        });
+    if let Err(e) = steer {
+        warning!("{}", e.reason());
+    }
+    Err(OcfError::generic(format!(
+        "{best} has more WAL ({best_position}) than this node ({}): not promoting here, \
+         {best} should be promoted instead",
+        repl.position
+    )))
+}
+
+/// After a planned demote, the old primary published where its shutdown
+/// checkpoint is. This standby must have replayed it: then it holds every
+/// record the old primary wrote, and the old primary can follow it without
+/// pg_rewind. It normally has by now (a primary's shutdown waits until its
+/// walsenders sent everything); the wait covers the replay.
+fn wait_for_demoted_checkpoints(
+    cfg: &PgConfig,
+    cluster: &Cluster,
+    mut repl: Replication,
+    as_user: (Uid, Gid),
+    deadline: &Deadline,
+) -> Result<Replication> {
+    let markers: BTreeMap<String, Position> = cluster
+        .demoted_at(deadline)?
+        .into_iter()
+        .filter(|(node, _)| *node != cluster.node)
+        .collect();
+    for (node, checkpoint) in &markers {
+        let waiting = deadline.share(0.5);
+        let replayed = |r: &Replication| {
+            election::shutdown_checkpoint_replayed(
+                r.timeline(),
+                r.replayed.unwrap_or_default(),
+                *checkpoint,
+            )
+        };
+        let outcome = waiting.wait_for(
+            "the old primary's shutdown checkpoint to be replayed",
+            Duration::from_millis(50),
+            || {
+                if replayed(&repl) {
+                    return Ok(Some(()));
+                }
+                repl = replication::observe(cfg, as_user, deadline)?;
+                Ok(None)
+            },
+        );
+        if outcome.is_err() {
+            return Err(OcfError::generic(format!(
+                "this standby has not replayed the shutdown checkpoint of {node} (at \
+                 {checkpoint}; replayed up to {} on timeline {}): promoting it would leave \
+                 {node} diverged; promote {node} again instead",
+                repl.replayed.unwrap_or_default(),
+                repl.timeline()
+            )));
+        }
+        info!("replayed the shutdown checkpoint of {node} ({checkpoint})");
+    }
+    Ok(repl)
+}

@@ -1,0 +1,422 @@
+//! Before an instance starts as a standby: can it follow the current
+//! primary, or did its WAL diverge (a former primary that wrote on after
+//! the failover point)? A diverged instance started as a standby runs and
+//! answers queries while never replicating again, so start checks first,
+//! and rewinds it (rewind=auto) or refuses (rewind=off).
+
+use crate::config::{PgConfig, RewindPolicy};
+use crate::controldata::ControlData;
+use crate::sql;
+use crate::wal::{history_file, parse_history, timeline_of_walfile, Fork, Lsn};
+use ocf::{command, info, warning, Deadline, OcfError, OsUser, Result};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its WAL is a prefix of the primary's history: it streams from there.
+    Follow,
+    /// It wrote WAL the primary does not have.
+    Diverged(String),
+    /// It crashed: where its WAL ends is unknown without reading it all.
+    Unknown(String),
+    /// It is on a newer timeline than the primary: the "primary" is stale.
+    Ahead(String),
+}
+
+/// Compares this instance's timeline history and where its WAL ends with
+/// the primary's timeline history.
+pub fn assess(
+    timeline: u32,
+    end: Option<Lsn>,
+    history: &[Fork],
+    primary_timeline: u32,
+    primary_history: &[Fork],
+) -> Verdict {
+    if timeline > primary_timeline {
+        return Verdict::Ahead(format!(
+            "this node is on timeline {timeline}, newer than the primary's {primary_timeline}"
+        ));
+    }
+    if timeline == primary_timeline {
+        // Two standbys promoted independently get the same timeline number;
+        // their histories tell them apart.
+        return if history == primary_history {
+            Verdict::Follow
+        } else {
+            Verdict::Diverged(format!(
+                "this node and the primary are both on timeline {timeline}, created at \
+                 different points (two promotions)"
+            ))
+        };
+    }
+    let shared = primary_history.get(..history.len()) == Some(history);
+    let Some(fork) = primary_history
+        .get(history.len())
+        .filter(|f| shared && f.parent == timeline)
+    else {
+        return Verdict::Diverged(format!(
+            "timeline {timeline} of this node is not in the primary's history"
+        ));
+    };
+    match end {
+        // The fork point is where the promoted standby stopped replaying
+        // this timeline: WAL of ours that starts there or later is ours alone.
+        Some(end) if end < fork.switchpoint => Verdict::Follow,
+        Some(end) => Verdict::Diverged(format!(
+            "this node's WAL reaches {end} on timeline {timeline}, past the primary's fork \
+             point {}",
+            fork.switchpoint
+        )),
+        None => Verdict::Unknown(format!(
+            "this node crashed on timeline {timeline}, which the primary left at {}",
+            fork.switchpoint
+        )),
+    }
+}
+
+/// The primary's view: its system identifier, timeline and history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryInfo {
+    pub system_id: String,
+    pub timeline: u32,
+    pub history: Vec<Fork>,
+}
+
+/// A libpq connection string to the primary as the replication role, for
+/// primary_conninfo and pg_rewind.
+pub fn conninfo(cfg: &PgConfig, application_name: Option<&str>, with_db: bool) -> String {
+    let r = &cfg.replication;
+    let mut parts = vec![
+        format!("host={}", quote(&r.primary_host)),
+        format!("port={}", cfg.pgport),
+        format!("user={}", quote(&r.repl_user)),
+    ];
+    if with_db {
+        parts.push(format!("dbname={}", quote(&cfg.pgdb)));
+    }
+    if let Some(name) = application_name {
+        parts.push(format!("application_name={}", quote(name)));
+    }
+    if let Some(passfile) = &r.repl_passfile {
+        parts.push(format!("passfile={}", quote(&passfile.to_string_lossy())));
+    }
+    parts.join(" ")
+}
+
+/// libpq's quoting of a connection-string value.
+fn quote(v: &str) -> String {
+    if !v.is_empty() && !v.contains([' ', '\'', '\\']) {
+        return v.to_string();
+    }
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Asks the primary at primary_host, if one answers there.
+pub fn ask_primary(cfg: &PgConfig, deadline: &Deadline) -> Result<Option<PrimaryInfo>> {
+    let r = &cfg.replication;
+    let mut pg = postgres::Config::new();
+    pg.host(&r.primary_host)
+        .port(cfg.pgport)
+        .user(&r.repl_user)
+        .dbname(&cfg.pgdb);
+    if let Some(passfile) = &r.repl_passfile {
+        if let Some(password) = password_from(
+            passfile,
+            &r.primary_host,
+            cfg.pgport,
+            &cfg.pgdb,
+            &r.repl_user,
+        )? {
+            pg.password(password);
+        }
+    }
+    let first = "SELECT system_identifier::text FROM pg_control_system(); \
+                 SELECT pg_is_in_recovery(), \
+                 CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END";
+    let results = match sql::query(pg.clone(), None, &deadline.share(0.5), first) {
+        Ok(r) => r,
+        Err(e) => {
+            info!("no primary answers at {}: {}", r.primary_host, e.reason());
+            return Ok(None);
+        }
+    };
+    if sql::value(&results, 1, 0, 0) != Some("f") {
+        info!("{} is not a primary (in recovery)", r.primary_host);
+        return Ok(None);
+    }
+    let system_id = sql::value(&results, 0, 0, 0)
+        .unwrap_or_default()
+        .to_string();
+    let timeline = sql::value(&results, 1, 0, 1)
+        .and_then(timeline_of_walfile)
+        .ok_or_else(|| OcfError::generic("the primary reported no WAL file name"))?;
+    let history = if timeline == 1 {
+        Vec::new()
+    } else {
+        let q = format!(
+            "SELECT convert_from(pg_read_binary_file('{}'), 'UTF8')",
+            history_file(timeline)
+        );
+        let results = sql::query(pg, None, deadline, &q).map_err(|e| {
+            e.context(format!(
+                "reading the timeline history of the primary at {} (does {} have EXECUTE on \
+                 pg_read_binary_file(text)?)",
+                r.primary_host, r.repl_user
+            ))
+        })?;
+        parse_history(sql::value(&results, 0, 0, 0).unwrap_or_default())?
+    };
+    Ok(Some(PrimaryInfo {
+        system_id,
+        timeline,
+        history,
+    }))
+}
+
+/// This instance's own history of its timeline (none for timeline 1).
+pub fn local_history(pgdata: &Path, timeline: u32) -> Result<Vec<Fork>> {
+    if timeline == 1 {
+        return Ok(Vec::new());
+    }
+    let file = pgdata.join(history_file(timeline));
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| OcfError::generic(format!("cannot read {}: {e}", file.display())))?;
+    parse_history(&text)
+}
+
+/// The password for `user` from a .pgpass-format file, as libpq would pick
+/// it (first matching line; `*` matches anything).
+pub fn password_from(
+    passfile: &Path,
+    host: &str,
+    port: u16,
+    db: &str,
+    user: &str,
+) -> Result<Option<String>> {
+    let text = std::fs::read_to_string(passfile)
+        .map_err(|e| OcfError::configured(format!("repl_passfile {}: {e}", passfile.display())))?;
+    let port = port.to_string();
+    let wanted = [host, port.as_str(), db, user];
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let fields = split_pgpass(line);
+        if fields.len() != 5 {
+            continue;
+        }
+        let matches = fields[..4]
+            .iter()
+            .zip(wanted)
+            .all(|(f, w)| f == "*" || f == w || (f == "replication" && w == db));
+        if matches {
+            return Ok(Some(fields[4].clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Splits a .pgpass line on unescaped colons.
+fn split_pgpass(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut().unwrap().extend(chars.next()),
+            ':' => fields.push(String::new()),
+            c => fields.last_mut().unwrap().push(c),
+        }
+    }
+    fields
+}
+
+/// What start does before starting the instance as a standby; says
+/// whether a primary answered. `asking` bounds the questions to the
+/// primary, `deadline` the rewind.
+pub fn prepare(
+    cfg: &PgConfig,
+    user: &OsUser,
+    bindir: &Path,
+    control: &ControlData,
+    asking: &Deadline,
+    deadline: &Deadline,
+) -> Result<bool> {
+    let Some(primary) = ask_primary(cfg, asking)? else {
+        // Nothing to compare with: the cluster has no primary yet, or it is
+        // being promoted elsewhere. The standby waits for one.
+        return Ok(false);
+    };
+    if primary.system_id != control.system_id {
+        return Err(OcfError::configured(format!(
+            "the primary at {} is another database cluster (system identifier {}, this \
+             node's is {}): rebuild this node from it with pg_basebackup",
+            cfg.replication.primary_host, primary.system_id, control.system_id
+        )));
+    }
+    let timeline = control.latest_timeline();
+    let history = local_history(&cfg.pgdata, timeline)?;
+    let verdict = assess(
+        timeline,
+        control.clean_end(),
+        &history,
+        primary.timeline,
+        &primary.history,
+    );
+    let why = match verdict {
+        Verdict::Follow => return Ok(true),
+        Verdict::Ahead(why) => {
+            return Err(OcfError::generic(format!(
+                "{why}: refusing to follow the primary at {}",
+                cfg.replication.primary_host
+            )))
+        }
+        Verdict::Diverged(why) | Verdict::Unknown(why) => why,
+    };
+    let rewind = rewind_command(cfg, user, bindir);
+    if cfg.replication.rewind == RewindPolicy::Off {
+        return Err(OcfError::generic(format!(
+            "{why}; rewind=off: as {}, run {} and then clean up the resource",
+            user.name,
+            shown(&rewind)
+        )));
+    }
+    warning!(
+        "{why}: rewinding with pg_rewind from {}",
+        cfg.replication.primary_host
+    );
+    let out = command::run(rewind, deadline)?;
+    if !out.status.success() {
+        return Err(OcfError::generic(format!(
+            "pg_rewind failed: {}",
+            out.last_words()
+        )));
+    }
+    info!("pg_rewind: {}", out.last_words());
+    Ok(true)
+}
+
+fn rewind_command(cfg: &PgConfig, user: &OsUser, bindir: &Path) -> std::process::Command {
+    let mut cmd = user.command(bindir.join("pg_rewind"));
+    cmd.arg(format!("--target-pgdata={}", cfg.pgdata.display()))
+        .arg(format!("--source-server={}", conninfo(cfg, None, true)));
+    cmd
+}
+
+/// A command as an operator would type it.
+fn shown(cmd: &std::process::Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.contains([' ', '\'']) {
+                let (flag, value) = a.split_once('=').unwrap_or(("", &a));
+                format!("{flag}='{}'", value.replace('\'', r"'\''"))
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fork(parent: u32, at: &str) -> Fork {
+        Fork {
+            parent,
+            switchpoint: at.parse().unwrap(),
+        }
+    }
+    fn lsn(s: &str) -> Option<Lsn> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_cleanly_demoted_primary_follows_the_standby_promoted_after_its_checkpoint() {
+        // Shutdown checkpoint at 0/5000028; the new primary replayed it and
+        // forked at the end of that record.
+        let primary = [fork(1, "0/50000A0")];
+        assert_eq!(
+            assess(1, lsn("0/5000028"), &[], 2, &primary),
+            Verdict::Follow
+        );
+    }
+
+    #[test]
+    fn a_primary_that_wrote_past_the_fork_point_diverged() {
+        let primary = [fork(1, "0/4000000")];
+        let v = assess(1, lsn("0/5000028"), &[], 2, &primary);
+        assert!(
+            matches!(v, Verdict::Diverged(ref w) if w.contains("past the primary's fork point 0/4000000")),
+            "{v:?}"
+        );
+        let v = assess(1, None, &[], 2, &primary);
+        assert!(matches!(v, Verdict::Unknown(_)), "{v:?}");
+    }
+
+    #[test]
+    fn same_timeline_numbers_from_two_promotions_are_told_apart_by_history() {
+        let mine = [fork(1, "0/3000000")];
+        let theirs = [fork(1, "0/3500000")];
+        assert_eq!(
+            assess(2, lsn("0/2000000"), &mine, 2, &mine),
+            Verdict::Follow
+        );
+        assert!(matches!(
+            assess(2, lsn("0/2000000"), &mine, 2, &theirs),
+            Verdict::Diverged(_)
+        ));
+    }
+
+    #[test]
+    fn a_timeline_missing_from_the_primarys_history_diverged() {
+        // We are on 2 (forked from 1 at 0/3000000); the primary went 1 -> 2'
+        // elsewhere and then 3.
+        let mine = [fork(1, "0/3000000")];
+        let primary = [fork(1, "0/3800000"), fork(2, "0/6000000")];
+        assert!(matches!(
+            assess(2, lsn("0/2000000"), &mine, 3, &primary),
+            Verdict::Diverged(_)
+        ));
+        let primary = [fork(1, "0/3000000"), fork(2, "0/6000000")];
+        assert_eq!(
+            assess(2, lsn("0/5000000"), &mine, 3, &primary),
+            Verdict::Follow
+        );
+        assert!(matches!(
+            assess(4, lsn("0/5000000"), &[], 3, &primary),
+            Verdict::Ahead(_)
+        ));
+    }
+
+    #[test]
+    fn conninfo_quotes_what_libpq_needs_quoted() {
+        assert_eq!(quote("10.0.0.1"), "10.0.0.1");
+        assert_eq!(quote("it's me"), r"'it\'s me'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn pgpass_lines_match_like_libpq() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pgpass");
+        std::fs::write(
+            &f,
+            "# comment\nother:5432:*:replicator:nope\n10.0.0.1:5432:*:replicator:s\\:cret\n",
+        )
+        .unwrap();
+        assert_eq!(
+            password_from(&f, "10.0.0.1", 5432, "postgres", "replicator").unwrap(),
+            Some("s:cret".to_string())
+        );
+        assert_eq!(
+            password_from(&f, "10.0.0.1", 5433, "postgres", "replicator").unwrap(),
+            None
+        );
+        assert_eq!(
+            password_from(&dir.path().join("none"), "h", 1, "d", "u")
+                .unwrap_err()
+                .status(),
+            ocf::Status::ErrConfigured
+        );
+    }
+}

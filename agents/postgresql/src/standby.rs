@@ -1,0 +1,146 @@
+//! Starting an instance of a promotable clone: always as a standby of
+//! whatever primary answers at primary_host, after making sure its WAL can
+//! follow that primary's.
+
+use crate::cluster::Cluster;
+use crate::config::{PgConfig, SyncPolicy};
+use crate::controldata::{ClusterState, ControlData};
+use crate::validate::Checked;
+use crate::{election, rejoin};
+use ocf::{warning, Deadline, OcfError, Result};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+/// What start learnt while preparing the standby.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Server options that make it a standby of primary_host.
+    pub options: String,
+    /// Shut down (or crashed) as a primary, and not a fresh base backup.
+    pub was_primary: bool,
+    /// A primary answered at primary_host.
+    pub primary_seen: bool,
+}
+
+/// `check_divergence` is false after a demote: a primary that just shut
+/// down cleanly holds nothing another node lacks.
+pub fn prepare(
+    cfg: &PgConfig,
+    checked: &Checked,
+    node: &str,
+    check_divergence: bool,
+    deadline: &Deadline,
+) -> Result<Prepared> {
+    let control = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)?;
+    let was_primary = matches!(
+        control.state,
+        ClusterState::ShutDown | ClusterState::InProduction
+    ) && !cfg.pgdata.join("backup_label").exists();
+    let primary_seen = if check_divergence {
+        // An address nobody holds (the floating IP between two nodes)
+        // costs a connect timeout: keep it short.
+        let asking = Deadline::after(
+            deadline
+                .remaining()
+                .mul_f64(0.3)
+                .min(Duration::from_secs(5)),
+        );
+        rejoin::prepare(
+            cfg,
+            &checked.user,
+            &checked.bindir,
+            &control,
+            &asking,
+            deadline,
+        )?
+    } else {
+        false
+    };
+    write_standby_signal(cfg, checked)?;
+    Ok(Prepared {
+        options: options(cfg, node),
+        was_primary,
+        primary_seen,
+    })
+}
+
+/// standby.signal makes the server start in recovery, as a standby
+/// (PostgreSQL 12 and later); pg_rewind removes it, so it is written last.
+fn write_standby_signal(cfg: &PgConfig, checked: &Checked) -> Result<()> {
+    let signal = cfg.pgdata.join("standby.signal");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&signal)
+        .and_then(|_| {
+            nix::unistd::chown(&signal, Some(checked.user.uid), Some(checked.user.gid))
+                .map_err(Into::into)
+        })
+        .map_err(|e| OcfError::perm(format!("cannot write {}: {e}", signal.display())))
+}
+
+/// On the command line, where they override any configuration file and so
+/// need no file of the operator's rewritten: the standby streams from
+/// primary_host under this node's name (which the primary's
+/// pg_stat_replication shows, and synchronous replication matches), follows
+/// new timelines, and answers the monitor's queries.
+fn options(cfg: &PgConfig, node: &str) -> String {
+    let conninfo = rejoin::conninfo(cfg, Some(node), false);
+    format!(
+        "-c hot_standby=on -c recovery_target_timeline=latest -c {}",
+        shell_quote(&format!("primary_conninfo={conninfo}"))
+    )
+}
+
+/// pg_ctl hands -o to /bin/sh.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// After the standby started: forget what this node knew of its previous
+/// run, and with no primary anywhere, make it a candidate.
+pub fn after_start(cfg: &PgConfig, cluster: &Cluster, prepared: &Prepared, deadline: &Deadline) {
+    cluster.mark("streamed", false);
+    cluster.mark("was-primary", prepared.was_primary);
+    let result = cluster.clear_own_score(deadline).and_then(|()| {
+        // Under strict, only a former primary is sure to hold every
+        // acknowledged commit.
+        let allowed = cfg.replication.sync != SyncPolicy::Strict || prepared.was_primary;
+        if prepared.primary_seen || !allowed {
+            return Ok(());
+        }
+        let score = if prepared.was_primary {
+            election::FORMER_PRIMARY
+        } else {
+            election::NO_PRIMARY_YET
+        };
+        cluster.set_score(&cluster.node, Some(score), "no-primary", deadline)
+    });
+    if let Err(e) = result {
+        warning!("{}", e.reason());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocf::Params;
+
+    #[test]
+    fn the_standby_streams_from_primary_host_under_the_node_name() {
+        let params = Params::parse(crate::config::PARAMS, |n| match n {
+            "OCF_RESKEY_pgdata" => Some("/d".into()),
+            "OCF_RESKEY_primary_host" => Some("10.0.0.100".into()),
+            "OCF_RESKEY_repl_passfile" => Some("/etc/it's".into()),
+            _ => None,
+        })
+        .unwrap();
+        let cfg = PgConfig::from_params(&params).unwrap();
+        assert_eq!(
+            options(&cfg, "node2"),
+            r"-c hot_standby=on -c recovery_target_timeline=latest -c 'primary_conninfo=host=10.0.0.100 port=5432 user=replicator application_name=node2 passfile='\''/etc/it\'\''s'\'''"
+        );
+    }
+}
