@@ -100,7 +100,9 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
             ));
         }
     }
-    warn(primary_duties(cfg, &cluster, &repl, as_user, deadline));
+    for failure in primary_duties(cfg, &cluster, &repl, as_user, deadline) {
+        warning!("{}", failure.reason());
+    }
     Ok(Status::RunningPromoted)
 }
 
@@ -110,13 +112,31 @@ fn primary_duties(
     repl: &Replication,
     as_user: (Uid, Gid),
     deadline: &Deadline,
-) -> Result<()> {
-    cluster.set_score(
-        &cluster.node,
-        Some(election::PRIMARY_SCORE),
-        "primary",
-        deadline,
-    )?;
+) -> Vec<OcfError> {
+    let mut failures = Vec::new();
+    // Commits first: a lost synchronous standby blocks them until this runs.
+    let wanted = election::wanted_sync_names(cfg.replication.sync, &repl.standbys);
+    if repl.sync_names != wanted {
+        match set_sync_names(cfg, as_user, wanted, deadline) {
+            Ok(()) if wanted.is_empty() => {
+                warning!("no standby streams: commits no longer wait for one (asynchronous)")
+            }
+            Ok(()) => info!("a standby streams: commits wait for it again (synchronous)"),
+            Err(e) => failures.push(e),
+        }
+    }
+    let mode = if wanted.is_empty() { "async" } else { "sync" };
+    failures.extend(cluster.publish_sync(Some(mode), deadline).err());
+    failures.extend(
+        cluster
+            .set_score(
+                &cluster.node,
+                Some(election::PRIMARY_SCORE),
+                "primary",
+                deadline,
+            )
+            .err(),
+    );
     let scores = election::standby_scores(
         repl.position.lsn,
         &repl.standbys,
@@ -125,35 +145,25 @@ fn primary_duties(
     );
     for standby in &repl.standbys {
         if let Some(score) = scores.get(&standby.name) {
-            cluster.set_score(
-                &standby.name,
-                *score,
-                &standby.walsender.to_string(),
-                deadline,
-            )?;
+            let walsender = standby.walsender.to_string();
+            failures.extend(
+                cluster
+                    .set_score(&standby.name, *score, &walsender, deadline)
+                    .err(),
+            );
         }
     }
     // A standby that disconnected may have missed WAL since: no score
     // until it streams again.
     for node in cluster.scored_nodes() {
         if node != cluster.node && !scores.contains_key(&node) {
-            cluster.set_score(&node, None, "gone", deadline)?;
-            cluster.forget_score(&node);
+            match cluster.set_score(&node, None, "gone", deadline) {
+                Ok(()) => cluster.forget_score(&node),
+                Err(e) => failures.push(e),
+            }
         }
     }
-    let wanted = election::wanted_sync_names(cfg.replication.sync, &repl.standbys);
-    if repl.sync_names != wanted {
-        set_sync_names(cfg, as_user, wanted, deadline)?;
-        if wanted.is_empty() {
-            warning!("no standby streams: commits no longer wait for one (asynchronous)");
-        } else {
-            info!("a standby streams: commits wait for it again (synchronous)");
-        }
-    }
-    cluster.publish_sync(
-        Some(if wanted.is_empty() { "async" } else { "sync" }),
-        deadline,
-    )
+    failures
 }
 
 /// Sets synchronous_standby_names through ALTER SYSTEM (postgresql.auto.conf,
@@ -165,11 +175,16 @@ pub fn set_sync_names(
     names: &str,
     deadline: &Deadline,
 ) -> Result<()> {
-    let sql = format!(
-        "ALTER SYSTEM SET synchronous_standby_names = '{}'; SELECT pg_reload_conf()",
+    let alter = format!(
+        "ALTER SYSTEM SET synchronous_standby_names = '{}'",
         names.replace('\'', "''")
     );
-    sql::query(sql::local(cfg), Some(as_user), deadline, &sql)
-        .map(drop)
-        .map_err(|e| e.context("setting synchronous_standby_names"))
+    sql::query_each(
+        sql::local(cfg),
+        Some(as_user),
+        deadline,
+        &[&alter, "SELECT pg_reload_conf()"],
+    )
+    .map(drop)
+    .map_err(|e| e.context("setting synchronous_standby_names"))
 }

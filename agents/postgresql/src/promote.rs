@@ -31,12 +31,14 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     let repl = replication::observe(cfg, as_user, deadline)?;
     if !repl.in_recovery {
         info!("already the primary (timeline {})", repl.timeline());
-        cluster.set_score(
+        if let Err(e) = cluster.set_score(
             &cluster.node,
             Some(election::PRIMARY_SCORE),
             "primary",
             deadline,
-        )?;
+        ) {
+            warning!("{}", e.reason());
+        }
         return Ok(Status::Success);
     }
     let rivals = check_best_candidate(&cluster, &repl, deadline)?;
@@ -66,6 +68,12 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
             "pg_promote did not finish within {wait}s"
         )));
     }
+    // A promotion writes no checkpoint. Without one on the new timeline,
+    // pg_rewind of the next former primary walks back into the previous
+    // timeline's renamed last segment and fails ("could not find previous
+    // WAL record"), and crash recovery starts on the old timeline.
+    sql::query(sql::local(cfg), Some(as_user), deadline, "CHECKPOINT")
+        .map_err(|e| e.context("CHECKPOINT after the promotion"))?;
     let promoted = replication::observe(cfg, as_user, deadline)?;
     info!(
         "promoted: WAL at {} on timeline {}, now timeline {}; {}",

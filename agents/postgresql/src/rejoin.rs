@@ -111,8 +111,14 @@ fn quote(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// Asks the primary at primary_host, if one answers there.
-pub fn ask_primary(cfg: &PgConfig, deadline: &Deadline) -> Result<Option<PrimaryInfo>> {
+/// Asks the primary at primary_host, if one answers there. As the server's
+/// user: a unix-socket primary_host may authenticate by peer.
+pub fn ask_primary(
+    cfg: &PgConfig,
+    user: &OsUser,
+    deadline: &Deadline,
+) -> Result<Option<PrimaryInfo>> {
+    let as_user = Some((user.uid, user.gid));
     let r = &cfg.replication;
     let mut pg = postgres::Config::new();
     pg.host(&r.primary_host)
@@ -133,7 +139,7 @@ pub fn ask_primary(cfg: &PgConfig, deadline: &Deadline) -> Result<Option<Primary
     let first = "SELECT system_identifier::text FROM pg_control_system(); \
                  SELECT pg_is_in_recovery(), \
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END";
-    let results = match sql::query(pg.clone(), None, &deadline.share(0.5), first) {
+    let results = match sql::query(pg.clone(), as_user, &deadline.share(0.5), first) {
         Ok(r) => r,
         Err(e) => {
             info!("no primary answers at {}: {}", r.primary_host, e.reason());
@@ -157,7 +163,7 @@ pub fn ask_primary(cfg: &PgConfig, deadline: &Deadline) -> Result<Option<Primary
             "SELECT convert_from(pg_read_binary_file('{}'), 'UTF8')",
             history_file(timeline)
         );
-        let results = sql::query(pg, None, deadline, &q).map_err(|e| {
+        let results = sql::query(pg, as_user, deadline, &q).map_err(|e| {
             e.context(format!(
                 "reading the timeline history of the primary at {} (does {} have EXECUTE on \
                  pg_read_binary_file(text)?)",
@@ -238,7 +244,7 @@ pub fn prepare(
     asking: &Deadline,
     deadline: &Deadline,
 ) -> Result<bool> {
-    let Some(primary) = ask_primary(cfg, asking)? else {
+    let Some(primary) = ask_primary(cfg, user, asking)? else {
         // Nothing to compare with: the cluster has no primary yet, or it is
         // being promoted elsewhere. The standby waits for one.
         return Ok(false);
@@ -283,8 +289,11 @@ pub fn prepare(
     );
     let out = command::run(rewind, deadline)?;
     if !out.status.success() {
+        // "could not find previous WAL record": this node recycled the WAL
+        // back to the last checkpoint before the fork.
         return Err(OcfError::generic(format!(
-            "pg_rewind failed: {}",
+            "pg_rewind failed: {} (it needs this node's WAL back to the last checkpoint before \
+             the fork: keep it with wal_keep_size, or give restore_command an archive)",
             out.last_words()
         )));
     }

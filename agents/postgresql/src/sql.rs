@@ -63,10 +63,22 @@ pub fn value(results: &[Rows], statement: usize, row: usize, column: usize) -> O
 /// the socket alone; so the round trip runs on a thread that the deadline
 /// abandons. The agent exits soon after, and the thread with it.
 pub fn query(
-    mut pg: postgres::Config,
+    pg: postgres::Config,
     as_user: Option<(Uid, Gid)>,
     deadline: &Deadline,
     sql: &str,
+) -> Result<Vec<Rows>> {
+    query_each(pg, as_user, deadline, &[sql])
+}
+
+/// Like [`query`], one query after the other on one connection: each in
+/// its own implicit transaction (ALTER SYSTEM refuses to run in one with
+/// other statements).
+pub fn query_each(
+    mut pg: postgres::Config,
+    as_user: Option<(Uid, Gid)>,
+    deadline: &Deadline,
+    queries: &[&str],
 ) -> Result<Vec<Rows>> {
     let budget = deadline.remaining().max(Duration::from_millis(100));
     pg.application_name("tusk")
@@ -77,9 +89,9 @@ pub fn query(
         None => None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
-    let sql = sql.to_string();
+    let queries: Vec<String> = queries.iter().map(|q| q.to_string()).collect();
     std::thread::spawn(move || {
-        let _ = tx.send(round_trip(&pg, &sql));
+        let _ = tx.send(round_trip(&pg, &queries));
     });
     rx.recv_timeout(budget).unwrap_or_else(|_| {
         Err(OcfError::generic(format!(
@@ -89,15 +101,20 @@ pub fn query(
     })
 }
 
-fn round_trip(pg: &postgres::Config, sql: &str) -> Result<Vec<Rows>> {
+fn round_trip(pg: &postgres::Config, queries: &[String]) -> Result<Vec<Rows>> {
     let mut client = pg
         .connect(postgres::NoTls)
         .map_err(|e| OcfError::generic(format!("cannot connect: {}", describe(&e))))?;
     // The simple query protocol: one round trip, where a prepared
     // statement would take two.
-    let messages = client
-        .simple_query(sql)
-        .map_err(|e| OcfError::generic(format!("query failed: {}", describe(&e))))?;
+    let mut messages = Vec::new();
+    for sql in queries {
+        messages.extend(
+            client
+                .simple_query(sql)
+                .map_err(|e| OcfError::generic(format!("query failed: {}", describe(&e))))?,
+        );
+    }
     let mut results = Vec::new();
     let mut rows = Rows::new();
     for m in messages {

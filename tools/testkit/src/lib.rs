@@ -39,6 +39,28 @@ impl Instance {
     /// `agent` is the postgresql agent's binary
     /// (`env!("CARGO_BIN_EXE_postgresql")` in its tests).
     pub fn new(agent: impl Into<PathBuf>) -> Instance {
+        let instance = Instance::empty(agent);
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Path::new(BINDIR).join("initdb"))
+            .args(["--no-sync", "-A", "peer", "-U", "postgres", "-D"])
+            .arg(&instance.pgdata)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        append(
+            &instance.pgdata.join("postgresql.conf"),
+            "listen_addresses = ''\nfsync = off\n",
+        );
+        instance
+    }
+
+    /// A fresh directory with an empty data directory owned by postgres.
+    fn empty(agent: impl Into<PathBuf>) -> Instance {
         require_root();
         let root = tempfile::Builder::new()
             .prefix("tusk-pg-")
@@ -50,22 +72,6 @@ impl Instance {
         std::fs::create_dir(&pgdata).unwrap();
         std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700)).unwrap();
         chown(&pgdata, Some(pg.uid), Some(pg.gid)).unwrap();
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(BINDIR).join("initdb"))
-            .args(["--no-sync", "-A", "peer", "-U", "postgres", "-D"])
-            .arg(&pgdata)
-            .output()
-            .expect("initdb");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        append(
-            &pgdata.join("postgresql.conf"),
-            "listen_addresses = ''\nfsync = off\n",
-        );
         Instance {
             socketdir: root.path().join("run"),
             logfile: root.path().join("log/postgresql.log"),
@@ -73,6 +79,66 @@ impl Instance {
             root,
             agent: agent.into(),
         }
+    }
+
+    /// A streaming standby of this running instance, not yet started: a
+    /// `pg_basebackup` over this instance's unix socket, `standby.signal`,
+    /// and `primary_conninfo` naming the standby `application_name`, with
+    /// `recovery_target_timeline = 'latest'`. Both settings go at the end of
+    /// its `postgresql.conf` (not `postgresql.auto.conf`, which would win
+    /// over any include an agent adds later). It listens on its own socket
+    /// directory, same port number.
+    pub fn standby(&self, application_name: &str) -> Instance {
+        let standby = Instance::empty(&self.agent);
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Path::new(BINDIR).join("pg_basebackup"))
+            .args([
+                "-U", "postgres", "-p", "5432", "-X", "stream", "-c", "fast", "-h",
+            ])
+            .arg(&self.socketdir)
+            .arg("-D")
+            .arg(&standby.pgdata)
+            .output()
+            .expect("pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        standby.write_owned(&standby.pgdata.join("standby.signal"), "");
+        append(
+            &standby.pgdata.join("postgresql.conf"),
+            &self.replication_settings(application_name),
+        );
+        standby
+    }
+
+    /// The `primary_conninfo` and `recovery_target_timeline` lines by which
+    /// a standby named `application_name` follows this instance.
+    pub fn replication_settings(&self, application_name: &str) -> String {
+        format!(
+            "primary_conninfo = 'host={} port=5432 user=postgres application_name={application_name}'\n\
+             recovery_target_timeline = 'latest'\n",
+            self.socketdir.display()
+        )
+    }
+
+    /// `state` of the walsender serving `application_name` in
+    /// `pg_stat_replication`, if one is connected ("streaming" once caught up).
+    pub fn replication_state(&self, application_name: &str) -> Option<String> {
+        let state = self.psql(&format!(
+            "select state from pg_stat_replication where application_name = '{application_name}'"
+        ));
+        (!state.is_empty()).then_some(state)
+    }
+
+    /// Writes a file owned by postgres (mode 0600), as PostgreSQL's own are.
+    pub fn write_owned(&self, path: &Path, content: &str) {
+        std::fs::write(path, content).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pg = postgres_user();
+        chown(path, Some(pg.uid), Some(pg.gid)).unwrap();
     }
 
     pub fn root(&self) -> &Path {

@@ -1,0 +1,183 @@
+//! The agent as a promotable clone's instance, against real PostgreSQL 15
+//! servers on this host: a primary and a standby that reach each other by
+//! unix socket (primary_host may name a socket directory). Outside a
+//! cluster the node attributes cannot be written; the agent says so and
+//! goes on, which these tests also show.
+
+use tusk_testkit::{append, wait_until, Agent, Instance};
+
+use std::time::Duration;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_postgresql");
+const RUNNING_PROMOTED: i32 = 8;
+const NOT_RUNNING: i32 = 7;
+
+/// The agent for `pg` as an instance of a promotable clone on `node`,
+/// following the primary whose socket directory is `primary`.
+fn agent(pg: &Instance, node: &str, primary: &Instance) -> Agent {
+    pg.agent()
+        .env("OCF_RESKEY_CRM_meta_promotable", "true")
+        .env("OCF_RESKEY_CRM_meta_on_node", node)
+        .env("OCF_RESOURCE_INSTANCE", "pg")
+        .param("primary_host", &primary.socketdir)
+        .param("repl_user", "postgres")
+}
+
+/// A primary made by the agent itself: started as a standby (every
+/// instance is), with no primary anywhere, then promoted.
+fn primary() -> Instance {
+    let pg = Instance::new(AGENT);
+    // pg_rewind needs hint bits in the WAL (or data checksums), and the
+    // former primary's WAL back to the last checkpoint before the fork.
+    append(
+        &pg.pgdata.join("postgresql.conf"),
+        "wal_log_hints = on\nwal_keep_size = '64MB'\n",
+    );
+    agent(&pg, "node1", &pg).run("start").expect(0);
+    assert_eq!(
+        pg.psql("SELECT pg_is_in_recovery()"),
+        "t",
+        "started as a standby"
+    );
+    agent(&pg, "node1", &pg).run("monitor").expect(0);
+    agent(&pg, "node1", &pg).run("promote").expect(0);
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+    pg.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')");
+    pg
+}
+
+/// A standby of `primary` on node2, started by the agent and streaming.
+fn standby_of(primary: &Instance) -> Instance {
+    let s = primary.standby("basebackup");
+    agent(&s, "node2", primary).run("start").expect(0);
+    assert!(
+        wait_until(Duration::from_secs(20), || primary
+            .replication_state("node2")
+            .as_deref()
+            == Some("streaming")),
+        "node2 does not stream from the primary"
+    );
+    s
+}
+
+#[test]
+fn a_primary_is_made_by_promote_and_monitors_as_promoted() {
+    let p = primary();
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(RUNNING_PROMOTED);
+    // Promote on a primary changes nothing.
+    agent(&p, "node1", &p).run("promote").expect(0);
+    agent(&p, "node1", &p).run("stop").expect(0);
+    agent(&p, "node1", &p).run("monitor").expect(NOT_RUNNING);
+    assert!(!p.pgdata.join("postmaster.pid").exists());
+}
+
+#[test]
+fn start_always_makes_a_standby_even_of_a_running_primary() {
+    let p = primary();
+    let pid = p.postmaster_pid();
+    // Pacemaker believes it stopped (say, after a probe it did not see).
+    agent(&p, "node1", &p).run("start").expect(0);
+    assert_eq!(p.psql("SELECT pg_is_in_recovery()"), "t");
+    assert_ne!(p.postmaster_pid(), pid, "restarted as a standby");
+}
+
+#[test]
+fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
+    let p = primary();
+    let s = standby_of(&p);
+    agent(&s, "node2", &p).run("monitor").expect(0);
+    assert_eq!(p.psql("SHOW synchronous_standby_names"), "");
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(RUNNING_PROMOTED);
+    assert_eq!(
+        p.psql("SHOW synchronous_standby_names"),
+        "*",
+        "sync=available with a standby"
+    );
+    assert!(wait_until(Duration::from_secs(10), || p.psql(
+        "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node2'"
+    ) == "sync"));
+
+    agent(&s, "node2", &p).run("stop").expect(0);
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(RUNNING_PROMOTED);
+    assert_eq!(
+        p.psql("SHOW synchronous_standby_names"),
+        "",
+        "fell back to async"
+    );
+    // A commit no longer waits for the lost standby.
+    p.psql("INSERT INTO t VALUES ('alone')");
+
+    // sync=strict never falls back.
+    agent(&p, "node1", &p)
+        .param("sync", "strict")
+        .run("monitor")
+        .expect(RUNNING_PROMOTED);
+    assert_eq!(p.psql("SHOW synchronous_standby_names"), "*");
+}
+
+#[test]
+fn a_planned_switchover_needs_no_rewind_and_the_old_primary_follows() {
+    let p = primary();
+    let s = standby_of(&p);
+    p.psql("INSERT INTO t VALUES ('last on node1')");
+    // The old primary restarts as a standby of node2's socket.
+    agent(&p, "node1", &s).run("demote").expect(0);
+    assert_eq!(p.psql("SELECT pg_is_in_recovery()"), "t");
+    agent(&s, "node2", &p).run("promote").expect(0);
+    assert_eq!(s.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        s.psql("SELECT count(*) FROM t WHERE v = 'last on node1'"),
+        "1",
+        "a row of the old primary is missing"
+    );
+    s.psql("INSERT INTO t VALUES ('first on node2')");
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .replication_state("node1")
+            .as_deref()
+            == Some("streaming")),
+        "the demoted primary does not stream from the new one"
+    );
+    assert!(wait_until(Duration::from_secs(10), || p
+        .psql("SELECT count(*) FROM t WHERE v = 'first on node2'")
+        == "1"));
+    agent(&p, "node1", &s).run("monitor").expect(0);
+}
+
+#[test]
+fn a_diverged_former_primary_is_refused_under_rewind_off_and_rewound_under_auto() {
+    let p = primary();
+    let s = standby_of(&p);
+    // Split brain: node2 is promoted while node1 still writes.
+    agent(&s, "node2", &p).run("promote").expect(0);
+    p.psql("INSERT INTO t VALUES ('lost on node1')");
+    s.psql("INSERT INTO t VALUES ('kept on node2')");
+    agent(&p, "node1", &s).run("stop").expect(0);
+
+    let refused = agent(&p, "node1", &s).param("rewind", "off").run("start");
+    let refused = refused.expect(1);
+    assert!(
+        refused.reason().contains("pg_rewind --target-pgdata="),
+        "{}",
+        refused.reason()
+    );
+    assert!(p.postmaster_pid().is_none(), "started despite rewind=off");
+
+    agent(&p, "node1", &s).run("start").expect(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .replication_state("node1")
+            .as_deref()
+            == Some("streaming")),
+        "the rewound former primary does not stream from the new primary"
+    );
+    assert!(wait_until(Duration::from_secs(10), || p
+        .psql("SELECT string_agg(v, ',' ORDER BY v) FROM t")
+        == "before,kept on node2"));
+}
