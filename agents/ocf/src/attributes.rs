@@ -183,10 +183,9 @@ impl Published {
         fresh && std::fs::read_to_string(&path).is_ok_and(|v| v == value)
     }
 
-    /// Whether `key` holds `value`, however old (a local flag, not a
-    /// published value).
-    pub fn is_current_ignoring_age(&self, key: &str, value: &str) -> bool {
-        std::fs::read_to_string(self.dir.join(key)).is_ok_and(|v| v == value)
+    /// What `key` holds, however old (a note kept on this node).
+    pub fn read(&self, key: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(key)).ok()
     }
 
     /// Records that `key` now has `value` in the cluster. A failure to
@@ -271,6 +270,6 @@ mod tests {
 
         let stale = Published::at(dir.path().join("pg"), Duration::ZERO);
         assert!(!stale.is_current("score-node2", "1000"));
-        assert!(stale.is_current_ignoring_age("score-node2", "1000"));
+        assert_eq!(stale.read("score-node2").as_deref(), Some("1000"));
     }
 }

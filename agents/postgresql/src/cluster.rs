@@ -161,23 +161,8 @@ impl Cluster {
 
     pub fn candidates(&self) -> Vec<String> {
         self.published
-            .entries("candidates")
-            .into_iter()
-            .flat_map(|(_, v)| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-            .collect()
-    }
-
-    /// A flag kept on this node until the next start (no fork).
-    pub fn mark(&self, flag: &str, on: bool) {
-        if on {
-            self.published.record(&format!("flag-{flag}"), "1");
-        } else {
-            self.published.forget(&format!("flag-{flag}"));
-        }
-    }
-
-    pub fn is_marked(&self, flag: &str) -> bool {
-        self.published
-            .is_current_ignoring_age(&format!("flag-{flag}"), "1")
+            .read("candidates")
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
     }
 }

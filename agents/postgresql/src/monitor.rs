@@ -78,9 +78,6 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
     };
     warn(cluster.publish_timeline(repl.timeline(), deadline));
     if repl.in_recovery {
-        if repl.is_streaming() {
-            cluster.mark("streamed", true);
-        }
         return Ok(Status::Success);
     }
     if !repl.standbys.iter().any(|s| s.is_streaming()) {

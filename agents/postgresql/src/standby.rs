@@ -99,11 +99,10 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// After the standby started: forget what this node knew of its previous
-/// run, and with no primary anywhere, make it a candidate.
+/// After the standby started: no promotion score left from an earlier run
+/// (the primary gives one once it streams), and with no primary anywhere,
+/// make it a candidate.
 pub fn after_start(cfg: &PgConfig, cluster: &Cluster, prepared: &Prepared, deadline: &Deadline) {
-    cluster.mark("streamed", false);
-    cluster.mark("was-primary", prepared.was_primary);
     let result = cluster.clear_own_score(deadline).and_then(|()| {
         // Under strict, only a former primary is sure to hold every
         // acknowledged commit.
