@@ -39,8 +39,18 @@ impl OcfEnv {
             interval: millis("OCF_RESKEY_CRM_meta_interval").unwrap_or(Duration::ZERO),
             role: lookup("OCF_RESKEY_CRM_meta_role").and_then(|r| Role::parse(&r)),
             node: lookup("OCF_RESKEY_CRM_meta_on_node").filter(|v| !v.is_empty()),
-            promotable: lookup("OCF_RESKEY_CRM_meta_promotable")
-                .is_some_and(|v| matches!(v.trim(), "true" | "yes" | "1" | "on")),
+            // Pacemaker 2.1 passes the promotable clone's promoted-max (and
+            // its 1.x name master-max) to every action, not `promotable`.
+            promotable: [
+                "OCF_RESKEY_CRM_meta_promoted_max",
+                "OCF_RESKEY_CRM_meta_master_max",
+            ]
+            .iter()
+            .any(|name| {
+                lookup(name)
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                    .is_some_and(|n| n > 0)
+            }),
         }
     }
 
@@ -85,7 +95,7 @@ mod tests {
             ("OCF_RESKEY_CRM_meta_timeout", "20000"),
             ("OCF_RESKEY_CRM_meta_interval", "10000"),
             ("OCF_RESKEY_CRM_meta_role", "Master"),
-            ("OCF_RESKEY_CRM_meta_promotable", "true"),
+            ("OCF_RESKEY_CRM_meta_promoted_max", "1"),
             ("OCF_RESKEY_CRM_meta_on_node", "node2"),
         ]));
         assert!(e.promotable);
@@ -104,5 +114,9 @@ mod tests {
         assert_eq!(e.timeout, None);
         assert!(e.is_probe());
         assert!(!e.promotable);
+        let old = OcfEnv::parse(env(&[("OCF_RESKEY_CRM_meta_master_max", "1")]));
+        assert!(old.promotable, "Pacemaker 1.x spelling");
+        let zero = OcfEnv::parse(env(&[("OCF_RESKEY_CRM_meta_promoted_max", "0")]));
+        assert!(!zero.promotable);
     }
 }

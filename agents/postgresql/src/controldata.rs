@@ -79,6 +79,14 @@ impl ControlData {
         })
     }
 
+    /// Stopped as a standby (cleanly or not): it wrote no WAL of its own.
+    pub fn was_standby(&self) -> bool {
+        matches!(
+            self.state,
+            ClusterState::ShutDownInRecovery | ClusterState::InArchiveRecovery
+        )
+    }
+
     /// Stopped cleanly: every WAL record this instance wrote or replayed
     /// ends at its last checkpoint (a primary) or at the minimum recovery
     /// point (a standby). After a crash nobody knows without reading the WAL.

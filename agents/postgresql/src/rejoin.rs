@@ -7,8 +7,10 @@
 use crate::config::{PgConfig, RewindPolicy};
 use crate::controldata::ControlData;
 use crate::sql;
-use crate::wal::{history_file, parse_history, timeline_of_walfile, Fork, Lsn};
-use ocf::{command, info, warning, Deadline, OcfError, OsUser, Result};
+use crate::wal::{
+    history_file, newest_history_timeline, parse_history, timeline_of_walfile, Fork, Lsn,
+};
+use ocf::{command, error, info, warning, Deadline, OcfError, OsUser, Result};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,11 +88,13 @@ pub struct PrimaryInfo {
 /// primary_conninfo and pg_rewind.
 pub fn conninfo(cfg: &PgConfig, application_name: Option<&str>, with_db: bool) -> String {
     let r = &cfg.replication;
-    let mut parts = vec![
-        format!("host={}", quote(&r.primary_host)),
-        format!("port={}", cfg.pgport),
-        format!("user={}", quote(&r.repl_user)),
-    ];
+    let mut parts = vec![format!("host={}", quote(&r.primary_host))];
+    // libpq's default (the agent's commands run with a clean environment,
+    // without PGPORT): shorter exit reasons.
+    if cfg.pgport != 5432 {
+        parts.push(format!("port={}", cfg.pgport));
+    }
+    parts.push(format!("user={}", quote(&r.repl_user)));
     if with_db {
         parts.push(format!("dbname={}", quote(&cfg.pgdb)));
     }
@@ -250,21 +254,26 @@ pub fn prepare(
         return Ok(false);
     };
     if primary.system_id != control.system_id {
-        return Err(OcfError::configured(format!(
+        // This node's data is wrong, not the cluster's configuration: fail
+        // here only (ERR_CONFIGURED would stop the primary too).
+        return Err(OcfError::generic(format!(
             "the primary at {} is another database cluster (system identifier {}, this \
              node's is {}): rebuild this node from it with pg_basebackup",
             cfg.replication.primary_host, primary.system_id, control.system_id
         )));
     }
-    let timeline = control.latest_timeline();
+    let timeline = control
+        .latest_timeline()
+        .max(newest_history_timeline(&cfg.pgdata).unwrap_or(0));
     let history = local_history(&cfg.pgdata, timeline)?;
-    let verdict = assess(
-        timeline,
-        control.clean_end(),
-        &history,
-        primary.timeline,
-        &primary.history,
-    );
+    // A standby wrote no WAL of its own: where its WAL ends cannot put it
+    // past a fork, only the timeline it followed can.
+    let end = if control.was_standby() {
+        Some(Lsn(0))
+    } else {
+        control.clean_end()
+    };
+    let verdict = assess(timeline, end, &history, primary.timeline, &primary.history);
     let why = match verdict {
         Verdict::Follow => return Ok(true),
         Verdict::Ahead(why) => {
@@ -277,24 +286,41 @@ pub fn prepare(
     };
     let rewind = rewind_command(cfg, user, bindir);
     if cfg.replication.rewind == RewindPolicy::Off {
-        return Err(OcfError::generic(format!(
+        // Pacemaker keeps 128 characters of an exit reason: the command
+        // first, the whole story in the log.
+        error!(
             "{why}; rewind=off: as {}, run {} and then clean up the resource",
             user.name,
             shown(&rewind)
+        );
+        return Err(OcfError::generic(format!(
+            "diverged, rewind=off: pg_rewind -D {} --source-server='{}'",
+            cfg.pgdata.display(),
+            conninfo(cfg, None, true)
         )));
     }
     warning!(
         "{why}: rewinding with pg_rewind from {}",
         cfg.replication.primary_host
     );
+    // pg_rewind recovers a crashed target in single-user mode, which
+    // refuses to run with a standby.signal.
+    for signal in ["standby.signal", "recovery.signal"] {
+        let _ = std::fs::remove_file(cfg.pgdata.join(signal));
+    }
     let out = command::run(rewind, deadline)?;
     if !out.status.success() {
+        let said = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("error:") || l.contains("FATAL"))
+            .unwrap_or_else(|| out.last_words());
+        error!("pg_rewind failed:\n{}", out.stderr.trim());
         // "could not find previous WAL record": this node recycled the WAL
         // back to the last checkpoint before the fork.
         return Err(OcfError::generic(format!(
-            "pg_rewind failed: {} (it needs this node's WAL back to the last checkpoint before \
-             the fork: keep it with wal_keep_size, or give restore_command an archive)",
-            out.last_words()
+            "pg_rewind failed: {said} (it needs this node's WAL back to the last checkpoint \
+             before the fork: keep it with wal_keep_size, or give restore_command an archive)"
         )));
     }
     info!("pg_rewind: {}", out.last_words());

@@ -4,7 +4,7 @@
 
 use crate::config::PgConfig;
 use crate::sql::{self, Rows};
-use crate::wal::{timeline_of_walfile, Lsn, Position};
+use crate::wal::{self, timeline_of_walfile, Lsn, Position};
 use nix::unistd::{Gid, Uid};
 use ocf::{Deadline, OcfError, Result};
 
@@ -70,12 +70,16 @@ const QUERY: &str = "SELECT pg_is_in_recovery(), \
 
 /// Asks the local server, as the postmaster's uid and gid.
 pub fn observe(cfg: &PgConfig, as_user: (Uid, Gid), deadline: &Deadline) -> Result<Replication> {
-    parse(&sql::query(
-        sql::local(cfg),
-        Some(as_user),
-        deadline,
-        QUERY,
-    )?)
+    let results = sql::query(sql::local(cfg), Some(as_user), deadline, QUERY)?;
+    let mut repl = parse(&results)?;
+    // Without a streaming receiver, SQL knows only the timeline of the last
+    // restartpoint; the history files know better.
+    if repl.in_recovery && !repl.is_streaming() {
+        if let Some(newest) = wal::newest_history_timeline(&cfg.pgdata) {
+            repl.position.timeline = repl.position.timeline.max(newest);
+        }
+    }
+    Ok(repl)
 }
 
 fn parse(results: &[Rows]) -> Result<Replication> {

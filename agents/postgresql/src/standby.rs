@@ -139,7 +139,7 @@ mod tests {
         let cfg = PgConfig::from_params(&params).unwrap();
         assert_eq!(
             options(&cfg, "node2"),
-            r"-c hot_standby=on -c recovery_target_timeline=latest -c 'primary_conninfo=host=10.0.0.100 port=5432 user=replicator application_name=node2 passfile='\''/etc/it\'\''s'\'''"
+            r"-c hot_standby=on -c recovery_target_timeline=latest -c 'primary_conninfo=host=10.0.0.100 user=replicator application_name=node2 passfile='\''/etc/it\'\''s'\'''"
         );
     }
 }

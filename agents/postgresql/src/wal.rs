@@ -88,6 +88,22 @@ pub fn parse_history(text: &str) -> Result<Vec<Fork>> {
         .collect()
 }
 
+/// The newest timeline whose history file is in `pgdata`/pg_wal. A standby
+/// fetches the history of every timeline it follows, while pg_control and
+/// the SQL functions of PostgreSQL 15 name its timeline only from its last
+/// restartpoint, which lags.
+pub fn newest_history_timeline(pgdata: &std::path::Path) -> Option<u32> {
+    std::fs::read_dir(pgdata.join("pg_wal"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let timeline = name.strip_suffix(".history")?;
+            (timeline.len() == 8).then(|| u32::from_str_radix(timeline, 16).ok())?
+        })
+        .max()
+}
+
 /// Where a timeline's history file lives, relative to the data directory.
 pub fn history_file(timeline: u32) -> String {
     format!("pg_wal/{timeline:08X}.history")
@@ -140,5 +156,21 @@ mod tests {
             ]
         );
         assert!(parse_history("1 nonsense").is_err());
+    }
+
+    #[test]
+    fn the_newest_history_file_names_the_newest_timeline() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(newest_history_timeline(dir.path()), None);
+        std::fs::create_dir(dir.path().join("pg_wal")).unwrap();
+        for f in [
+            "00000002.history",
+            "0000000A.history",
+            "000000030000000000000005",
+            "x.history",
+        ] {
+            std::fs::write(dir.path().join("pg_wal").join(f), "").unwrap();
+        }
+        assert_eq!(newest_history_timeline(dir.path()), Some(10));
     }
 }

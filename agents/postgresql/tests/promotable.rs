@@ -16,7 +16,7 @@ const NOT_RUNNING: i32 = 7;
 /// following the primary whose socket directory is `primary`.
 fn agent(pg: &Instance, node: &str, primary: &Instance) -> Agent {
     pg.agent()
-        .env("OCF_RESKEY_CRM_meta_promotable", "true")
+        .env("OCF_RESKEY_CRM_meta_promoted_max", "1")
         .env("OCF_RESKEY_CRM_meta_on_node", node)
         .env("OCF_RESOURCE_INSTANCE", "pg")
         .param("primary_host", &primary.socketdir)
@@ -163,7 +163,10 @@ fn a_diverged_former_primary_is_refused_under_rewind_off_and_rewound_under_auto(
     let refused = agent(&p, "node1", &s).param("rewind", "off").run("start");
     let refused = refused.expect(1);
     assert!(
-        refused.reason().contains("pg_rewind --target-pgdata="),
+        refused.reason().contains(&format!(
+            "pg_rewind -D {} --source-server=",
+            p.pgdata.display()
+        )),
         "{}",
         refused.reason()
     );

@@ -7,7 +7,7 @@
 //! (counted once under strace). Figures only: nothing here passes or fails.
 //!
 //! Every monitor gets the environment Pacemaker gives a promotable clone's
-//! recurring monitor (`OCF_RESKEY_CRM_meta_promotable`, `clone_max`,
+//! recurring monitor (`clone_max`,
 //! `promoted_max`/`master_max`, `notify`, `role`, `interval`, ...), the same
 //! for all three agents. PAF and the heartbeat agent also ask the cluster
 //! (crm_node, crm_attribute, crm_resource, crm_mon), so their promoted and
@@ -221,7 +221,6 @@ impl Cluster {
             .env("OCF_RESOURCE_INSTANCE", resource)
             .env("OCF_RA_VERSION_MAJOR", "1")
             .env("OCF_RA_VERSION_MINOR", "1")
-            .param("CRM_meta_promotable", "true")
             .param("CRM_meta_clone", "0")
             .param("CRM_meta_clone_max", "2")
             .param("CRM_meta_clone_node_max", "1")
@@ -262,7 +261,7 @@ impl Role {
 fn tusk(agent: Agent, primary: &Instance) -> Agent {
     agent
         .env("OCF_RESOURCE_INSTANCE", TUSK_RESOURCE)
-        .param("CRM_meta_promotable", "true")
+        .param("CRM_meta_promoted_max", "1")
         .param("primary_host", &primary.socketdir)
         .param("repl_user", "postgres")
 }
