@@ -42,6 +42,10 @@ fn spawn_in_netns<T: Send + 'static>(
 #[derive(Debug, Clone, Default)]
 pub struct WriterReport {
     pub acknowledged: Vec<(i64, Instant)>,
+    /// Commits that returned with PostgreSQL's warning that the wait for
+    /// synchronous replication was cancelled: committed locally, maybe not
+    /// replicated, so not counted as acknowledged.
+    pub unconfirmed: Vec<(i64, Instant)>,
     pub failures: Vec<(Instant, String)>,
 }
 
@@ -53,6 +57,30 @@ impl WriterReport {
             .iter()
             .map(|(_, at)| *at)
             .find(|at| *at > fault)
+    }
+
+    /// The first interruption after `from`: its first failed (or
+    /// unconfirmed) write and the first acknowledged write after that. For
+    /// a fault whose moment is not sharp (a switchover in progress), this
+    /// is the outage a client saw.
+    pub fn outage_after(&self, from: Instant) -> Option<(Instant, Instant)> {
+        let failed = self
+            .failures
+            .iter()
+            .map(|(at, _)| *at)
+            .chain(self.unconfirmed.iter().map(|(_, at)| *at))
+            .filter(|at| *at >= from)
+            .min()?;
+        Some((failed, self.first_ack_after(failed)?))
+    }
+
+    /// Acknowledged writes in the window `[from, to)`.
+    pub fn acknowledged_between(&self, from: Instant, to: Instant) -> Vec<i64> {
+        self.acknowledged
+            .iter()
+            .filter(|(_, at)| *at >= from && *at < to)
+            .map(|(n, _)| *n)
+            .collect()
     }
 
     /// Acknowledged values that are not in `present`: lost commits.
@@ -123,16 +151,39 @@ fn write_loop(
     stop: &AtomicBool,
     report: &Mutex<WriterReport>,
 ) {
-    // A write that hangs (a primary waiting for a lost synchronous standby)
-    // must not stall the loop forever: statement_timeout bounds it.
+    // A write that hangs must not stall the loop forever. A server that
+    // vanished with the connection open (a node lost power, its address
+    // moved): keepalives and the TCP user timeout end such a connection in a
+    // few seconds instead of the kernel's minutes. A primary waiting for a
+    // lost synchronous standby: statement_timeout does not bound that wait
+    // (PostgreSQL 15 disables it before the commit), so the watchdog
+    // cancels a write still running after WRITE_TIMEOUT, as a client with a
+    // timeout would.
+    let unconfirmed = Arc::new(AtomicBool::new(false));
+    let flag = unconfirmed.clone();
     config
         .connect_timeout(Duration::from_secs(1))
-        .options("-c statement_timeout=2000");
+        .tcp_user_timeout(Duration::from_secs(3))
+        .keepalives_idle(Duration::from_secs(1))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(2)
+        .options("-c statement_timeout=2000")
+        .notice_callback(move |notice| {
+            // A cancelled wait for a synchronous standby still reports
+            // success, with this warning: PostgreSQL committed locally and
+            // says it might not be replicated. That is not an
+            // acknowledgement a client can rely on.
+            if notice.message().contains("synchronous replication") {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+    let watchdog = Watchdog::start();
     let mut client: Option<postgres::Client> = None;
     let mut n: i64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let tick = Instant::now();
         n += 1;
+        unconfirmed.store(false, Ordering::Relaxed);
         let outcome = (|| -> Result<(), postgres::Error> {
             if client.is_none() {
                 let mut c = config.connect(postgres::NoTls)?;
@@ -140,11 +191,17 @@ fn write_loop(
                 client = Some(c);
             }
             let c = client.as_mut().expect("connected above");
-            c.execute("INSERT INTO tusk_writer (n) VALUES ($1)", &[&n])?;
+            watchdog.arm(c.cancel_token());
+            let inserted = c.execute("INSERT INTO tusk_writer (n) VALUES ($1)", &[&n]);
+            watchdog.disarm();
+            inserted?;
             Ok(())
         })();
         let mut r = report.lock().expect("writer report");
         match outcome {
+            Ok(()) if unconfirmed.load(Ordering::Relaxed) => {
+                r.unconfirmed.push((n, Instant::now()));
+            }
             Ok(()) => r.acknowledged.push((n, Instant::now())),
             Err(e) => {
                 client = None;
@@ -153,6 +210,63 @@ fn write_loop(
         }
         drop(r);
         std::thread::sleep(every.saturating_sub(tick.elapsed()));
+    }
+}
+
+/// How long the writer waits for one write before it cancels it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Cancels the write in progress once it has run for WRITE_TIMEOUT. Its
+/// thread is started by the writer's thread, so it is in the same network
+/// namespace, where the cancel request's connection must be made.
+struct Watchdog {
+    armed: Arc<Mutex<Option<(Instant, postgres::CancelToken)>>>,
+    thread: Option<JoinHandle<()>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn start() -> Watchdog {
+        let armed: Arc<Mutex<Option<(Instant, postgres::CancelToken)>>> = Arc::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let (armed2, done2) = (armed.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            while !done2.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                let due = {
+                    let mut slot = armed2.lock().expect("watchdog");
+                    match &*slot {
+                        Some((since, _)) if since.elapsed() >= WRITE_TIMEOUT => slot.take(),
+                        _ => None,
+                    }
+                };
+                if let Some((_, token)) = due {
+                    let _ = token.cancel_query(postgres::NoTls);
+                }
+            }
+        });
+        Watchdog {
+            armed,
+            thread: Some(thread),
+            done,
+        }
+    }
+
+    fn arm(&self, token: postgres::CancelToken) {
+        *self.armed.lock().expect("watchdog") = Some((Instant::now(), token));
+    }
+
+    fn disarm(&self) {
+        *self.armed.lock().expect("watchdog") = None;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -233,8 +347,12 @@ mod tests {
         let at = |ms| t0 + Duration::from_millis(ms);
         let r = WriterReport {
             acknowledged: vec![(1, at(100)), (2, at(200)), (5, at(900))],
+            unconfirmed: vec![(3, at(250))],
             failures: vec![(at(300), "down".into())],
         };
+        assert_eq!(r.acknowledged_between(at(150), at(900)), vec![2]);
+        assert_eq!(r.outage_after(at(150)), Some((at(250), at(900))));
+        assert_eq!(r.outage_after(at(400)), None);
         assert_eq!(r.first_ack_after(at(250)), Some(at(900)));
         assert_eq!(r.first_ack_after(at(1000)), None);
         assert_eq!(r.lost(&[1, 5, 6]), vec![2]);

@@ -20,7 +20,7 @@ pub const EXE: &str = env!("CARGO_BIN_EXE_tusk-lab");
 pub struct TestLab {
     pub lab: Lab,
     pub name: String,
-    _down: DownOnDrop,
+    down: Option<DownOnDrop>,
     _serial: Flock<File>,
 }
 
@@ -39,6 +39,15 @@ impl Drop for TestLab {
                 "{}",
                 process::tail(&self.lab.dir().join("fence-daemon.log"), 30).unwrap_or_default()
             );
+            if std::env::var_os("TUSK_LAB_KEEP").is_some() {
+                // For a look by hand: the lab stays up until `down`.
+                std::mem::forget(self.down.take());
+                eprintln!(
+                    "[{}] TUSK_LAB_KEEP: the lab stays up; enter it with TUSK_LAB_DIR={} tusk-lab exec node1 bash, end it with tusk-lab down",
+                    self.name,
+                    self.lab.dir().display()
+                );
+            }
             // CI shows the end of a failing test's output: say there why.
             eprintln!(
                 "[{}] FAILED: {}",
@@ -46,7 +55,7 @@ impl Drop for TestLab {
                 PANIC.lock().map(|p| p.clone()).unwrap_or_default()
             );
         }
-        // Then _down ends the lab, then _serial lets the next test's lab up.
+        // Then `down` ends the lab, then _serial lets the next test's lab up.
     }
 }
 
@@ -122,7 +131,7 @@ pub fn up(name: &str, nodes: usize) -> TestLab {
         started.elapsed().as_secs_f64()
     );
     TestLab {
-        _down: lab.down_on_drop(),
+        down: Some(lab.down_on_drop()),
         lab,
         name: name.to_string(),
         _serial: serial,
@@ -252,4 +261,228 @@ pub fn switch_routes(lab: &Lab) -> String {
     })
     .join()
     .expect("route thread")
+}
+
+// ---------------------------------------------------------------------------
+// The PostgreSQL promotable clone (issue 4's scenarios).
+
+use tusk_lab::harness::workload::{written_values, Load, Writer, WriterReport};
+use tusk_lab::postgres::{self, Promotable};
+
+/// A lab of `nodes` nodes with data replicated by hand and the promotable
+/// clone created as `configure` says (starting from every node,
+/// sync=available, rewind=auto); returns once one primary has every other
+/// instance streaming from it. Returns the lab and the primary.
+pub fn up_promotable(
+    name: &str,
+    nodes: usize,
+    configure: impl FnOnce(Promotable) -> Promotable,
+) -> (TestLab, String) {
+    let test = up(name, nodes);
+    let lab = &test.lab;
+    let config = configure(Promotable::on(&lab.nodes().unwrap()));
+    let started = Instant::now();
+    postgres::replicate_by_hand(lab, &config.nodes).expect("initdb and base backups");
+    let copied = started.elapsed();
+    let primary = postgres::create_promotable(lab, &config, Duration::from_secs(120))
+        .expect("the promotable clone with one primary and streaming standbys");
+    eprintln!(
+        "[{name}] FIGURE setup: data on {} nodes in {:.1} s, then {primary} primary with {} streaming standbys in {:.1} s",
+        config.nodes.len(),
+        copied.as_secs_f64(),
+        config.nodes.len() - 1,
+        (started.elapsed() - copied).as_secs_f64()
+    );
+    (test, primary)
+}
+
+/// The writer, through the primary's floating address, once it has had 10
+/// writes acknowledged.
+pub fn start_writer(lab: &Lab) -> Writer {
+    let netns = lab.switch_netns().unwrap();
+    let writer = Writer::start(
+        &netns,
+        &postgres::primary_conninfo(lab),
+        Duration::from_millis(100),
+    )
+    .expect("starting the writer");
+    wait("10 acknowledged writes", Duration::from_secs(30), || {
+        writer.report().acknowledged.len() >= 10
+    });
+    writer
+}
+
+/// pgbench through the floating address, so that standbys really lag a
+/// little when a fault hits.
+pub fn start_load(lab: &Lab) -> Load {
+    let netns = lab.switch_netns().unwrap();
+    let host = postgres::primary_address(lab).to_string();
+    Load::start(
+        &netns,
+        &["-h", &host, "-U", "postgres", "postgres"],
+        2,
+        Duration::from_secs(300),
+    )
+    .expect("pgbench")
+}
+
+/// Waits until `count` writes were acknowledged after `fault`; returns the
+/// time from the fault to the first of them.
+pub fn wait_writes_after(
+    writer: &Writer,
+    fault: Instant,
+    count: usize,
+    timeout: Duration,
+) -> Duration {
+    wait(
+        &format!("{count} writes acknowledged after the fault"),
+        timeout,
+        || {
+            writer
+                .report()
+                .acknowledged
+                .iter()
+                .filter(|(_, at)| *at > fault)
+                .count()
+                >= count
+        },
+    );
+    writer.report().first_ack_after(fault).unwrap() - fault
+}
+
+/// Prints the scenario's figure: from the fault to the first acknowledged
+/// write after it.
+pub fn figure(name: &str, what: &str, fault: Instant, report: &WriterReport) {
+    match report.first_ack_after(fault) {
+        Some(at) => eprintln!(
+            "[{name}] FIGURE {what} to the first acknowledged write: {:.1} s ({} acknowledged, {} unconfirmed, {} failed attempts in all)",
+            (at - fault).as_secs_f64(),
+            report.acknowledged.len(),
+            report.unconfirmed.len(),
+            report.failures.len()
+        ),
+        None => eprintln!("[{name}] FIGURE {what}: no write acknowledged after it"),
+    }
+}
+
+/// Every acknowledged write is in the table as the current primary (behind
+/// the floating address) has it.
+pub fn assert_nothing_lost(lab: &Lab, report: &WriterReport) {
+    let netns = lab.switch_netns().unwrap();
+    let present = written_values(&netns, &postgres::primary_conninfo(lab))
+        .expect("reading tusk_writer on the primary");
+    let lost = report.lost(&present);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:?}",
+        lost.len()
+    );
+}
+
+/// Waits until a node other than `old` is the one primary, with the
+/// floating address; returns it.
+pub fn wait_new_primary(lab: &Lab, old: &str, timeout: Duration) -> String {
+    let mut found = String::new();
+    let mut last = postgres::Roles::default();
+    let ok = process::wait_for("a new primary", timeout, || {
+        let Ok(roles) = postgres::roles(lab) else {
+            return Ok(false);
+        };
+        last = roles.clone();
+        match roles.promoted.as_slice() {
+            [p] if p != old && roles.vip == [p.clone()] => {
+                found = p.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    });
+    if let Err(e) = ok {
+        panic!("{e:#}; last seen: {last:?}");
+    }
+    found
+}
+
+/// SIGKILLs the postmaster of `node`'s instance (its PID from
+/// postmaster.pid, in the node's PID namespace).
+pub fn kill_postmaster(lab: &Lab, node: &str) {
+    let pid = postgres::postmaster_pid(lab, node)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no postmaster.pid on {node}"));
+    sh(lab, node, &["kill", "-KILL", &pid.to_string()]);
+}
+
+/// The node's Pacemaker log (where the agent logs too), read from the host.
+pub fn pacemaker_log(lab: &Lab, node: &str) -> String {
+    let path = tusk_lab::node::NodeDir::new(lab.dir(), node).log("pacemaker/pacemaker.log");
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Lines of every node's Pacemaker log that contain `needle`.
+pub fn log_lines(lab: &Lab, needle: &str) -> Vec<String> {
+    lab.nodes()
+        .unwrap()
+        .iter()
+        .flat_map(|n| {
+            pacemaker_log(lab, n)
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// From then on Pacemaker fences by switching nodes off instead of
+/// rebooting them: a lost node stays off until the test boots it
+/// (`lab.restart`).
+pub fn fence_by_switching_off(lab: &Lab) {
+    let node = postgres::observer(lab).unwrap();
+    sh(
+        lab,
+        &node,
+        &["pcs", "property", "set", "stonith-action=off"],
+    );
+}
+
+/// Waits until `node`'s attribute `name` is `value`, as a connected node's
+/// Pacemaker sees it; returns how long it took.
+pub fn wait_attribute(
+    lab: &Lab,
+    node: &str,
+    name: &str,
+    value: &str,
+    timeout: Duration,
+) -> Duration {
+    let mut last = None;
+    let started = Instant::now();
+    let ok = process::wait_for(&format!("{name}={value} on {node}"), timeout, || {
+        let Ok(view) = lab.view(&postgres::observer(lab)?) else {
+            return Ok(false);
+        };
+        last = view.attribute(node, name).map(str::to_string);
+        Ok(last.as_deref() == Some(value))
+    });
+    if let Err(e) = ok {
+        panic!("{e:#}; last value: {last:?}");
+    }
+    started.elapsed()
+}
+
+/// Exactly one primary, nothing blocked: what every scenario ends with.
+pub fn assert_one_primary_nothing_blocked(lab: &Lab) -> String {
+    let view = lab.view(&postgres::observer(lab).unwrap()).unwrap();
+    let roles = postgres::roles_in(&view);
+    assert_eq!(
+        roles.promoted.len(),
+        1,
+        "not exactly one primary: {roles:?}"
+    );
+    assert_eq!(
+        roles.vip, roles.promoted,
+        "the address is not with the primary: {roles:?}"
+    );
+    let blocked: Vec<&str> = view.blocked().iter().map(|r| r.id.as_str()).collect();
+    assert!(blocked.is_empty(), "blocked resources: {blocked:?}");
+    roles.promoted[0].clone()
 }
