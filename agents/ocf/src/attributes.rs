@@ -13,6 +13,23 @@ use std::time::{Duration, SystemTime};
 const CRM_ATTRIBUTE: &str = "/usr/sbin/crm_attribute";
 const ATTRD_UPDATER: &str = "/usr/sbin/attrd_updater";
 
+/// A Pacemaker command-line tool, told the node explicitly. Pacemaker 2.1.5's
+/// tools take the node from the agent's environment
+/// (`OCF_RESKEY_CRM_meta_on_node`) even over `--all`: `attrd_updater --query
+/// --all` then answers for this node alone.
+fn tool(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    for var in [
+        "OCF_RESKEY_CRM_meta_on_node",
+        "OCF_RESKEY_CRM_meta_on_node_uuid",
+        "OCF_RESKEY_CRM_meta_container_attribute_target",
+        "OCF_RESKEY_CRM_meta_physical_host",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// A promotion score: a number, or -INFINITY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Score {
@@ -42,7 +59,7 @@ pub fn set_promotion_score(
     score: Option<Score>,
     deadline: &Deadline,
 ) -> Result<()> {
-    let mut cmd = Command::new(CRM_ATTRIBUTE);
+    let mut cmd = tool(CRM_ATTRIBUTE);
     cmd.arg(format!("--promotion={resource}"))
         .args(["--lifetime=reboot", "--node", node]);
     match score {
@@ -56,7 +73,7 @@ pub fn set_promotion_score(
 
 /// The promotion score of `resource` on `node`, if it has one.
 pub fn promotion_score(resource: &str, node: &str, deadline: &Deadline) -> Result<Option<Score>> {
-    let mut cmd = Command::new(CRM_ATTRIBUTE);
+    let mut cmd = tool(CRM_ATTRIBUTE);
     cmd.arg(format!("--promotion={resource}")).args([
         "--lifetime=reboot",
         "--node",
@@ -90,7 +107,7 @@ pub fn set_node_attribute(
     private: bool,
     deadline: &Deadline,
 ) -> Result<()> {
-    let mut cmd = Command::new(ATTRD_UPDATER);
+    let mut cmd = tool(ATTRD_UPDATER);
     cmd.args(["--name", name, "--node", node]);
     if private {
         cmd.arg("--private");
@@ -108,7 +125,7 @@ pub fn node_attribute_everywhere(
     name: &str,
     deadline: &Deadline,
 ) -> Result<BTreeMap<String, String>> {
-    let mut cmd = Command::new(ATTRD_UPDATER);
+    let mut cmd = tool(ATTRD_UPDATER);
     cmd.args(["--name", name, "--query", "--all"]);
     let out = command::run(cmd, deadline)?;
     // attrd_updater exits non-zero when no node has the attribute.
@@ -223,6 +240,16 @@ impl Published {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tools_do_not_inherit_the_node_pacemaker_gave_the_agent() {
+        let removed: Vec<_> = tool(ATTRD_UPDATER)
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(removed.contains(&"OCF_RESKEY_CRM_meta_on_node".to_string()));
+    }
 
     #[test]
     fn scores_print_as_crm_attribute_reads_them() {

@@ -26,6 +26,17 @@ pub struct TestLab {
 
 impl Drop for TestLab {
     fn drop(&mut self) {
+        if let Some(keep) = std::env::var_os("TUSK_LAB_LOGS") {
+            // For reading a passing run's logs afterwards.
+            let dir = Path::new(&keep).join(&self.name);
+            for node in self.lab.nodes().unwrap_or_default() {
+                let _ = fs::create_dir_all(&dir);
+                let _ = fs::write(
+                    dir.join(format!("{node}.log")),
+                    self.lab.logs(&node, 100_000).unwrap_or_default(),
+                );
+            }
+        }
         if std::thread::panicking() {
             eprintln!("[{}] FAILED; the lab as it was:", self.name);
             if let Ok(status) = self.lab.status() {
