@@ -5,6 +5,7 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::postmaster::{self, Postmaster};
+use crate::promote::{self, Comparison};
 use crate::replication;
 use nix::unistd::{Gid, Uid};
 use ocf::notify::{Notification, Operation, When};
@@ -55,8 +56,21 @@ fn pre_promote(
         (Uid::from_raw(pm.uid), Gid::from_raw(pm.gid)),
         deadline,
     )?;
-    if repl.in_recovery {
-        cluster.publish_position(Some(repl.position), deadline)?;
+    if !repl.in_recovery {
+        return Ok(());
+    }
+    cluster.publish_position(Some(repl.position), deadline)?;
+    if n.promote.contains(&cluster.node) {
+        // Steered now, the promotion moves before it starts here.
+        if let Comparison::Behind { node, position } =
+            promote::compare_candidates(cluster, repl.position, deadline)?
+        {
+            warning!(
+                "{node} has more WAL ({position}) than this node ({}): steering the promotion \
+                 to {node}",
+                repl.position
+            );
+        }
     }
     Ok(())
 }

@@ -41,7 +41,16 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
         }
         return Ok(Status::Success);
     }
-    let rivals = check_best_candidate(&cluster, &repl, deadline)?;
+    let rivals = match compare_candidates(&cluster, repl.position, deadline)? {
+        Comparison::Best(how) => how,
+        Comparison::Behind { node, position } => {
+            return Err(OcfError::generic(format!(
+                "{node} has more WAL ({position}) than this node ({}): not promoting here, \
+                 {node} should be promoted instead",
+                repl.position
+            )))
+        }
+    };
     let repl = wait_for_demoted_checkpoints(cfg, &cluster, repl, as_user, deadline)?;
 
     // Before the first write on the new timeline: under strict no commit
@@ -106,21 +115,30 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     Ok(Status::Success)
 }
 
+/// How this node's WAL compares with the other candidates'.
+pub enum Comparison {
+    /// This node is (one of) the furthest: how it compared, for the log.
+    Best(String),
+    /// Another candidate has more WAL; the promotion scores now say so.
+    Behind { node: String, position: Position },
+}
+
 /// Compares this node's WAL position with what the other candidates
-/// published at pre-promote. When one is further, steers Pacemaker to it
-/// and refuses. Says how this node compared, for the log.
-fn check_best_candidate(
+/// published at pre-promote. When one is further, steers Pacemaker to it:
+/// at pre-promote the score change aborts the transition before this
+/// node's promote starts; a promote that starts anyway refuses.
+pub fn compare_candidates(
     cluster: &Cluster,
-    repl: &Replication,
+    mine: Position,
     deadline: &Deadline,
-) -> Result<String> {
+) -> Result<Comparison> {
     let candidates: Vec<String> = cluster
         .candidates()
         .into_iter()
         .filter(|n| *n != cluster.node)
         .collect();
     if candidates.is_empty() {
-        return Ok("no other standby".to_string());
+        return Ok(Comparison::Best("no other standby".to_string()));
     }
     // The candidates publish during the same pre-promote notification; a
     // moment may pass before every value reaches this node.
@@ -128,12 +146,12 @@ fn check_best_candidate(
         deadline
             .remaining()
             .mul_f64(0.2)
-            .min(Duration::from_secs(5)),
+            .min(Duration::from_secs(3)),
     );
     let mut positions = BTreeMap::new();
-    let _ = asking.wait_for(
+    let waited = asking.wait_for(
         "the candidates' WAL positions",
-        Duration::from_millis(200),
+        Duration::from_millis(50),
         || {
             positions = cluster.positions(deadline)?;
             Ok(candidates
@@ -142,31 +160,33 @@ fn check_best_candidate(
                 .then_some(()))
         },
     );
+    if let Err(e) = waited {
+        warning!("{}", e.reason());
+    }
     positions.retain(|node, _| candidates.contains(node));
     for missing in candidates.iter().filter(|c| !positions.contains_key(*c)) {
         warning!("{missing} published no WAL position at pre-promote: not compared");
     }
     let compared = positions.len();
-    positions.insert(cluster.node.clone(), repl.position);
-    let (best, best_position) =
+    positions.insert(cluster.node.clone(), mine);
+    let (best, position) =
         election::best_candidate(&positions, &cluster.node).expect("this node is a candidate");
     if best == cluster.node {
-        return Ok(format!("best of {} standbys", compared + 1));
+        return Ok(Comparison::Best(format!(
+            "best of {} standbys",
+            compared + 1
+        )));
     }
-    let best = best.to_string();
+    let node = best.to_string();
     let steer = cluster
-        .set_score(&best, Some(election::CAUGHT_UP), "election", deadline)
+        .set_score(&node, Some(election::CAUGHT_UP), "election", deadline)
         .and_then(|()| {
             cluster.set_score(&cluster.node, Some(Score::Value(1)), "election", deadline)
         });
     if let Err(e) = steer {
         warning!("{}", e.reason());
     }
-    Err(OcfError::generic(format!(
-        "{best} has more WAL ({best_position}) than this node ({}): not promoting here, \
-         {best} should be promoted instead",
-        repl.position
-    )))
+    Ok(Comparison::Behind { node, position })
 }
 
 /// After a planned demote, the old primary published where its shutdown
