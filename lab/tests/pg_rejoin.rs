@@ -115,9 +115,14 @@ fn under_rewind_off_the_old_primarys_start_fails_naming_pg_rewind() {
         failure.exitcode,
         failure.exitreason
     );
+    // Pacemaker keeps 128 characters of a reason: the whole command must
+    // fit, up to its last argument.
     assert!(
-        failure.exitreason.contains("pg_rewind"),
-        "the reason does not name the pg_rewind command: {failure:?}"
+        failure
+            .exitreason
+            .contains("pg_rewind -D /var/lib/postgresql/15/lab")
+            && failure.exitreason.contains("dbname=postgres"),
+        "the reason does not name the whole pg_rewind command: {failure:?}"
     );
     assert!(
         [1, 6].contains(&failure.exitcode),

@@ -294,7 +294,7 @@ pub fn prepare(
             shown(&rewind)
         );
         return Err(OcfError::generic(format!(
-            "diverged, rewind=off: pg_rewind -D {} --source-server='{}'",
+            "rewind=off: pg_rewind -D {} --source-server='{}'",
             cfg.pgdata.display(),
             conninfo(cfg, None, true)
         )));
