@@ -82,11 +82,6 @@ pub fn run(action: Action, env: &OcfEnv) -> Result<Status> {
         return Ok(stopped);
     }
     let cfg = PgConfig::from_env()?;
-    let promotable_only = |what: &str| {
-        Err(OcfError::configured(format!(
-            "{what} needs a promotable clone (pcs resource create ... promotable notify=true)"
-        )))
-    };
     match action {
         Action::Start if env.promotable => start::start(&cfg, env, Mode::Standby, &deadline),
         Action::Start => start::start(&cfg, env, Mode::AsConfigured, &deadline),
@@ -98,7 +93,12 @@ pub fn run(action: Action, env: &OcfEnv) -> Result<Status> {
         Action::Promote if env.promotable => promote::promote(&cfg, env, &deadline),
         Action::Demote if env.promotable => demote::demote(&cfg, env, &deadline),
         Action::Notify if env.promotable => notify::notify(&cfg, env, &deadline),
-        Action::Promote | Action::Demote | Action::Notify => promotable_only(action.name()),
+        // A plain clone with notify=true is notified too: nothing to do.
+        Action::Notify => Ok(Status::Success),
+        Action::Promote | Action::Demote => Err(OcfError::unimplemented(format!(
+            "{} needs a promotable clone (pcs resource create ... promotable notify=true)",
+            action.name()
+        ))),
         Action::ValidateAll => {
             validate::check(&cfg, &deadline)?;
             if env.promotable {

@@ -12,7 +12,15 @@ use ocf::notify::{Notification, Operation, When};
 use ocf::{debug, warning, Deadline, OcfEnv, Result, Status};
 
 pub fn notify(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
-    let n = Notification::from_env()?;
+    // A notification's failure changes nothing Pacemaker does: it is
+    // logged, and promote checks again what it needs.
+    let n = match Notification::from_env() {
+        Ok(n) => n,
+        Err(e) => {
+            warning!("notify: {}", e.reason());
+            return Ok(Status::Success);
+        }
+    };
     let cluster = Cluster::new(env);
     debug!("notify {:?}-{:?}", n.when, n.operation);
     let result = match (n.when, n.operation) {
@@ -23,8 +31,6 @@ pub fn notify(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Statu
             .map(|()| cluster.set_candidates(&[])),
         _ => Ok(()),
     };
-    // A notification's failure changes nothing Pacemaker does; promote
-    // checks again what it needs.
     if let Err(e) = result {
         warning!("notify: {}", e.reason());
     }
