@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{up, wait};
+use common::{up, wait, wait_writes_after};
 use tusk_lab::harness::workload::{written_values, Load, Writer};
 use tusk_lab::postgres;
 
@@ -51,15 +51,7 @@ fn a_power_loss_loses_no_acknowledged_write_and_the_outage_is_measured() {
         Duration::from_secs(120),
         || writer.report().first_ack_after(fault).is_some(),
     );
-    wait("a few more writes", Duration::from_secs(30), || {
-        writer
-            .report()
-            .acknowledged
-            .iter()
-            .filter(|(_, at)| *at > fault)
-            .count()
-            >= 5
-    });
+    wait_writes_after(&writer, fault, 5, Duration::from_secs(30));
     let report = writer.stop();
     let outage = report.first_ack_after(fault).unwrap() - fault;
     eprintln!(

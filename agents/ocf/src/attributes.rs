@@ -71,32 +71,6 @@ pub fn set_promotion_score(
     checked(cmd, deadline).map(drop)
 }
 
-/// The promotion score of `resource` on `node`, if it has one.
-pub fn promotion_score(resource: &str, node: &str, deadline: &Deadline) -> Result<Option<Score>> {
-    let mut cmd = tool(CRM_ATTRIBUTE);
-    cmd.arg(format!("--promotion={resource}")).args([
-        "--lifetime=reboot",
-        "--node",
-        node,
-        "--query",
-        "--quiet",
-    ]);
-    let out = command::run(cmd, deadline)?;
-    // crm_attribute exits 105 (no such object) when there is none.
-    if !out.status.success() {
-        return Ok(None);
-    }
-    Ok(parse_score(out.stdout.trim()))
-}
-
-fn parse_score(text: &str) -> Option<Score> {
-    match text {
-        "-INFINITY" => Some(Score::MinusInfinity),
-        "INFINITY" | "+INFINITY" => Some(Score::Value(1_000_000)),
-        v => v.parse().ok().map(Score::Value),
-    }
-}
-
 /// Sets (`Some`) or clears (`None`) a transient node attribute through
 /// pacemaker-attrd. A private one never reaches the CIB, so changing it
 /// triggers no new transition.
@@ -255,10 +229,6 @@ mod tests {
     fn scores_print_as_crm_attribute_reads_them() {
         assert_eq!(Score::MinusInfinity.to_string(), "-INFINITY");
         assert_eq!(Score::Value(1001).to_string(), "1001");
-        assert_eq!(parse_score("-INFINITY"), Some(Score::MinusInfinity));
-        assert_eq!(parse_score("INFINITY"), Some(Score::Value(1_000_000)));
-        assert_eq!(parse_score("-5"), Some(Score::Value(-5)));
-        assert_eq!(parse_score(""), None);
         assert!(Score::MinusInfinity < Score::Value(-1_000_000));
     }
 

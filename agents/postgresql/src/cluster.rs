@@ -64,11 +64,6 @@ impl Cluster {
         self.published.forget(&format!("score-{node}"));
     }
 
-    /// This node's score as the cluster has it (forks: not for the steady state).
-    pub fn own_score(&self, deadline: &Deadline) -> Result<Option<Score>> {
-        attributes::promotion_score(&self.resource, &self.node, deadline)
-    }
-
     /// Deletes this node's score whatever any node recorded.
     pub fn clear_own_score(&self, deadline: &Deadline) -> Result<()> {
         attributes::set_promotion_score(&self.resource, &self.node, None, deadline)?;

@@ -71,19 +71,19 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
     let cluster = Cluster::new(env);
     // What the cluster is told matters less than what is true here: a
     // failed publication is logged, and the monitor still tells the truth.
-    let warn = |r: Result<()>| {
-        if let Err(e) = r {
-            warning!("{}", e.reason());
-        }
-    };
-    warn(cluster.publish_timeline(repl.timeline(), deadline));
+    if let Err(e) = cluster.publish_timeline(repl.timeline(), deadline) {
+        warning!("{}", e.reason());
+    }
     if repl.in_recovery {
         return Ok(Status::Success);
     }
     if !repl.standbys.iter().any(|s| s.is_streaming()) {
         // No standby follows this primary: maybe another primary took over
         // while this one was cut off. Only then is it worth a fork.
-        let timelines = cluster.timelines(deadline)?;
+        let timelines = cluster.timelines(deadline).unwrap_or_else(|e| {
+            warning!("{}", e.reason());
+            Default::default()
+        });
         if let Some((node, newer)) =
             election::newer_timeline(&cluster.node, repl.timeline(), &timelines)
         {
