@@ -282,9 +282,11 @@ pub fn judge(obs: &Observed, expected: &Expected<'_>) -> Verdict {
                 "pg_stat_activity hides where backend {pid}'s client is (grant pg_read_all_stats)"
             ))
         }
-        Peer::LocalUnseen => return Verdict::Unknown(format!(
+        Peer::LocalUnseen => {
+            return Verdict::Unknown(format!(
             "backend {pid} is a slon connection from this host, but no process here holds its end"
-        )),
+        ))
+        }
         Peer::Unreadable(why) => return Verdict::Unknown(why.clone()),
         Peer::Local(p) => p,
     };
