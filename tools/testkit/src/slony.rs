@@ -106,6 +106,28 @@ impl SlonyNode {
             .unwrap_or_else(|e| panic!("node {}: {sql}: {e}", self.id))
     }
 
+    /// Stops this node's PostgreSQL with `pg_ctl stop -m MODE` (`fast`,
+    /// `immediate`), as a crash of the node's database would.
+    pub fn stop_server(&self, mode: &str) {
+        pg_ctl(&self.instance, &["-m", mode, "-w", "-t", "60", "stop"]);
+    }
+
+    /// Starts this node's PostgreSQL again and waits until it accepts
+    /// connections.
+    pub fn start_server(&self) {
+        pg_ctl(
+            &self.instance,
+            &[
+                "-l",
+                self.instance.logfile.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+    }
+
     /// The first column of the first row, if any and not NULL.
     pub fn value(&self, sql: &str) -> Option<String> {
         self.query(sql).first()?.first()?.clone()
@@ -602,25 +624,16 @@ fn start_instance() -> Instance {
         &instance.pgdata.join("pg_ident.conf"),
         "tusk postgres postgres\ntusk root postgres\n",
     );
-    let out = Command::new(Path::new(BINDIR).join("pg_ctl"))
-        .current_dir(instance.root())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .uid(pg.uid.as_raw())
-        .gid(pg.gid.as_raw())
-        .arg("-D")
-        .arg(&instance.pgdata)
-        .arg("-l")
-        .arg(&instance.logfile)
-        .args(["-w", "-t", "60", "start"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("pg_ctl start");
-    assert!(
-        out.status.success(),
-        "pg_ctl start: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    pg_ctl(
+        &instance,
+        &[
+            "-l",
+            instance.logfile.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
     );
     let mut admin = postgres::Config::new()
         .host_path(&instance.socketdir)
@@ -647,6 +660,29 @@ fn start_instance() -> Instance {
     ))
     .unwrap();
     instance
+}
+
+/// `pg_ctl -D PGDATA ARGS` as the postgres user; panics when it fails.
+fn pg_ctl(instance: &Instance, args: &[&str]) {
+    let pg = postgres_user();
+    let out = Command::new(Path::new(BINDIR).join("pg_ctl"))
+        .current_dir(instance.root())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .uid(pg.uid.as_raw())
+        .gid(pg.gid.as_raw())
+        .arg("-D")
+        .arg(&instance.pgdata)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("pg_ctl");
+    assert!(
+        out.status.success(),
+        "pg_ctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A string literal for postgresql.conf.
@@ -793,7 +829,11 @@ impl Slon {
         self.worker();
         self.signal_watchdog(Signal::SIGTERM);
         let status = self.wait_exit(deadline).ok_or_else(|| {
-            OcfError::generic(format!("slon {} ignored SIGTERM", self.watchdog_pid()))
+            OcfError::generic(format!(
+                "slon {} ignored SIGTERM; its log ends:\n{}",
+                self.watchdog_pid(),
+                self.log_tail(4000)
+            ))
         })?;
         self.wait_worker_gone(deadline)?;
         Ok(status)
@@ -821,6 +861,16 @@ impl Slon {
     /// The log so far (first 1 MiB).
     pub fn log_text(&self) -> String {
         read_bounded(&self.log)
+    }
+
+    /// The last `bytes` of the log (or of its first 1 MiB).
+    pub fn log_tail(&self, bytes: usize) -> String {
+        let log = self.log_text();
+        let mut start = log.len().saturating_sub(bytes);
+        while !log.is_char_boundary(start) {
+            start += 1;
+        }
+        log[start..].to_string()
     }
 }
 
