@@ -195,15 +195,20 @@ pub struct Observed {
 pub fn observe(lock: &NodeLock) -> Vec<Observed> {
     lock.rows
         .iter()
-        .map(|row| Observed {
-            peer: row
-                .backend
-                .as_ref()
-                .map(|b| peer::find(row.backend_pid, &b.client, lock.server_port)),
-            pid_process: ProcInfo::read(row.backend_pid).ok().flatten(),
-            row: row.clone(),
-        })
+        .map(|row| observe_row(row, lock.server_port))
         .collect()
+}
+
+/// Adds the /proc facts to one row; `server_port` is [`NodeLock::server_port`].
+pub fn observe_row(row: &LockRow, server_port: u16) -> Observed {
+    Observed {
+        peer: row
+            .backend
+            .as_ref()
+            .map(|b| peer::find(row.backend_pid, &b.client, server_port)),
+        pid_process: ProcInfo::read(row.backend_pid).ok().flatten(),
+        row: row.clone(),
+    }
 }
 
 /// Who holds a lock row.
@@ -267,7 +272,10 @@ pub fn judge(obs: &Observed, expected: &Expected<'_>) -> Verdict {
             "PID {pid} is now the backend of {application:?}, not a slon's local listen connection"
         ));
     }
-    let local = match obs.peer.as_ref().unwrap_or(&Peer::Hidden) {
+    let Some(peer) = &obs.peer else {
+        return Verdict::Unknown(format!("the client of backend {pid} was not looked up"));
+    };
+    let local = match peer {
         Peer::Remote { addr, port } => {
             return Verdict::HeldBy(Holder {
                 backend_pid: pid,
@@ -679,6 +687,16 @@ mod tests {
             ),
             "cannot read /proc/net/tcp",
         );
+    }
+
+    #[test]
+    fn a_backend_whose_client_was_not_looked_up_is_unknown() {
+        let v = judged(
+            row(15000, Some(backend(Some(LOCAL_LISTEN), Client::UnixSocket))),
+            None,
+            None,
+        );
+        assert_unknown(&v, "the client of backend 15000 was not looked up");
     }
 
     #[test]

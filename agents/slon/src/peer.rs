@@ -44,7 +44,8 @@ pub enum Peer {
 
 /// Finds the process at the other end of `backend_pid`'s connection.
 /// `server_port` is the port the server listens on, which a TCP client's
-/// socket is connected to.
+/// socket is connected to. The server runs on this host (the agent reaches
+/// it over its unix socket), so its backends are visible in /proc here.
 pub fn find(backend_pid: i32, client: &Client, server_port: u16) -> Peer {
     let found = match client {
         Client::Hidden => return Peer::Hidden,
