@@ -171,7 +171,8 @@ pub struct NodeInfo {
     pub role: PoolRole,
     pub pg_role: LiveRole,
     /// Replication delay in bytes, or in milliseconds when
-    /// `delay_by_time` (`delay_threshold_by_time` is set).
+    /// `delay_by_time` (pgpool-II 4.4 and later with
+    /// `delay_threshold_by_time`; 4.3 does not send the flag).
     pub replication_delay: u64,
     pub delay_by_time: bool,
     /// `pg_stat_replication.state` seen by pgpool's streaming check
@@ -624,17 +625,17 @@ fn command_complete(fields: &[&str], what: &str) -> Result<(), String> {
     }
 }
 
-/// A NodeInfo packet's fields after the "NodeInfo" code, in pgpool-II
-/// 4.3's order: hostname, port, status, quarantine, pg_status, weight
-/// (scaled to RAND_MAX), role, pg_role, delay-by-time flag, delay,
-/// replication state, sync state, last status change.
+/// A NodeInfo packet's fields after the "NodeInfo" code. pgpool-II 4.3
+/// sends 12: hostname, port, status, quarantine, pg_status, weight (scaled
+/// to RAND_MAX), role, pg_role, replication delay, replication state, sync
+/// state, last status change (epoch seconds). Later versions insert a
+/// delay-by-time flag before the delay (13 fields); both are read.
 pub fn parse_node_info(node_id: u32, f: &[&str]) -> Result<NodeInfo, String> {
-    if f.len() < 13 {
-        return Err(format!(
-            "a NodeInfo of {} fields (pgpool-II 4.3 sends 13)",
-            f.len()
-        ));
-    }
+    let (delay_by_time, rest) = match f.len() {
+        12 => (false, &f[8..]),
+        13 => (f[8] == "1", &f[9..]),
+        n => return Err(format!("a NodeInfo of {n} fields (pgpool-II 4.3 sends 12)")),
+    };
     let bad = |name: &str, v: &str| format!("a NodeInfo {name} of {:?}", printable(v));
     Ok(NodeInfo {
         node_id,
@@ -649,13 +650,13 @@ pub fn parse_node_info(node_id: u32, f: &[&str]) -> Result<NodeInfo, String> {
             .map_err(|_| bad("weight", f[5]))?,
         role: PoolRole::from_code(f[6]).ok_or_else(|| bad("role", f[6]))?,
         pg_role: LiveRole::parse(f[7]),
-        delay_by_time: f[8] == "1",
-        replication_delay: f[9].parse().map_err(|_| bad("delay", f[9]))?,
-        replication_state: f[10].to_string(),
-        replication_sync_state: f[11].to_string(),
-        status_changed: f[12]
+        delay_by_time,
+        replication_delay: rest[0].parse().map_err(|_| bad("delay", rest[0]))?,
+        replication_state: rest[1].to_string(),
+        replication_sync_state: rest[2].to_string(),
+        status_changed: rest[3]
             .parse()
-            .map_err(|_| bad("status change time", f[12]))?,
+            .map_err(|_| bad("status change time", rest[3]))?,
     })
 }
 
@@ -877,8 +878,8 @@ mod tests {
 
     #[test]
     fn node_info_of_4_3_is_parsed() {
-        // The fields pgpool-II 4.3.5 sent for a primary.
-        let body = b"NodeInfo\0/tmp/p/run\x005432\x002\x000\0up\x001073741823.500000\x002\0primary\x000\x000\0\0\x001796160111\0";
+        // The bytes pgpool-II 4.3.5 sent for a primary.
+        let body = b"NodeInfo\0/tmp/p/run\x005432\x002\x000\0up\x001073741823.500000\x002\0primary\x000\0\0\x001796160111\0";
         let f = fields(body);
         assert_eq!(f[0], "NodeInfo");
         let n = parse_node_info(0, &f[1..]).unwrap();
@@ -906,7 +907,6 @@ mod tests {
             "1073741823.5",
             "3",
             "standby",
-            "0",
             "120",
             "streaming",
             "async",
@@ -932,6 +932,30 @@ mod tests {
         f[1] = "5432";
         f[2] = "9";
         assert!(parse_node_info(0, &f).unwrap_err().contains("status"));
+    }
+
+    #[test]
+    fn the_later_layout_with_a_delay_by_time_flag_is_read_too() {
+        let f = [
+            "h",
+            "5432",
+            "2",
+            "0",
+            "up",
+            "1",
+            "3",
+            "standby",
+            "1",
+            "250",
+            "streaming",
+            "sync",
+            "7",
+        ];
+        let n = parse_node_info(1, &f).unwrap();
+        assert!(n.delay_by_time);
+        assert_eq!(n.replication_delay, 250);
+        assert_eq!(n.replication_sync_state, "sync");
+        assert_eq!(n.status_changed, 7);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! an instance creates is removed when it is dropped, pass or fail, and only
 //! processes of its own data directory are killed.
 
+pub mod pgpool;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{chown, Pid, User};
 use std::os::unix::fs::PermissionsExt;
