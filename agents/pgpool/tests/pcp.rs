@@ -153,6 +153,49 @@ fn node_info_agrees_with_pcp_node_info() {
     });
     assert_eq!(s.replication_sync_state, "async");
     pcp.close(&budget()).unwrap();
+
+    // What a monitor would do each time: connect, one question, goodbye.
+    let rounds = 50;
+    let (mut connecting, mut asking) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let mut pcp = connect(&c.pool);
+        connecting += started.elapsed();
+        let started = Instant::now();
+        assert_eq!(pcp.all_node_info(&budget()).unwrap().len(), 2);
+        asking += started.elapsed();
+        pcp.close(&budget()).unwrap();
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / rounds as f64;
+    eprintln!(
+        "PCP connect and login {:.2} ms, all node info {:.2} ms",
+        ms(connecting),
+        ms(asking)
+    );
+    let mut pcp = connect(&c.pool);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        pcp.node_count(&budget()).unwrap();
+    }
+    let counting = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..rounds {
+        pcp.node_info(1, &budget()).unwrap();
+    }
+    eprintln!(
+        "node count {:.2} ms, one node's info {:.2} ms",
+        ms(counting),
+        ms(started.elapsed())
+    );
+    let started = Instant::now();
+    for _ in 0..10 {
+        let out = c.pool.pcp_command("pcp_node_info").output().unwrap();
+        assert!(out.status.success());
+    }
+    eprintln!(
+        "pcp_node_info (fork and exec): {:.2} ms",
+        started.elapsed().as_secs_f64() * 100.0
+    );
 }
 
 #[test]
@@ -337,4 +380,51 @@ fn the_fixture_pcppass_serves_both_pcp_programs_and_the_client() {
         .unwrap();
     let out = c.pool.pcp_command("pcp_node_count").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
+
+/// pgpool-II 4.3 answers node info by connecting to the backend to read
+/// pg_status and pg_role: a frozen backend makes node info slow (the
+/// caller's deadline ends it), while node count, answered from shared
+/// memory, stays instant.
+#[test]
+fn a_frozen_backend_slows_node_info_but_not_node_count() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let c = cluster(&[]);
+    let standby_processes = c.standby.processes();
+    for pid in &standby_processes {
+        kill(Pid::from_raw(*pid), Signal::SIGSTOP).unwrap();
+    }
+    let mut pcp = connect(&c.pool);
+    let started = Instant::now();
+    assert_eq!(pcp.node_count(&budget()).unwrap(), 2);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    let started = Instant::now();
+    let info = pcp.node_info(0, &budget()).unwrap();
+    eprintln!(
+        "node 0's info with node 1 frozen: {:.3}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(info.pg_role, LiveRole::Primary);
+    let started = Instant::now();
+    let answer = pcp.node_info(1, &Deadline::after(Duration::from_secs(2)));
+    eprintln!(
+        "node 1's info, frozen: {:.3}s: {answer:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(answer.unwrap_err().kind, PcpErrorKind::Timeout);
+    assert!(started.elapsed() < Duration::from_millis(2200));
+    for pid in &standby_processes {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
+    }
+    // pgpool finishes that answer later; a new session is clean.
+    let mut pcp = connect(&c.pool);
+    let started = Instant::now();
+    let info = pcp.node_info(1, &budget()).unwrap();
+    eprintln!(
+        "node 1's info, thawed: {:.3}s, {:?}/{:?}",
+        started.elapsed().as_secs_f64(),
+        info.status,
+        info.pg_status
+    );
 }

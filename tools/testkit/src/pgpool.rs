@@ -553,6 +553,17 @@ impl Pgpool {
         cmd
     }
 
+    /// The System V shared memory segments and semaphore sets this pgpool
+    /// created, as far as the fixture has seen them: removed on drop.
+    pub fn system_v_ids(&self) -> (Vec<i32>, Vec<i32>) {
+        let mut shm = self.shared_memory.clone();
+        shm.extend(self.attached_shared_memory());
+        (
+            shm.into_iter().collect(),
+            self.semaphores.iter().copied().collect(),
+        )
+    }
+
     /// The shared memory segments pgpool's processes have attached (their
     /// /proc/PID/maps name them `/SYSV<key>`, the inode is the id).
     fn attached_shared_memory(&self) -> BTreeSet<i32> {
