@@ -381,23 +381,31 @@ impl PcpConnection {
 
     /// pgpool's view of backend `node`.
     pub fn node_info(&mut self, node: u32, deadline: &Deadline) -> PcpResult<NodeInfo> {
-        let mut nodes = self.node_info_request(&node.to_string(), deadline)?;
+        let mut nodes = self.node_info_request(Some(node), deadline)?;
         match nodes.pop() {
             Some(n) if nodes.is_empty() => Ok(n),
             _ => Err(self.protocol(format!("{} node infos for one node", nodes.len() + 1))),
         }
     }
 
-    /// pgpool's view of every backend, in one round trip (node id -1).
+    /// pgpool's view of every backend, in one round trip. Each costs
+    /// pgpool a connection to that backend (it asks the server for
+    /// pg_status and pg_role), so a hung backend delays the whole answer.
     pub fn all_node_info(&mut self, deadline: &Deadline) -> PcpResult<Vec<NodeInfo>> {
-        self.node_info_request("-1", deadline)
+        self.node_info_request(None, deadline)
     }
 
-    /// pgpool answers a node-info request with "ArraySize" and a count,
-    /// one "NodeInfo" packet per node, then "CommandComplete".
-    fn node_info_request(&mut self, node: &str, deadline: &Deadline) -> PcpResult<Vec<NodeInfo>> {
+    /// pgpool answers a node-info request (a node id, -1 for all) with
+    /// "ArraySize" and a count, one "NodeInfo" packet per node, then
+    /// "CommandComplete".
+    fn node_info_request(
+        &mut self,
+        node: Option<u32>,
+        deadline: &Deadline,
+    ) -> PcpResult<Vec<NodeInfo>> {
         let what = "node info";
-        self.send(b'I', &cstring(node), deadline, what)?;
+        let id = node.map_or_else(|| "-1".to_string(), |n| n.to_string());
+        self.send(b'I', &cstring(&id), deadline, what)?;
         let mut nodes: Vec<NodeInfo> = Vec::new();
         let mut expected = None;
         loop {
@@ -412,22 +420,17 @@ impl PcpConnection {
                     expected = Some(n);
                 }
                 Some("NodeInfo") => {
-                    // Node ids are not in the packet: they follow the order
-                    // of the backends, or the one node asked for.
-                    let id = match node.parse::<i64>() {
-                        Ok(-1) => nodes.len() as u32,
-                        Ok(id) => id as u32,
-                        Err(_) => 0,
-                    };
+                    // The packet does not name the node: they come in
+                    // backend order, or the one node asked for.
+                    let id = node.unwrap_or(nodes.len() as u32);
                     let info = parse_node_info(id, &fields[1..]).map_err(|m| self.protocol(m))?;
                     nodes.push(info);
                 }
                 Some("CommandComplete") => {
-                    if expected.is_some_and(|n| n != nodes.len()) {
+                    if let Some(n) = expected.filter(|n| *n != nodes.len()) {
                         return Err(self.protocol(format!(
-                            "{} node infos where pgpool announced {}",
-                            nodes.len(),
-                            expected.unwrap_or(0)
+                            "{} node infos where pgpool announced {n}",
+                            nodes.len()
                         )));
                     }
                     return Ok(nodes);
@@ -550,23 +553,22 @@ impl PcpConnection {
 
 fn io_error(endpoint: &Endpoint, e: io::Error, what: &str, deadline: &Deadline) -> PcpError {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => PcpError::new(
-            PcpErrorKind::Timeout,
-            format!(
-                "pgpool at {endpoint} did not answer in time (waiting for {what}, {:.1}s left of the budget)",
-                deadline.remaining().as_secs_f64()
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            PcpError::new(
+                PcpErrorKind::Timeout,
+                format!(
+                "pgpool at {endpoint} did not answer before the deadline (waiting for {what}{})",
+                if deadline.is_expired() { "" } else { ", socket timeout" }
             ),
-        ),
+            )
+        }
         io::ErrorKind::UnexpectedEof
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe => PcpError::new(
             PcpErrorKind::Protocol,
             format!("pgpool at {endpoint} closed the connection (during {what})"),
         ),
-        _ => PcpError::new(
-            PcpErrorKind::Io,
-            format!("PCP at {endpoint} ({what}): {e}"),
-        ),
+        _ => PcpError::new(PcpErrorKind::Io, format!("PCP at {endpoint} ({what}): {e}")),
     }
 }
 

@@ -805,14 +805,11 @@ fn holds_socket(pid: i32, inodes: &BTreeSet<u64>) -> bool {
 }
 
 /// An exclusive lock shared by every fixture on this machine while pgpool
-/// starts (released when the file closes).
+/// starts (released when the file closes). It is taken on pgpool's binary
+/// itself, which every such fixture has and none writes, so no lock file
+/// is left behind.
 fn ipc_lock() -> std::fs::File {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/tusk-testkit-pgpool-start.lock")
-        .unwrap();
+    let file = std::fs::File::open(PGPOOL).unwrap();
     // SAFETY: flock on an open descriptor we own.
     let rc = unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());

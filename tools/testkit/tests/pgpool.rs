@@ -274,16 +274,23 @@ struct Session {
 impl Session {
     fn open(pool: &Pgpool) -> Session {
         use std::io::BufRead;
-        let mut cmd = pool.psql_command("SELECT 1");
-        // Replace `-c SELECT 1` by statements read from stdin.
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_os_string()).collect();
         let mut psql = std::process::Command::new("psql");
-        psql.args(&args[..args.len() - 2])
-            .env("PGPASSFILE", &pool.pgpass)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        cmd.env_clear();
+        psql.args([
+            "-X",
+            "-At",
+            "-d",
+            "postgres",
+            "-U",
+            tusk_testkit::pgpool::DB_USER,
+            "-h",
+        ])
+        .arg(&pool.socket_dir)
+        .arg("-p")
+        .arg(pool.port.to_string())
+        .env("PGPASSFILE", &pool.pgpass)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
         let mut child = psql.spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
