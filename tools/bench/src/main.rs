@@ -13,8 +13,8 @@
 //! (crm_node, crm_attribute, crm_resource, crm_mon), so their promoted and
 //! unpromoted monitors only do their real work inside a cluster whose CIB
 //! holds a promotable resource of the name they are given:
-//! `tools/bench/in-cluster` runs this inside the disposable single-node
-//! cluster of `tests/cluster/single-node` with such stand-ins. Outside a
+//! `tools/bench/in-cluster` runs this inside node1 of a one-node lab
+//! (`tusk-lab up --nodes 1`, see `lab/`) with such stand-ins. Outside a
 //! cluster nothing is faked: the rows show what the agents do and the
 //! reasons they give.
 
@@ -199,7 +199,7 @@ impl Cluster {
             (false, _) => println!(
                 "Not in a cluster (crm_node -n fails): PAF's and the heartbeat agent's \
                  promotable monitors need one and their rows show what they do without; \
-                 tools/bench/in-cluster runs this inside a single-node cluster."
+                 tools/bench/in-cluster runs this inside a one-node lab cluster."
             ),
         }
         println!(
