@@ -1,6 +1,7 @@
 //! What Pacemaker tells an agent about the call itself (not its parameters).
 
-use crate::{Deadline, Role};
+use crate::{Deadline, OcfError, Result, Role};
+use std::ffi::OsString;
 use std::time::Duration;
 
 /// The `OCF_RESOURCE_INSTANCE` and `OCF_RESKEY_CRM_meta_*` values of one call.
@@ -21,8 +22,21 @@ pub struct OcfEnv {
 }
 
 impl OcfEnv {
-    pub fn from_env() -> OcfEnv {
-        Self::parse(|name| std::env::var(name).ok())
+    /// Pacemaker's values; one that is not UTF-8 is an error rather than
+    /// silently unset.
+    pub fn from_env() -> Result<OcfEnv> {
+        for name in [
+            "OCF_RESOURCE_INSTANCE",
+            "OCF_RESKEY_CRM_meta_timeout",
+            "OCF_RESKEY_CRM_meta_interval",
+            "OCF_RESKEY_CRM_meta_role",
+            "OCF_RESKEY_CRM_meta_on_node",
+            "OCF_RESKEY_CRM_meta_promoted_max",
+            "OCF_RESKEY_CRM_meta_master_max",
+        ] {
+            var(name)?;
+        }
+        Ok(Self::parse(|name| var(name).ok().flatten()))
     }
 
     pub fn parse(lookup: impl Fn(&str) -> Option<String>) -> OcfEnv {
@@ -73,6 +87,21 @@ impl OcfEnv {
     pub fn deadline(&self, recommended: Duration) -> Deadline {
         Deadline::for_timeout(self.timeout.unwrap_or(recommended))
     }
+}
+
+/// The environment variable `name`: `None` when unset, an error (naming the
+/// variable, not echoing the value) when it is not UTF-8.
+pub fn var(name: &str) -> Result<Option<String>> {
+    match std::env::var_os(name) {
+        None => Ok(None),
+        Some(raw) => decode(name, raw),
+    }
+}
+
+pub fn decode(name: &str, raw: OsString) -> Result<Option<String>> {
+    raw.into_string().map(Some).map_err(|raw| {
+        OcfError::configured(format!("{name} is not valid UTF-8 ({} bytes)", raw.len()))
+    })
 }
 
 #[cfg(test)]

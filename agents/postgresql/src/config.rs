@@ -88,7 +88,7 @@ pub const PARAMS: &[Param] = &[
             "A .pgpass-format file, readable by pguser, holding repl_user's password for \
              primary_host. Empty: no password (trust or certificate authentication).",
         ),
-    Param::string("sync")
+    Param::choice("sync", &["off", "available", "strict"])
         .default("available")
         .short("Synchronous replication: off, available or strict")
         .long(
@@ -99,7 +99,7 @@ pub const PARAMS: &[Param] = &[
              never falls back: commits wait until a standby holds them, and only a standby \
              that was synchronous may be promoted.",
         ),
-    Param::string("rewind")
+    Param::choice("rewind", &["auto", "off"])
         .default("auto")
         .short("What start does with a diverged former primary: auto or off")
         .long(
@@ -234,24 +234,15 @@ impl PgConfig {
 
 fn replication(p: &Params) -> Result<Replication> {
     let text = |name: &str| p.string(name).unwrap_or_default().trim().to_string();
-    let sync = match text("sync").as_str() {
-        "off" => SyncPolicy::Off,
-        "available" => SyncPolicy::Available,
-        "strict" => SyncPolicy::Strict,
-        other => {
-            return Err(OcfError::configured(format!(
-                "parameter sync: '{other}' is not off, available or strict"
-            )))
-        }
+    // Params checked the values against the declared choices.
+    let sync = match p.choice("sync") {
+        Some("off") => SyncPolicy::Off,
+        Some("strict") => SyncPolicy::Strict,
+        _ => SyncPolicy::Available,
     };
-    let rewind = match text("rewind").as_str() {
-        "auto" => RewindPolicy::Auto,
-        "off" => RewindPolicy::Off,
-        other => {
-            return Err(OcfError::configured(format!(
-                "parameter rewind: '{other}' is not auto or off"
-            )))
-        }
+    let rewind = match p.choice("rewind") {
+        Some("off") => RewindPolicy::Off,
+        _ => RewindPolicy::Auto,
     };
     let max_lag = p.integer("max_lag").expect("max_lag has a default");
     let max_lag = match u64::try_from(max_lag) {

@@ -7,7 +7,7 @@ use crate::cluster::Cluster;
 use crate::config::{PgConfig, SyncPolicy};
 use crate::election;
 use crate::monitor::set_sync_names;
-use crate::postmaster::{self, Postmaster};
+use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql;
 use crate::wal::Position;
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
     let pm = match postmaster::observe(&cfg.pgdata)? {
-        Postmaster::Running(pm) => pm,
+        State::Running(pm) => pm,
         _ => {
             return Err(OcfError::generic(
                 "PostgreSQL is not running here: nothing to promote",

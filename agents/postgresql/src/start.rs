@@ -3,7 +3,7 @@
 
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
-use crate::postmaster::{self, Postmaster};
+use crate::postmaster::{self, State};
 use crate::{sql, standby, stop, validate};
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
 use std::io::{Read, Seek, SeekFrom};
@@ -27,7 +27,7 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         validate::check_promotable(cfg)?;
     }
     match postmaster::observe(&cfg.pgdata)? {
-        Postmaster::Running(pm) => {
+        State::Running(pm) => {
             let state = sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
                 .map_err(|e| e.context(format!("postmaster {} already runs, but", pm.pid)))?;
             if mode == Mode::AsConfigured || state.in_recovery {
@@ -43,18 +43,18 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
             );
             stop::stop(&cfg.pgdata, &deadline.share(0.5))?;
         }
-        Postmaster::Orphaned(procs) => {
+        State::Orphaned { members: procs, .. } => {
             return Err(OcfError::generic(format!(
                 "processes of {} still run without a postmaster (PIDs {}); stop the resource first",
                 cfg.pgdata.display(),
-                postmaster::pid_list(&procs)
+                ocf::service::pid_list(&procs)
             )))
         }
-        Postmaster::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
-        Postmaster::Stopped { stale: None } => {}
+        State::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
+        State::Stopped { stale: None } => {}
     }
     prepare_directories(cfg, &checked.user)?;
-    if let Some(why) = postmaster::stale_socket_lock(cfg)? {
+    if let Some(why) = postmaster::stale_socket_lock(cfg) {
         let lock = postmaster::socket_lock(cfg);
         std::fs::remove_file(&lock)
             .map_err(|e| OcfError::generic(format!("cannot remove {}: {e}", lock.display())))?;
