@@ -69,20 +69,37 @@ pub fn read_bounded(path: &Path, limit: usize) -> io::Result<Option<Bounded>> {
     }))
 }
 
-/// Opens (creating it with `mode` when missing) a file to append to,
-/// refusing symlinks and non-regular files, and gives it to `owner` through
-/// the descriptor: root never truncates, chowns or writes what a symlink
-/// points at.
+/// Opens a file to append to, refusing symlinks, non-regular files and
+/// files with other hard links (which could be any file of the system).
+/// A file it creates gets `mode` and is given to `owner` through the
+/// descriptor; an existing one keeps its owner: root never truncates,
+/// chowns or writes what a symlink or a hard link points at.
 pub fn open_append_owned(
     path: &Path,
     mode: u32,
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
 ) -> io::Result<File> {
+    let flags = (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits();
+    // O_EXCL: a symlink in the way fails instead of being followed.
+    match OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(file) => {
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid))?;
+            }
+            return Ok(file);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
     let file = OpenOptions::new()
         .append(true)
-        .create(true)
-        .mode(mode)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .custom_flags(flags)
         .open(path)
         .map_err(symlink_error)?;
     let meta = file.metadata()?;
@@ -92,21 +109,28 @@ pub fn open_append_owned(
             format!("is not a regular file ({})", kind(&meta)),
         ));
     }
-    if let Some((uid, gid)) = owner {
-        nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid))?;
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "has other hard links",
+        ));
     }
     Ok(file)
 }
 
-/// Creates `path` empty (or empties it) without following a symlink, as a
-/// regular file owned by `owner`.
+/// Creates `path` empty (or empties it) without following a symlink or a
+/// hard link, as a regular file owned by `owner`.
 pub fn create_owned(
     path: &Path,
     mode: u32,
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
 ) -> io::Result<()> {
     let file = open_append_owned(path, mode, owner)?;
-    file.set_len(0)
+    file.set_len(0)?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid))?;
+    }
+    Ok(())
 }
 
 fn symlink_error(e: io::Error) -> io::Error {
@@ -171,6 +195,10 @@ mod tests {
         }
         let e = open_append_owned(&link, 0o600, None).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&target, &hard).unwrap();
+        let e = create_owned(&hard, 0o600, None).unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"1", "target untouched");
     }
 

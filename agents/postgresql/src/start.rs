@@ -7,7 +7,7 @@ use crate::postmaster::{self, State};
 use crate::{sql, standby, stop, validate};
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 /// How the server starts.
@@ -155,17 +155,9 @@ fn prepare_directories(cfg: &PgConfig, user: &OsUser) -> Result<()> {
     if let Some(parent) = cfg.logfile.parent() {
         ensure_dir(parent, user, 0o750)?;
     }
-    if !cfg.logfile.exists() {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&cfg.logfile)
-            .and_then(|_| {
-                nix::unistd::chown(&cfg.logfile, Some(user.uid), Some(user.gid)).map_err(Into::into)
-            })
-            .map_err(|e| OcfError::perm(format!("cannot create {}: {e}", cfg.logfile.display())))?;
-    }
+    // The log directory may be pguser's: never follow a symlink planted there.
+    ocf::fs::open_append_owned(&cfg.logfile, 0o640, Some((user.uid, user.gid)))
+        .map_err(|e| OcfError::perm(format!("cannot open {}: {e}", cfg.logfile.display())))?;
     Ok(())
 }
 
