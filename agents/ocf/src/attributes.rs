@@ -375,6 +375,21 @@ mod tests {
     }
 
     #[test]
+    fn node_attributes_are_named_after_the_resource_and_keep_notes_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let published = Published::at(dir.path().join("pg"), Duration::from_secs(600));
+        let a = NodeAttributes::at("pg", "node1", published);
+        assert_eq!(a.name("timeline"), "pg-timeline");
+        a.keep_note("candidates", Some("node2 node3"));
+        assert_eq!(a.note("candidates").as_deref(), Some("node2 node3"));
+        // A note is not a score: it never counts as a scored node.
+        assert!(a.scored_nodes().is_empty());
+        a.keep_note("candidates", None);
+        assert_eq!(a.note("candidates"), None);
+        assert_eq!(NodeAttributes::new("pg:2", "n").resource, "pg");
+    }
+
+    #[test]
     fn published_values_are_current_until_changed_or_old() {
         let dir = tempfile::tempdir().unwrap();
         let p = Published::at(dir.path().join("pg"), Duration::from_secs(600));

@@ -339,3 +339,33 @@ fn validate_all_maps_each_problem_to_its_ocf_code() {
         not_data.reason()
     );
 }
+
+#[test]
+fn a_value_that_is_not_utf8_is_refused_not_replaced_by_the_default() {
+    use std::os::unix::ffi::OsStrExt;
+    let pg = instance();
+    // 5433 with a stray byte: counted as unset, it would become 5432.
+    let out = pg
+        .agent()
+        .param("pgport", std::ffi::OsStr::from_bytes(b"5433\xff"))
+        .run("validate-all")
+        .expect(Status::ErrConfigured);
+    assert!(
+        out.reason().contains("pgport") && out.reason().contains("UTF-8"),
+        "{}",
+        out.reason()
+    );
+}
+
+#[test]
+fn an_exit_reason_is_one_line_whatever_the_operator_typed() {
+    let out = tusk_testkit::Agent::new(AGENT)
+        .param("pgdata", "/nonexistent/first\nsecond")
+        .run("validate-all");
+    assert_ne!(out.code, 0);
+    assert!(
+        out.reason().contains("second"),
+        "the exit reason was cut at the newline: {:?}",
+        out.stderr
+    );
+}
