@@ -19,6 +19,10 @@ pub struct OcfEnv {
     pub node: Option<String>,
     /// An instance of a promotable clone.
     pub promotable: bool,
+    /// The node Pacemaker is about to promote, when this call belongs to a
+    /// transition that promotes one (notify=true clones get it with every
+    /// action of the transition: a demote learns where the role goes).
+    pub promote_target: Option<String>,
 }
 
 impl OcfEnv {
@@ -33,6 +37,7 @@ impl OcfEnv {
             "OCF_RESKEY_CRM_meta_on_node",
             "OCF_RESKEY_CRM_meta_promoted_max",
             "OCF_RESKEY_CRM_meta_master_max",
+            "OCF_RESKEY_CRM_meta_notify_promote_uname",
         ] {
             var(name)?;
         }
@@ -65,6 +70,8 @@ impl OcfEnv {
                     .and_then(|v| v.trim().parse::<u32>().ok())
                     .is_some_and(|n| n > 0)
             }),
+            promote_target: lookup("OCF_RESKEY_CRM_meta_notify_promote_uname")
+                .and_then(|v| v.split_whitespace().next().map(str::to_string)),
         }
     }
 
@@ -126,7 +133,9 @@ mod tests {
             ("OCF_RESKEY_CRM_meta_role", "Master"),
             ("OCF_RESKEY_CRM_meta_promoted_max", "1"),
             ("OCF_RESKEY_CRM_meta_on_node", "node2"),
+            ("OCF_RESKEY_CRM_meta_notify_promote_uname", "node3 "),
         ]));
+        assert_eq!(e.promote_target.as_deref(), Some("node3"));
         assert!(e.promotable);
         assert_eq!(e.node_name(), "node2");
         assert_eq!(e.instance, "pg:1");
@@ -143,6 +152,7 @@ mod tests {
         assert_eq!(e.timeout, None);
         assert!(e.is_probe());
         assert!(!e.promotable);
+        assert_eq!(e.promote_target, None);
         let old = OcfEnv::parse(env(&[("OCF_RESKEY_CRM_meta_master_max", "1")]));
         assert!(old.promotable, "Pacemaker 1.x spelling");
         let zero = OcfEnv::parse(env(&[("OCF_RESKEY_CRM_meta_promoted_max", "0")]));
