@@ -155,7 +155,8 @@ pub struct PgConfig {
     pub pgport: u16,
     pub pguser: String,
     pub pgdb: String,
-    pub start_opts: String,
+    /// The operator's extra server options, as words (see [`option_words`]).
+    pub start_opts: Vec<String>,
     pub logfile: PathBuf,
     pub replication: Replication,
 }
@@ -177,16 +178,28 @@ impl PgConfig {
             absolute_path(p, name)?
                 .ok_or_else(|| OcfError::configured(format!("parameter {name} is empty")))
         };
+        // pg_ctl runs the server through /bin/sh with -D and -l inside
+        // double quotes, where these characters still act.
+        let shell_safe = |name: &str| -> Result<PathBuf> {
+            let path = required(name)?;
+            let raw = path.to_string_lossy();
+            match raw.chars().find(|c| matches!(c, '"' | '$' | '`' | '\\') || c.is_control()) {
+                Some(c) => Err(OcfError::configured(format!(
+                    "parameter {name}: {c:?} is not allowed in the path (pg_ctl hands it to a shell)"
+                ))),
+                None => Ok(path),
+            }
+        };
         Ok(PgConfig {
-            pgdata: required("pgdata")?,
+            pgdata: shell_safe("pgdata")?,
             bindir: absolute_path(p, "bindir")?,
             config: absolute_path(p, "config")?,
             socketdir: required("socketdir")?,
             pgport,
             pguser: text("pguser"),
             pgdb: text("pgdb"),
-            start_opts: text("start_opts"),
-            logfile: required("logfile")?,
+            start_opts: option_words(&text("start_opts"))?,
+            logfile: shell_safe("logfile")?,
             replication: replication(p)?,
         })
     }
@@ -266,6 +279,46 @@ fn replication(p: &Params) -> Result<Replication> {
         rewind,
         max_lag,
     })
+}
+
+/// start_opts split into words as a shell would split plain words and
+/// single-quoted strings (`-c log_line_prefix='%m [%p] '`). Everything a
+/// shell would act on (`$`, backquotes, double quotes, backslashes,
+/// redirections, `;`, `|`, `&`, parentheses, control characters) is refused:
+/// the agent quotes each word itself, so no option reaches the shell that
+/// pg_ctl starts the server through.
+pub fn option_words(raw: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    for c in raw.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                word.get_or_insert_with(String::new);
+            }
+            c if quoted && !c.is_control() => word.get_or_insert_with(String::new).push(c),
+            ' ' | '\t' if !quoted => words.extend(word.take()),
+            '"' | '$' | '`' | '\\' | ';' | '|' | '&' | '<' | '>' | '(' | ')' => {
+                return Err(OcfError::configured(format!(
+                    "parameter start_opts: {c:?} is not allowed (write values in single quotes)"
+                )))
+            }
+            c if c.is_control() => {
+                return Err(OcfError::configured(
+                    "parameter start_opts: control characters are not allowed",
+                ))
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quoted {
+        return Err(OcfError::configured(
+            "parameter start_opts: a single quote is not closed",
+        ));
+    }
+    words.extend(word);
+    Ok(words)
 }
 
 /// A path parameter: `None` when empty, an error when relative.
@@ -377,6 +430,49 @@ mod tests {
             let e = parse(&pairs).unwrap_err();
             assert_eq!(e.status(), ocf::Status::ErrConfigured, "{pairs:?}");
             assert!(e.reason().contains(needle), "{} lacks {needle}", e.reason());
+        }
+    }
+
+    #[test]
+    fn start_opts_are_words_and_nothing_reaches_a_shell() {
+        assert_eq!(
+            option_words("-c work_mem=64MB  -c log_line_prefix='%m [%p] '").unwrap(),
+            ["-c", "work_mem=64MB", "-c", "log_line_prefix=%m [%p] "]
+        );
+        assert_eq!(option_words("").unwrap(), Vec::<String>::new());
+        assert_eq!(option_words("-c x=''").unwrap(), ["-c", "x="]);
+        for bad in [
+            "-c x=$(id)",
+            "-c x=`id`",
+            "-c \"x=1\"",
+            "-c x=1; id",
+            "-c x=1 | id",
+            "-c x=1 > /etc/passwd",
+            "-c x=1\nid",
+            "-c x='1",
+            "-c x=a\\b",
+        ] {
+            let e = option_words(bad).unwrap_err();
+            assert_eq!(e.status(), ocf::Status::ErrConfigured, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_pg_ctl_hands_to_a_shell_are_refused() {
+        for (name, value) in [
+            ("pgdata", "/srv/pg$(id)"),
+            ("pgdata", "/srv/pg\"x"),
+            ("logfile", "/var/log/`id`.log"),
+            ("logfile", "/var/log/a\nb.log"),
+        ] {
+            let pairs = if name == "pgdata" {
+                vec![(name, value)]
+            } else {
+                vec![("pgdata", "/srv/pg"), (name, value)]
+            };
+            let e = parse(&pairs).unwrap_err();
+            assert_eq!(e.status(), ocf::Status::ErrConfigured, "{name}={value:?}");
+            assert!(e.reason().contains(name), "{}", e.reason());
         }
     }
 

@@ -136,11 +136,21 @@ fn server_options(cfg: &PgConfig) -> String {
     if let Some(config) = &cfg.config {
         opts.push_str(&format!(" -c config_file={}", shell_quote(config)));
     }
-    if !cfg.start_opts.is_empty() {
+    for word in &cfg.start_opts {
         opts.push(' ');
-        opts.push_str(&cfg.start_opts);
+        opts.push_str(&shell_word(word));
     }
     opts
+}
+
+/// A word as the shell reads it: plain when nothing in it is special.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_=.,/:+%@".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        standby::shell_quote(word)
+    }
 }
 
 /// pg_ctl hands -o to /bin/sh; paths are single-quoted for it.
@@ -240,7 +250,12 @@ mod tests {
             pgport: 5433,
             pguser: "postgres".into(),
             pgdb: "postgres".into(),
-            start_opts: "-c work_mem=64MB".into(),
+            start_opts: vec![
+                "-c".into(),
+                "work_mem=64MB".into(),
+                "-c".into(),
+                "log_line_prefix=%m [%p] ".into(),
+            ],
             logfile: "/l".into(),
             ..crate::config::PgConfig::from_params(
                 &ocf::Params::parse(crate::config::PARAMS, |n| {
@@ -252,7 +267,7 @@ mod tests {
         };
         assert_eq!(
             server_options(&cfg),
-            r"-p 5433 -k '/run/pg sock' -c config_file='/etc/it'\''s.conf' -c work_mem=64MB"
+            r"-p 5433 -k '/run/pg sock' -c config_file='/etc/it'\''s.conf' -c work_mem=64MB -c 'log_line_prefix=%m [%p] '"
         );
     }
 }

@@ -369,3 +369,35 @@ fn an_exit_reason_is_one_line_whatever_the_operator_typed() {
         out.stderr
     );
 }
+
+#[test]
+fn start_opts_reach_the_server_as_words_and_never_a_shell() {
+    let pg = instance();
+    let witness = pg.root().join("shell-ran");
+    let out = pg
+        .agent()
+        .param(
+            "start_opts",
+            format!(
+                "-c work_mem=5MB -c cluster_name=$(touch {})",
+                witness.display()
+            ),
+        )
+        .run("start")
+        .expect(Status::ErrConfigured);
+    assert!(out.reason().contains("start_opts"), "{}", out.reason());
+    assert!(!witness.exists(), "the option reached a shell");
+    pg.agent()
+        .param(
+            "start_opts",
+            "-c work_mem=5MB -c cluster_name='tusk test; x'",
+        )
+        .run("start")
+        .expect(Status::Success);
+    assert_eq!(pg.psql("SHOW work_mem"), "5MB");
+    assert_eq!(
+        pg.psql("SELECT current_setting('application_name', true) IS NOT NULL"),
+        "t"
+    );
+    pg.agent().run("stop").expect(Status::Success);
+}
