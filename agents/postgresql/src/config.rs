@@ -335,18 +335,29 @@ fn absolute_path(p: &Params, name: &str) -> Result<Option<PathBuf>> {
 /// The major version a data directory was created by, from its PG_VERSION.
 pub fn data_major_version(pgdata: &Path) -> Result<String> {
     let file = pgdata.join("PG_VERSION");
-    match std::fs::read_to_string(&file) {
-        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-        Ok(_) => Err(OcfError::configured(format!("{} is empty", file.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OcfError::configured(format!(
-            "{} is not a PostgreSQL data directory (no PG_VERSION)",
-            pgdata.display()
-        ))),
-        Err(e) => Err(OcfError::perm(format!(
-            "cannot read {}: {e}",
+    // pguser owns the file: read it as a regular file, a few bytes at most.
+    let version = match ocf::fs::read_bounded(&file, 16) {
+        Ok(Some(v)) => String::from_utf8_lossy(&v.bytes).trim().to_string(),
+        Ok(None) => {
+            return Err(OcfError::configured(format!(
+                "{} is not a PostgreSQL data directory (no PG_VERSION)",
+                pgdata.display()
+            )))
+        }
+        Err(e) => {
+            return Err(OcfError::perm(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )))
+        }
+    };
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(OcfError::configured(format!(
+            "{} holds no version number",
             file.display()
-        ))),
+        )));
     }
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -489,5 +500,22 @@ mod tests {
             "{}",
             e.reason()
         );
+    }
+
+    #[test]
+    fn pg_version_is_read_as_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = dir.path().join("PG_VERSION");
+        std::os::unix::fs::symlink("/etc/hostname", &version).unwrap();
+        let e = data_major_version(dir.path()).unwrap_err();
+        assert_eq!(e.status(), ocf::Status::ErrPerm);
+        assert!(e.reason().contains("symbolic link"), "{}", e.reason());
+        std::fs::remove_file(&version).unwrap();
+        std::fs::write(&version, "secret words\n").unwrap();
+        let e = data_major_version(dir.path()).unwrap_err();
+        assert_eq!(e.status(), ocf::Status::ErrConfigured);
+        assert!(!e.reason().contains("secret"), "{}", e.reason());
+        std::fs::write(&version, "15\n").unwrap();
+        assert_eq!(data_major_version(dir.path()).unwrap(), "15");
     }
 }

@@ -189,8 +189,8 @@ fn ensure_dir(dir: &Path, user: &OsUser, mode: u32) -> Result<()> {
 /// The server's own explanation of a failed start: the last FATAL or PANIC
 /// it logged since `offset`, else its last line.
 fn server_log_reason(logfile: &Path, offset: u64) -> Option<String> {
-    let mut f = std::fs::File::open(logfile).ok()?;
-    let len = f.metadata().ok()?.len();
+    let (mut f, meta) = ocf::fs::open_regular(logfile).ok()??;
+    let len = meta.len();
     // A log rotated in between starts again at 0.
     f.seek(SeekFrom::Start(if offset <= len { offset } else { 0 }))
         .ok()?;
