@@ -188,10 +188,19 @@ mod tests {
     use std::os::unix::fs::symlink;
     use std::time::{Duration, Instant};
 
-    fn pw(file: &str, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
-        Passfile::parse(file.as_bytes())
-            .password(host, port, db, user)
-            .map(|p| String::from_utf8(p).unwrap())
+    /// Each case: the file, then host, port, database and user, then the
+    /// password libpq would pick.
+    type Case<'a> = (&'a str, &'a str, u16, &'a str, &'a str, Option<&'a str>);
+
+    fn check(cases: &[Case]) {
+        for &(file, host, port, db, user, wanted) in cases {
+            let found = Passfile::parse(file.as_bytes()).password(host, port, db, user);
+            assert_eq!(
+                found.as_deref(),
+                wanted.map(str::as_bytes),
+                "{file:?} for {host}:{port}:{db}:{user}"
+            );
+        }
     }
 
     #[test]
@@ -200,143 +209,75 @@ mod tests {
                     other:5432:*:replicator:nope\n\
                     10.0.0.1:5432:*:replicator:first\n\
                     *:*:*:*:second\n";
-        let find = |host, port, db, user| pw(file, host, port, db, user);
-        assert_eq!(
-            find("10.0.0.1", 5432, "postgres", "replicator").as_deref(),
-            Some("first")
-        );
-        assert_eq!(
-            find("10.0.0.1", 5433, "postgres", "replicator").as_deref(),
-            Some("second")
-        );
-        assert_eq!(
-            find("other", 5432, "db", "replicator").as_deref(),
-            Some("nope")
-        );
-        assert_eq!(
-            pw(
-                "other:5432:*:replicator:nope\n",
-                "10.0.0.1",
-                5432,
-                "d",
-                "replicator"
-            ),
-            None
-        );
-        // A field is whole: no prefix, no longer value.
-        assert_eq!(
-            pw(
-                "10.0.0.1:5432:*:repl:x\n",
-                "10.0.0.1",
-                5432,
-                "d",
-                "replicator"
-            ),
-            None
-        );
-        assert_eq!(
-            pw(
-                "10.0.0.1:5432:*:replicator:x\n",
-                "10.0.0.1",
-                5432,
-                "d",
-                "repl"
-            ),
-            None
-        );
-        assert_eq!(
-            pw(
-                "10.0.0.1:5432:*:replicator:x\n",
-                "10.0.0.11",
-                5432,
-                "d",
-                "replicator"
-            ),
-            None
-        );
+        let single = "10.0.0.1:5432:*:replicator:x\n";
+        check(&[
+            (file, "10.0.0.1", 5432, "db", "replicator", Some("first")),
+            (file, "10.0.0.1", 5433, "db", "replicator", Some("second")),
+            (file, "other", 5432, "db", "replicator", Some("nope")),
+            (single, "other", 5432, "d", "replicator", None),
+            // A field is whole: no prefix, no longer value.
+            (single, "10.0.0.1", 5432, "d", "repl", None),
+            (single, "10.0.0.11", 5432, "d", "replicator", None),
+            (single, "10.0.0.1", 54321, "d", "replicator", None),
+            // "*" only as the whole field.
+            ("h*:1:d:u:x\n", "hx", 1, "d", "u", None),
+        ]);
     }
 
     #[test]
     fn backslashes_escape_colons_backslashes_and_stars() {
-        assert_eq!(
-            pw("h:1:d:u:s\\:cret\n", "h", 1, "d", "u").as_deref(),
-            Some("s:cret")
-        );
-        assert_eq!(
-            pw("h:1:d:u:a\\\\b\n", "h", 1, "d", "u").as_deref(),
-            Some("a\\b")
-        );
-        // The password ends at an unescaped colon; a trailing backslash stays.
-        assert_eq!(
-            pw("h:1:d:u:pw:extra\n", "h", 1, "d", "u").as_deref(),
-            Some("pw")
-        );
-        assert_eq!(
-            pw("h:1:d:u:pw\\\n", "h", 1, "d", "u").as_deref(),
-            Some("pw\\")
-        );
-        assert_eq!(pw("h:1:d:u:\n", "h", 1, "d", "u").as_deref(), Some(""));
-        // Four fields: no password field, no match.
-        assert_eq!(pw("h:1:d:u\n", "h", 1, "d", "u"), None);
-        // An escaped colon in a field matches a colon; an escaped star is
-        // a star, not a wildcard.
-        assert_eq!(
-            pw("a\\:b:1:d:u:x\n", "a:b", 1, "d", "u").as_deref(),
-            Some("x")
-        );
-        assert_eq!(pw("h:1:\\*:u:x\n", "h", 1, "db", "u"), None);
-        assert_eq!(pw("h:1:\\*:u:x\n", "h", 1, "*", "u").as_deref(), Some("x"));
-        // libpq lets an unescaped colon match a colon of an IPv6 address.
-        assert_eq!(
-            pw("fe80::1:5432:d:u:x\n", "fe80::1", 5432, "d", "u").as_deref(),
-            Some("x")
-        );
-        assert_eq!(
-            pw("\\fe80\\:\\:1:5432:d:u:x\n", "fe80::1", 5432, "d", "u").as_deref(),
-            Some("x")
-        );
-        // "*" only as the whole field.
-        assert_eq!(pw("h*:1:d:u:x\n", "hx", 1, "d", "u"), None);
+        check(&[
+            ("h:1:d:u:s\\:cret\n", "h", 1, "d", "u", Some("s:cret")),
+            ("h:1:d:u:a\\\\b\n", "h", 1, "d", "u", Some("a\\b")),
+            // The password ends at an unescaped colon; a trailing backslash
+            // stays; it may be empty.
+            ("h:1:d:u:pw:extra\n", "h", 1, "d", "u", Some("pw")),
+            ("h:1:d:u:pw\\\n", "h", 1, "d", "u", Some("pw\\")),
+            ("h:1:d:u:\n", "h", 1, "d", "u", Some("")),
+            // Four fields: no password field, no match.
+            ("h:1:d:u\n", "h", 1, "d", "u", None),
+            // An escaped colon in a field matches a colon; an escaped star
+            // is a star, not a wildcard.
+            ("a\\:b:1:d:u:x\n", "a:b", 1, "d", "u", Some("x")),
+            ("h:1:\\*:u:x\n", "h", 1, "db", "u", None),
+            ("h:1:\\*:u:x\n", "h", 1, "*", "u", Some("x")),
+            // libpq lets an unescaped colon match a colon of an IPv6 address.
+            ("fe80::1:5432:d:u:x\n", "fe80::1", 5432, "d", "u", Some("x")),
+            ("\\fe80\\:\\:1:1:d:u:x\n", "fe80::1", 1, "d", "u", Some("x")),
+        ]);
     }
 
     #[test]
     fn lines_end_with_crlf_or_not_and_comments_are_skipped() {
-        assert_eq!(pw("h:1:d:u:x\r\n", "h", 1, "d", "u").as_deref(), Some("x"));
-        assert_eq!(pw("h:1:d:u:x", "h", 1, "d", "u").as_deref(), Some("x"));
-        assert_eq!(
-            pw("#h:1:d:u:x\nh:1:d:u:y", "h", 1, "d", "u").as_deref(),
-            Some("y")
-        );
-        // Only a leading '#' makes a comment.
-        assert_eq!(
-            pw(" #h:1:d:u:x\n", " #h", 1, "d", "u").as_deref(),
-            Some("x")
-        );
-        assert_eq!(
-            pw("\n\r\n\nh:1:d:u:x\n", "h", 1, "d", "u").as_deref(),
-            Some("x")
-        );
+        check(&[
+            ("h:1:d:u:x\r\n", "h", 1, "d", "u", Some("x")),
+            ("h:1:d:u:x", "h", 1, "d", "u", Some("x")),
+            ("#h:1:d:u:x\nh:1:d:u:y", "h", 1, "d", "u", Some("y")),
+            // Only a leading '#' makes a comment.
+            (" #h:1:d:u:x\n", " #h", 1, "d", "u", Some("x")),
+            ("\n\r\n\nh:1:d:u:x\n", "h", 1, "d", "u", Some("x")),
+        ]);
     }
 
     #[test]
     fn localhost_stands_for_the_default_socket_directory_and_no_host() {
         let file = "localhost:5432:*:postgres:local\n/tmp/sock:5432:*:postgres:tmp\n";
-        assert_eq!(
-            pw(file, DEFAULT_SOCKET_DIR, 5432, "d", "postgres").as_deref(),
-            Some("local")
-        );
-        assert_eq!(
-            pw(file, "", 5432, "d", "postgres").as_deref(),
-            Some("local")
-        );
-        assert_eq!(
-            pw(file, "/tmp/sock", 5432, "d", "postgres").as_deref(),
-            Some("tmp")
-        );
-        assert_eq!(pw(file, "/run/postgresql", 5432, "d", "postgres"), None);
-        // No user or no database name: libpq looks nothing up.
-        assert_eq!(pw("*:*:*:*:x\n", "h", 1, "", "u"), None);
-        assert_eq!(pw("*:*:*:*:x\n", "h", 1, "d", ""), None);
+        check(&[
+            (
+                file,
+                DEFAULT_SOCKET_DIR,
+                5432,
+                "d",
+                "postgres",
+                Some("local"),
+            ),
+            (file, "", 5432, "d", "postgres", Some("local")),
+            (file, "/tmp/sock", 5432, "d", "postgres", Some("tmp")),
+            (file, "/run/postgresql", 5432, "d", "postgres", None),
+            // No user or no database name: libpq looks nothing up.
+            ("*:*:*:*:x\n", "h", 1, "", "u", None),
+            ("*:*:*:*:x\n", "h", 1, "d", "", None),
+        ]);
     }
 
     #[test]

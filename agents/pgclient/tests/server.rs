@@ -59,28 +59,27 @@ fn seconds(s: f64) -> Deadline {
     Deadline::after(Duration::from_secs_f64(s))
 }
 
+/// `sql` to the server on `socketdir`, as the postgres role.
+fn ask(
+    socketdir: &Path,
+    dbname: &str,
+    as_user: Option<(Uid, Gid)>,
+    within: f64,
+    sql: &str,
+) -> pgclient::Result<Vec<pgclient::Rows>> {
+    query(config(socketdir, dbname), as_user, &seconds(within), sql)
+}
+
 #[test]
 fn a_socket_directory_without_a_server_is_unreachable() {
     let dir = tempfile::tempdir().unwrap();
-    let e = query(
-        config(dir.path(), "postgres"),
-        None,
-        &seconds(5.0),
-        "SELECT 1",
-    )
-    .unwrap_err();
+    let e = ask(dir.path(), "postgres", None, 5.0, "SELECT 1").unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::Unreachable, "{e}");
     assert!(e.reason().starts_with("cannot connect: "), "{e}");
 
     // A socket file left by a server that is gone: connection refused.
     drop(UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap());
-    let e = query(
-        config(dir.path(), "postgres"),
-        None,
-        &seconds(5.0),
-        "SELECT 1",
-    )
-    .unwrap_err();
+    let e = ask(dir.path(), "postgres", None, 5.0, "SELECT 1").unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::Unreachable, "{e}");
     assert!(e.reason().contains("Connection refused"), "{e}");
 }
@@ -92,13 +91,7 @@ fn a_server_that_accepts_and_never_answers_times_out_at_the_deadline() {
     // reads the startup packet: a hung postmaster.
     let _hung = UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap();
     let started = Instant::now();
-    let e = query(
-        config(dir.path(), "postgres"),
-        None,
-        &seconds(0.5),
-        "SELECT 1",
-    )
-    .unwrap_err();
+    let e = ask(dir.path(), "postgres", None, 0.5, "SELECT 1").unwrap_err();
     let took = started.elapsed();
     assert_eq!(e.kind(), &ErrorKind::Timeout { connected: false }, "{e}");
     assert_eq!(e.reason(), "no answer within 0.5s");
@@ -108,12 +101,11 @@ fn a_server_that_accepts_and_never_answers_times_out_at_the_deadline() {
 #[test]
 fn a_server_answers_as_its_os_user_and_says_what_it_refused() {
     let pg = server();
-    let deadline = seconds(20.0);
-
-    let results = query(
-        config(&pg.socketdir, "postgres"),
+    let results = ask(
+        &pg.socketdir,
+        "postgres",
         as_postgres(),
-        &deadline,
+        20.0,
         "SELECT current_user, NULL::text, current_setting('application_name'); \
          SELECT 1 WHERE false",
     )
@@ -133,7 +125,7 @@ fn a_server_answers_as_its_os_user_and_says_what_it_refused() {
     let results = query_each(
         config(&pg.socketdir, "postgres"),
         as_postgres(),
-        &deadline,
+        &seconds(20.0),
         &[
             "ALTER SYSTEM SET work_mem = '5MB'",
             "SELECT pg_reload_conf()",
@@ -142,13 +134,7 @@ fn a_server_answers_as_its_os_user_and_says_what_it_refused() {
     .unwrap();
     assert_eq!(value(&results, 1, 0, 0), Some("t"));
 
-    let e = query(
-        config(&pg.socketdir, "nope"),
-        as_postgres(),
-        &deadline,
-        "SELECT 1",
-    )
-    .unwrap_err();
+    let e = ask(&pg.socketdir, "nope", as_postgres(), 20.0, "SELECT 1").unwrap_err();
     assert_eq!(e.sqlstate(), Some("3D000"), "{e}");
     assert_eq!(
         e.reason(),
@@ -156,13 +142,7 @@ fn a_server_answers_as_its_os_user_and_says_what_it_refused() {
     );
 
     // Peer authentication: root is not postgres.
-    let e = query(
-        config(&pg.socketdir, "postgres"),
-        None,
-        &deadline,
-        "SELECT 1",
-    )
-    .unwrap_err();
+    let e = ask(&pg.socketdir, "postgres", None, 20.0, "SELECT 1").unwrap_err();
     assert_eq!(e.sqlstate(), Some("28000"), "{e}");
     assert!(
         matches!(e.kind(), ErrorKind::Server { message, .. }
@@ -170,13 +150,7 @@ fn a_server_answers_as_its_os_user_and_says_what_it_refused() {
         "{e:?}"
     );
 
-    let e = query(
-        config(&pg.socketdir, "postgres"),
-        as_postgres(),
-        &deadline,
-        "SELECT 1/0",
-    )
-    .unwrap_err();
+    let e = ask(&pg.socketdir, "postgres", as_postgres(), 20.0, "SELECT 1/0").unwrap_err();
     assert_eq!(e.sqlstate(), Some("22012"), "{e}");
     assert_eq!(e.reason(), "query failed: ERROR: division by zero");
     let ocf: ocf::OcfError = e.context("dividing").into();
@@ -193,10 +167,11 @@ fn a_statement_that_outlasts_the_deadline_is_abandoned_after_the_session_started
     let started = Instant::now();
     // The statement lifts its own statement_timeout: only the deadline
     // ends the wait.
-    let e = query(
-        config(&pg.socketdir, "postgres"),
+    let e = ask(
+        &pg.socketdir,
+        "postgres",
         as_postgres(),
-        &seconds(1.0),
+        1.0,
         "SET statement_timeout = 0; SELECT pg_sleep(30)",
     )
     .unwrap_err();
@@ -208,10 +183,11 @@ fn a_statement_that_outlasts_the_deadline_is_abandoned_after_the_session_started
     // Without the override, the server's statement_timeout (the time left)
     // or the deadline ends it, whichever comes first.
     let started = Instant::now();
-    let e = query(
-        config(&pg.socketdir, "postgres"),
+    let e = ask(
+        &pg.socketdir,
+        "postgres",
         as_postgres(),
-        &seconds(1.0),
+        1.0,
         "SELECT pg_sleep(30)",
     )
     .unwrap_err();
