@@ -176,12 +176,12 @@ pub fn set_sync_names(
         "ALTER SYSTEM SET synchronous_standby_names = '{}'",
         names.replace('\'', "''")
     );
-    sql::query_each(
+    pgclient::query_each(
         sql::local(cfg),
         Some(as_user),
         deadline,
         &[&alter, "SELECT pg_reload_conf()"],
     )
     .map(drop)
-    .map_err(|e| e.context("setting synchronous_standby_names"))
+    .map_err(|e| e.context("setting synchronous_standby_names").into())
 }
