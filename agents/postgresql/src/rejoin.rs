@@ -192,8 +192,28 @@ pub fn local_history(pgdata: &Path, timeline: u32) -> Result<Vec<Fork>> {
         return Ok(Vec::new());
     }
     let file = pgdata.join(history_file(timeline));
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| OcfError::generic(format!("cannot read {}: {e}", file.display())))?;
+    // A history file has a line per earlier promotion: 1 MiB is thousands.
+    let text = match ocf::fs::read_bounded(&file, 1 << 20) {
+        Ok(Some(f)) if !f.truncated => String::from_utf8_lossy(&f.bytes).into_owned(),
+        Ok(Some(_)) => {
+            return Err(OcfError::generic(format!(
+                "{} is larger than 1 MiB",
+                file.display()
+            )))
+        }
+        Ok(None) => {
+            return Err(OcfError::generic(format!(
+                "cannot read {}: it does not exist",
+                file.display()
+            )))
+        }
+        Err(e) => {
+            return Err(OcfError::generic(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )))
+        }
+    };
     parse_history(&text)
 }
 
