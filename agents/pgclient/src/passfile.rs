@@ -9,9 +9,7 @@
 //! its content in an error.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::Path;
 
 /// The largest password file read: a few hundred lines is already many.
@@ -38,40 +36,17 @@ impl Passfile {
     /// Reads the file at `path` safely. The error names what is wrong with
     /// the file, never what it holds.
     pub fn read(path: &Path) -> io::Result<Passfile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(nix::libc::ELOOP) => io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "is a symbolic link: name the file itself",
-                ),
-                _ => e,
-            })?;
-        let meta = file.metadata()?;
-        if !meta.file_type().is_file() {
+        let file = ocf::fs::read_bounded(path, MAX_SIZE as usize)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "does not exist"))?;
+        // Refused rather than cut: a partial last line could match with a
+        // truncated password.
+        if file.truncated {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "is not a regular file",
-            ));
-        }
-        let too_big = || {
-            io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("is larger than {} KiB", MAX_SIZE / 1024),
-            )
-        };
-        if meta.len() > MAX_SIZE {
-            return Err(too_big());
+            ));
         }
-        let mut content = Vec::new();
-        file.take(MAX_SIZE + 1).read_to_end(&mut content)?;
-        // It grew after fstat: a partial last line could match with a
-        // truncated password.
-        if content.len() as u64 > MAX_SIZE {
-            return Err(too_big());
-        }
+        let content = file.bytes;
         Ok(Passfile::parse(&content))
     }
 

@@ -359,10 +359,12 @@ fn a_value_that_is_not_utf8_is_refused_not_replaced_by_the_default() {
 
 #[test]
 fn an_exit_reason_is_one_line_whatever_the_operator_typed() {
-    let out = tusk_testkit::Agent::new(AGENT)
-        .param("pgdata", "/nonexistent/first\nsecond")
-        .run("validate-all");
-    assert_ne!(out.code, 0);
+    let pg = instance();
+    let out = pg
+        .agent()
+        .param("pguser", "first\nsecond")
+        .run("validate-all")
+        .expect(Status::ErrInstalled);
     assert!(
         out.reason().contains("second"),
         "the exit reason was cut at the newline: {:?}",
