@@ -23,6 +23,10 @@ pub struct OcfEnv {
     /// transition that promotes one (notify=true clones get it with every
     /// action of the transition: a demote learns where the role goes).
     pub promote_target: Option<String>,
+    /// The clone's `notify` meta-attribute, when Pacemaker passes it.
+    pub notify: Option<bool>,
+    /// The clone's `promoted-max` (`master-max`), when Pacemaker passes it.
+    pub promoted_max: Option<u32>,
 }
 
 impl OcfEnv {
@@ -38,6 +42,7 @@ impl OcfEnv {
             "OCF_RESKEY_CRM_meta_promoted_max",
             "OCF_RESKEY_CRM_meta_master_max",
             "OCF_RESKEY_CRM_meta_notify_promote_uname",
+            "OCF_RESKEY_CRM_meta_notify",
         ] {
             var(name)?;
         }
@@ -72,6 +77,14 @@ impl OcfEnv {
             }),
             promote_target: lookup("OCF_RESKEY_CRM_meta_notify_promote_uname")
                 .and_then(|v| v.split_whitespace().next().map(str::to_string)),
+            notify: lookup("OCF_RESKEY_CRM_meta_notify")
+                .and_then(|v| crate::params::parse_bool(&v)),
+            promoted_max: [
+                "OCF_RESKEY_CRM_meta_promoted_max",
+                "OCF_RESKEY_CRM_meta_master_max",
+            ]
+            .iter()
+            .find_map(|name| lookup(name).and_then(|v| v.trim().parse::<u32>().ok())),
         }
     }
 
@@ -82,6 +95,27 @@ impl OcfEnv {
                 .map(|u| u.nodename().to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".to_string())
         })
+    }
+
+    /// An agent whose promotion logic assumes one promoted instance that
+    /// every instance hears about (pre-promote notifications) refuses any
+    /// other clone set-up. Pacemaker passes the clone's meta-attributes to
+    /// every action; `pcs resource create`'s own validation passes none,
+    /// and then there is nothing to check.
+    pub fn check_one_promoted_with_notify(&self) -> Result<()> {
+        if let Some(max) = self.promoted_max.filter(|m| *m != 1) {
+            return Err(OcfError::configured(format!(
+                "promoted-max is {max}: this agent promotes exactly one instance \
+                 (pcs resource meta RESOURCE-clone promoted-max=1)"
+            )));
+        }
+        if self.promotable && self.notify == Some(false) {
+            return Err(OcfError::configured(
+                "the promotable clone has notify=false: promotion compares the candidates \
+                 at pre-promote (pcs resource meta RESOURCE-clone notify=true)",
+            ));
+        }
+        Ok(())
     }
 
     /// A monitor with interval 0: Pacemaker asking what already runs here.
@@ -143,6 +177,30 @@ mod tests {
         assert_eq!(e.interval, Duration::from_secs(10));
         assert_eq!(e.role, Some(Role::Promoted));
         assert!(!e.is_probe());
+    }
+
+    #[test]
+    fn a_promotable_clone_needs_one_promoted_instance_and_notifications() {
+        let good = OcfEnv::parse(env(&[
+            ("OCF_RESKEY_CRM_meta_promoted_max", "1"),
+            ("OCF_RESKEY_CRM_meta_notify", "true"),
+        ]));
+        assert_eq!(good.check_one_promoted_with_notify(), Ok(()));
+        // pcs's validation: no meta-attributes at all.
+        assert_eq!(
+            OcfEnv::parse(env(&[])).check_one_promoted_with_notify(),
+            Ok(())
+        );
+        let two = OcfEnv::parse(env(&[("OCF_RESKEY_CRM_meta_master_max", "2")]));
+        let e = two.check_one_promoted_with_notify().unwrap_err();
+        assert_eq!(e.status(), crate::Status::ErrConfigured);
+        assert!(e.reason().contains("promoted-max is 2"), "{}", e.reason());
+        let silent = OcfEnv::parse(env(&[
+            ("OCF_RESKEY_CRM_meta_promoted_max", "1"),
+            ("OCF_RESKEY_CRM_meta_notify", "false"),
+        ]));
+        let e = silent.check_one_promoted_with_notify().unwrap_err();
+        assert!(e.reason().contains("notify=true"), "{}", e.reason());
     }
 
     #[test]

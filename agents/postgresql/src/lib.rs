@@ -113,7 +113,7 @@ impl Agent for Postgresql {
         let cfg = PgConfig::from_env()?;
         validate::check(&cfg, &ctx.deadline)?;
         if ctx.promotable() {
-            validate::check_promotable(&cfg)?;
+            validate::check_promotable(&cfg, &ctx.env)?;
         }
         Ok(Status::Success)
     }

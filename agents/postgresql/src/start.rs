@@ -24,7 +24,7 @@ pub enum Mode {
 pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> Result<Status> {
     let checked = validate::check(cfg, deadline)?;
     if mode != Mode::AsConfigured {
-        validate::check_promotable(cfg)?;
+        validate::check_promotable(cfg, env)?;
     }
     match postmaster::observe(&cfg.pgdata)? {
         State::Running(pm) => {

@@ -203,3 +203,33 @@ fn a_diverged_former_primary_is_refused_under_rewind_off_and_rewound_under_auto(
         .psql("SELECT string_agg(v, ',' ORDER BY v) FROM t")
         == "before,kept on node2"));
 }
+
+#[test]
+fn a_clone_set_up_against_the_election_is_refused_before_anything_starts() {
+    let pg = Instance::new(AGENT);
+    agent(&pg, "node1", &pg)
+        .run("validate-all")
+        .expect(Status::Success);
+    for (name, value, why) in [
+        ("OCF_RESKEY_CRM_meta_promoted_max", "2", "promoted-max is 2"),
+        ("OCF_RESKEY_CRM_meta_notify", "false", "notify=true"),
+    ] {
+        for action in ["validate-all", "start"] {
+            let out = agent(&pg, "node1", &pg)
+                .env(name, value)
+                .run(action)
+                .expect(Status::ErrConfigured);
+            assert!(out.reason().contains(why), "{action}: {}", out.reason());
+        }
+    }
+    let long = "n".repeat(64);
+    let out = agent(&pg, &long, &pg)
+        .run("validate-all")
+        .expect(Status::ErrConfigured);
+    assert!(
+        out.reason().contains("application_name"),
+        "{}",
+        out.reason()
+    );
+    assert_eq!(pg.postmaster_pid(), None, "nothing may have started");
+}
