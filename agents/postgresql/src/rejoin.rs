@@ -108,6 +108,31 @@ pub fn conninfo(cfg: &PgConfig, application_name: Option<&str>, with_db: bool) -
     conninfo.to_string()
 }
 
+/// What a failed question to primary_host means for the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Nobody is there: no primary (start without the divergence check).
+    Absent,
+    /// A server that is starting up: ask again inside the timeout.
+    AskAgain,
+    /// Somebody is there and said no (authentication, too many clients,
+    /// a slow or broken session): a primary may be running whose history
+    /// this node has not compared with its own, so the start fails.
+    Fail,
+}
+
+/// Fail closed: only a refused or unreachable connection, or a connection
+/// attempt that timed out, means that no primary runs at primary_host.
+pub fn answer_of(kind: &pgclient::ErrorKind) -> Answer {
+    match kind {
+        pgclient::ErrorKind::Unreachable | pgclient::ErrorKind::Timeout { connected: false } => {
+            Answer::Absent
+        }
+        pgclient::ErrorKind::Server { sqlstate, .. } if sqlstate == "57P03" => Answer::AskAgain,
+        _ => Answer::Fail,
+    }
+}
+
 /// Asks the primary at primary_host, if one answers there. As the server's
 /// user: a unix-socket primary_host may authenticate by peer.
 pub fn ask_primary(
@@ -128,12 +153,28 @@ pub fn ask_primary(
     let first = "SELECT system_identifier::text FROM pg_control_system(); \
                  SELECT pg_is_in_recovery(), \
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END";
-    let results = match pgclient::query(pg.clone(), as_user, &deadline.share(0.5), first) {
-        Ok(r) => r,
-        Err(e) => {
-            info!("no primary answers at {}: {}", r.primary_host, e.reason());
-            return Ok(None);
-        }
+    let asking = deadline.share(0.5);
+    let results = asking.wait_for(
+        &format!("the server at {} to finish starting", r.primary_host),
+        std::time::Duration::from_millis(500),
+        || match pgclient::query(pg.clone(), as_user, &asking, first) {
+            Ok(results) => Ok(Some(Some(results))),
+            Err(e) => match answer_of(e.kind()) {
+                Answer::Absent => {
+                    info!("no primary answers at {}: {}", r.primary_host, e.reason());
+                    Ok(Some(None))
+                }
+                Answer::AskAgain => Ok(None),
+                Answer::Fail => Err(OcfError::generic(format!(
+                    "the server at {} did not answer the divergence check: {}",
+                    r.primary_host,
+                    e.reason()
+                ))),
+            },
+        },
+    )?;
+    let Some(results) = results else {
+        return Ok(None);
     };
     if pgclient::value(&results, 1, 0, 0) != Some("f") {
         info!("{} is not a primary (in recovery)", r.primary_host);

@@ -233,3 +233,34 @@ fn a_clone_set_up_against_the_election_is_refused_before_anything_starts() {
     );
     assert_eq!(pg.postmaster_pid(), None, "nothing may have started");
 }
+
+#[test]
+fn a_primary_that_answers_with_an_error_fails_the_start_instead_of_counting_as_absent() {
+    let primary = primary();
+    let standby = standby_of(&primary);
+    agent(&standby, "node2", &primary)
+        .run("stop")
+        .expect(Status::Success);
+    // The primary runs but refuses this role: it is there, so the standby
+    // must not start unchecked (before, it started as if no primary ran).
+    let out = agent(&standby, "node2", &primary)
+        .param("repl_user", "tusk_no_such_role")
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(
+        out.reason().contains("did not answer the divergence check"),
+        "{}",
+        out.reason()
+    );
+    assert_eq!(standby.postmaster_pid(), None, "the standby must not run");
+    // Nothing at primary_host at all: no primary, the standby starts.
+    agent(&primary, "node1", &primary)
+        .run("stop")
+        .expect(Status::Success);
+    agent(&standby, "node2", &primary)
+        .run("start")
+        .expect(Status::Success);
+    agent(&standby, "node2", &primary)
+        .run("stop")
+        .expect(Status::Success);
+}
