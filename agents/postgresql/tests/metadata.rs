@@ -6,11 +6,12 @@
 fn agent() -> tusk_testkit::Agent {
     tusk_testkit::Agent::new(env!("CARGO_BIN_EXE_postgresql"))
 }
+use ocf::Status;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn metadata() -> String {
-    let out = agent().run("meta-data").expect(0);
+    let out = agent().run("meta-data").expect(Status::Success);
     out.stdout
 }
 
@@ -26,9 +27,11 @@ fn meta_data_prints_exactly_the_checked_in_file() {
 
 #[test]
 fn meta_data_and_usage_need_no_environment() {
-    agent().run("meta-data").expect(0);
-    agent().run("no_such_action").expect(3);
-    agent().run("").expect(3);
+    agent().run("meta-data").expect(Status::Success);
+    agent()
+        .run("no_such_action")
+        .expect(Status::ErrUnimplemented);
+    agent().run("").expect(Status::ErrUnimplemented);
     let usage = agent().run_without_action();
     assert_eq!(usage.code, 2, "{}", usage.stderr);
 }

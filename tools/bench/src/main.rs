@@ -95,7 +95,9 @@ fn main() -> Result<()> {
         };
         row("tusk postgresql", role.call(), agent, runs, &mut notes)?;
     }
-    if Path::new(HEARTBEAT_PGSQL).is_file() {
+    // TUSK_BENCH_PEERS=0: tusk's rows alone, to compare two builds of it.
+    let peers = std::env::var("TUSK_BENCH_PEERS").map_or(true, |v| v != "0");
+    if peers && Path::new(HEARTBEAT_PGSQL).is_file() {
         let plain = || heartbeat(pair.primary, pair.primary, &cluster);
         row("heartbeat pgsql", "meta-data", plain, runs, &mut notes)?;
         // Its plain mode, as a primitive without replication: the figure
@@ -120,7 +122,7 @@ fn main() -> Result<()> {
             row("heartbeat pgsql", role.call(), agent, runs, &mut notes)?;
         }
     }
-    if Path::new(PAF_PGSQLMS).is_file() {
+    if peers && Path::new(PAF_PGSQLMS).is_file() {
         let plain = || paf(pair.primary);
         row("PAF pgsqlms", "meta-data", plain, runs, &mut notes)?;
         for (role, pg) in pair.roles() {
