@@ -113,3 +113,73 @@ impl Outcome {
             .unwrap_or("")
     }
 }
+
+/// The meta-data checks every agent's tests make, in one call: `binary
+/// meta-data` prints exactly the checked-in `metadata/NAME.xml`, needs no
+/// environment, and is valid against resource-agents' `ra-api-1.dtd` (as
+/// ocf-tester checks it), its `metadata.rng` and pcs's OCF 1.1 schema.
+/// Unknown actions are unimplemented (3) and a call without an action is a
+/// usage error (2).
+#[track_caller]
+pub fn check_metadata(binary: &str, checked_in: &std::path::Path) {
+    let xml = Agent::new(binary)
+        .run("meta-data")
+        .expect(Status::Success)
+        .stdout;
+    let file = std::fs::read_to_string(checked_in).unwrap_or_default();
+    assert!(
+        xml == file,
+        "{} is out of date: run `cargo run -p tusk-docgen -- metadata metadata`",
+        checked_in.display()
+    );
+    Agent::new(binary)
+        .run("no_such_action")
+        .expect(Status::ErrUnimplemented);
+    let usage = Agent::new(binary).run_without_action();
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    // ocf-tester pipes meta-data into `xmllint --noout --valid -` from the
+    // directory that holds ra-api-1.dtd, which the DOCTYPE names.
+    let checks: [(&[&str], &str); 3] = [
+        (&["--noout", "--valid"], "/usr/share/resource-agents"),
+        (
+            &[
+                "--noout",
+                "--relaxng",
+                "/usr/share/resource-agents/metadata.rng",
+            ],
+            "/",
+        ),
+        (
+            &["--noout", "--relaxng", "/usr/share/pcs/data/ocf-1.1.rng"],
+            "/",
+        ),
+    ];
+    for (args, cwd) in checks {
+        let (ok, err) = xmllint(args, cwd, &xml);
+        assert!(ok, "xmllint {args:?}: {err}");
+    }
+}
+
+fn xmllint(args: &[&str], cwd: &str, xml: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("xmllint")
+        .args(args)
+        .arg("-")
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("xmllint (install libxml2-utils)");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(xml.as_bytes())
+        .expect("writing to xmllint");
+    let out = child.wait_with_output().expect("xmllint");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
