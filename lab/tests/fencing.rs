@@ -21,7 +21,7 @@ fn stonith_admin_reboot_takes_a_node_down_and_brings_it_back() {
 
     let started = Instant::now();
     // From node1: Pacemaker picks a node to run fence_tusklab, which asks
-    // the lab's fence daemon to power node3 off, then on.
+    // the lab's fence daemon for a power cycle of node3: off, then on.
     sh(
         lab,
         "node1",
@@ -56,10 +56,13 @@ fn stonith_admin_reboot_takes_a_node_down_and_brings_it_back() {
         "no successful reboot of node3 in node2's fence history: {history:?}"
     );
     let daemon_log = std::fs::read_to_string(lab.dir().join("fence-daemon.log")).unwrap();
-    assert!(
-        daemon_log.contains("off node3") && daemon_log.contains("on node3"),
-        "{daemon_log}"
-    );
+    for line in [
+        "fence: reboot node3 from=",
+        "power off node3",
+        "power on node3",
+    ] {
+        assert!(daemon_log.contains(line), "no {line:?} in {daemon_log}");
+    }
 }
 
 #[test]

@@ -211,6 +211,134 @@ impl Published {
     }
 }
 
+/// One resource's view of the cluster's node attributes from this node:
+/// the promotion scores it gives, the attributes named `RESOURCE-what` it
+/// publishes, and notes it keeps for itself, each written only when its
+/// value changes (see [`Published`]).
+pub struct NodeAttributes {
+    pub resource: String,
+    pub node: String,
+    published: Published,
+}
+
+impl NodeAttributes {
+    /// For the resource of `instance` (`pg:1` belongs to `pg`) on `node`.
+    pub fn new(instance: &str, node: &str) -> NodeAttributes {
+        NodeAttributes {
+            resource: resource_of(instance).to_string(),
+            node: node.to_string(),
+            published: Published::new(instance),
+        }
+    }
+
+    pub fn at(resource: &str, node: &str, published: Published) -> NodeAttributes {
+        NodeAttributes {
+            resource: resource.to_string(),
+            node: node.to_string(),
+            published,
+        }
+    }
+
+    /// `RESOURCE-what`: attributes of two resources never collide.
+    pub fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.resource)
+    }
+
+    /// Sets `node`'s promotion score unless this node already set it to
+    /// that. `basis` names what the score was computed for (a walsender, a
+    /// confirmed event): when it changes the score is written again, since
+    /// it may have been deleted meanwhile by the node's own start or stop.
+    pub fn set_score(
+        &self,
+        node: &str,
+        score: Option<Score>,
+        basis: &str,
+        deadline: &Deadline,
+    ) -> Result<()> {
+        let key = format!("score-{node}");
+        let value = match score {
+            Some(s) => format!("{s}@{basis}"),
+            None => format!("none@{basis}"),
+        };
+        if self.published.is_current(&key, &value) {
+            return Ok(());
+        }
+        set_promotion_score(&self.resource, node, score, deadline)?;
+        self.published.record(&key, &value);
+        Ok(())
+    }
+
+    /// Nodes this node gave a score, for forgetting those that left.
+    pub fn scored_nodes(&self) -> Vec<String> {
+        self.published
+            .entries("score-")
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect()
+    }
+
+    pub fn forget_score(&self, node: &str) {
+        self.published.forget(&format!("score-{node}"));
+    }
+
+    /// Deletes this node's score whatever any node recorded.
+    pub fn clear_own_score(&self, deadline: &Deadline) -> Result<()> {
+        set_promotion_score(&self.resource, &self.node, None, deadline)?;
+        self.published.forget(&format!("score-{}", self.node));
+        Ok(())
+    }
+
+    /// Publishes `RESOURCE-what` for this node (`None` deletes it) unless
+    /// it already holds `value`. A private attribute never reaches the CIB.
+    pub fn publish(
+        &self,
+        what: &str,
+        value: Option<&str>,
+        private: bool,
+        deadline: &Deadline,
+    ) -> Result<()> {
+        let key = format!("attr-{what}");
+        let shown = value.unwrap_or("");
+        if self.published.is_current(&key, shown) {
+            return Ok(());
+        }
+        set_node_attribute(&self.name(what), &self.node, value, private, deadline)?;
+        self.published.record(&key, shown);
+        Ok(())
+    }
+
+    /// Publishes `RESOURCE-what` whatever was published before: for values
+    /// other nodes compare at once, which must never be an old one.
+    pub fn publish_fresh(
+        &self,
+        what: &str,
+        value: Option<&str>,
+        private: bool,
+        deadline: &Deadline,
+    ) -> Result<()> {
+        self.published.forget(&format!("attr-{what}"));
+        self.publish(what, value, private, deadline)
+    }
+
+    /// `RESOURCE-what` on every node that has it.
+    pub fn everywhere(&self, what: &str, deadline: &Deadline) -> Result<BTreeMap<String, String>> {
+        node_attribute_everywhere(&self.name(what), deadline)
+    }
+
+    /// A note this node keeps for a later action of its own (for example
+    /// the candidates pre-promote saw, for promote): never leaves the node.
+    pub fn keep_note(&self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.published.record(&format!("note-{key}"), v),
+            None => self.published.forget(&format!("note-{key}")),
+        }
+    }
+
+    pub fn note(&self, key: &str) -> Option<String> {
+        self.published.read(&format!("note-{key}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +372,21 @@ mod tests {
         assert_eq!(m["node3"], "1/0/3000000");
         assert_eq!(resource_of("pg:2"), "pg");
         assert_eq!(resource_of("pg"), "pg");
+    }
+
+    #[test]
+    fn node_attributes_are_named_after_the_resource_and_keep_notes_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let published = Published::at(dir.path().join("pg"), Duration::from_secs(600));
+        let a = NodeAttributes::at("pg", "node1", published);
+        assert_eq!(a.name("timeline"), "pg-timeline");
+        a.keep_note("candidates", Some("node2 node3"));
+        assert_eq!(a.note("candidates").as_deref(), Some("node2 node3"));
+        // A note is not a score: it never counts as a scored node.
+        assert!(a.scored_nodes().is_empty());
+        a.keep_note("candidates", None);
+        assert_eq!(a.note("candidates"), None);
+        assert_eq!(NodeAttributes::new("pg:2", "n").resource, "pg");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The one place where an action's result becomes an exit code, an
 //! `ocf-exit-reason:` line and a log line.
 
+use crate::attributes::NodeAttributes;
 use crate::log::Logger;
-use crate::{AgentInfo, OcfEnv, OcfError, Result, Status};
+use crate::notify::Notification;
+use crate::{AgentInfo, Deadline, OcfEnv, OcfError, Result, Status};
 use std::process::ExitCode;
 
 /// The actions Pacemaker (and ocf-tester) call.
@@ -51,11 +53,108 @@ impl Action {
     }
 }
 
+/// What one call is about, built once by the dispatcher and handed to the
+/// action: no action reads Pacemaker's `OCF_RESKEY_CRM_meta_*` itself.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub action: Action,
+    pub env: OcfEnv,
+    /// When the action must have answered by (see [`Deadline::for_timeout`]).
+    pub deadline: Deadline,
+    /// This node's name, as Pacemaker knows it.
+    pub node: String,
+}
+
+impl Context {
+    pub fn new(action: Action, env: OcfEnv, info: &AgentInfo) -> Context {
+        Context {
+            deadline: env.deadline(info.timeout_of(action.name())),
+            node: env.node_name(),
+            action,
+            env,
+        }
+    }
+
+    /// An instance of a promotable clone.
+    pub fn promotable(&self) -> bool {
+        self.env.promotable
+    }
+
+    /// A monitor with interval 0.
+    pub fn is_probe(&self) -> bool {
+        self.env.is_probe()
+    }
+
+    /// The clone notification this call carries (notify only).
+    pub fn notification(&self) -> Result<Notification> {
+        Notification::from_env()
+    }
+
+    /// This resource's node attributes and promotion scores, as this node
+    /// publishes and reads them.
+    pub fn attributes(&self) -> NodeAttributes {
+        NodeAttributes::new(&self.env.instance, &self.node)
+    }
+}
+
+/// An OCF resource agent: one method per action. The core answers what
+/// is the same for every agent: meta-data, usage errors, an action the
+/// meta-data does not list (unimplemented, 3), promote and demote outside a
+/// promotable clone (unimplemented, with the reason), and a plain clone's
+/// notifications (nothing to do).
+pub trait Agent {
+    fn info(&self) -> &AgentInfo;
+    fn start(&self, ctx: &Context) -> Result<Status>;
+    /// Must need as little configuration as possible: a stop that fails
+    /// gets the node fenced.
+    fn stop(&self, ctx: &Context) -> Result<Status>;
+    fn monitor(&self, ctx: &Context) -> Result<Status>;
+    fn validate(&self, ctx: &Context) -> Result<Status>;
+    /// Called for promotable clones only.
+    fn promote(&self, _ctx: &Context) -> Result<Status> {
+        Err(OcfError::unimplemented("promote is not implemented"))
+    }
+    /// Called for promotable clones only.
+    fn demote(&self, _ctx: &Context) -> Result<Status> {
+        Err(OcfError::unimplemented("demote is not implemented"))
+    }
+    /// Called for promotable clones only; a plain clone's notifications are
+    /// acknowledged by the core.
+    fn notify(&self, _ctx: &Context) -> Result<Status> {
+        Ok(Status::Success)
+    }
+}
+
+/// Runs `ctx.action` on `agent`, after the checks every agent shares.
+pub fn perform(agent: &dyn Agent, ctx: &Context) -> Result<Status> {
+    let needs_promotable = matches!(ctx.action, Action::Promote | Action::Demote);
+    if needs_promotable && !ctx.promotable() {
+        return Err(OcfError::unimplemented(format!(
+            "{} needs a promotable clone (pcs resource create ... promotable notify=true)",
+            ctx.action.name()
+        )));
+    }
+    match ctx.action {
+        Action::Start => agent.start(ctx),
+        Action::Stop => agent.stop(ctx),
+        Action::Monitor => agent.monitor(ctx),
+        Action::ValidateAll => agent.validate(ctx),
+        Action::Promote => agent.promote(ctx),
+        Action::Demote => agent.demote(ctx),
+        Action::Notify if ctx.promotable() => agent.notify(ctx),
+        Action::Notify => Ok(Status::Success),
+        Action::MetaData | Action::ReloadAgent => Err(OcfError::unimplemented(format!(
+            "action {} is not implemented",
+            ctx.action.name()
+        ))),
+    }
+}
+
 /// The outcome of one call before it is reported.
 fn outcome(
     info: &AgentInfo,
     args: &[String],
-    run: impl FnOnce(Action, &OcfEnv) -> Result<Status>,
+    run: impl FnOnce(Context) -> Result<Status>,
 ) -> Outcome {
     let cli = clap::Command::new(info.name)
         .about(info.shortdesc)
@@ -87,9 +186,18 @@ fn outcome(
     if action == Action::MetaData {
         return Outcome::MetaData(info.metadata_xml());
     }
-    let env = OcfEnv::from_env();
+    let env = match OcfEnv::from_env() {
+        Ok(env) => env,
+        Err(e) => {
+            Logger::from_env(info.name, "-").install();
+            return Outcome::Done(action.name().to_string(), Err(e));
+        }
+    };
     Logger::from_env(info.name, &env.instance).install();
-    Outcome::Done(action.name().to_string(), run(action, &env))
+    Outcome::Done(
+        action.name().to_string(),
+        run(Context::new(action, env, info)),
+    )
 }
 
 enum Outcome {
@@ -100,9 +208,10 @@ enum Outcome {
 
 /// The `main` of every agent: parses the action, runs it and reports the
 /// result the way Pacemaker reads it.
-pub fn main(info: &AgentInfo, run: impl FnOnce(Action, &OcfEnv) -> Result<Status>) -> ExitCode {
+pub fn main(agent: &dyn Agent) -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    match outcome(info, &args, run) {
+    let info = agent.info();
+    match outcome(info, &args, |ctx| perform(agent, &ctx)) {
         Outcome::Usage(e) => {
             let _ = e.print();
             ExitCode::from(match e.kind() {
@@ -120,7 +229,7 @@ pub fn main(info: &AgentInfo, run: impl FnOnce(Action, &OcfEnv) -> Result<Status
         }
         Outcome::Done(action, Err(e)) => {
             // Pacemaker shows this line as the failure's exit-reason in
-            // crm_mon and pcs status.
+            // crm_mon and pcs status; the reason is one line (OcfError).
             eprintln!("ocf-exit-reason:{}", e.reason());
             crate::error!("{action} failed: {} [{}]", e.reason(), e.status());
             ExitCode::from(e.status().code())
@@ -145,12 +254,68 @@ mod tests {
         ],
     };
 
+    struct Demo;
+    impl Agent for Demo {
+        fn info(&self) -> &AgentInfo {
+            &AGENT
+        }
+        fn start(&self, _: &Context) -> Result<Status> {
+            Ok(Status::Success)
+        }
+        fn stop(&self, _: &Context) -> Result<Status> {
+            Err(OcfError::generic("unexpected"))
+        }
+        fn monitor(&self, _: &Context) -> Result<Status> {
+            Err(OcfError::generic("unexpected"))
+        }
+        fn validate(&self, _: &Context) -> Result<Status> {
+            Err(OcfError::generic("unexpected"))
+        }
+    }
+
+    fn ctx(action: Action, promotable: bool) -> Context {
+        let env = OcfEnv::parse(|name| {
+            (promotable && name == "OCF_RESKEY_CRM_meta_promoted_max").then(|| "1".to_string())
+        });
+        Context::new(action, env, &AGENT)
+    }
+
+    #[test]
+    fn promote_and_demote_outside_a_promotable_clone_are_refused_by_the_core() {
+        for action in [Action::Promote, Action::Demote] {
+            let e = perform(&Demo, &ctx(action, false)).unwrap_err();
+            assert_eq!(e.status(), Status::ErrUnimplemented);
+            assert!(
+                e.reason().contains("needs a promotable clone"),
+                "{}",
+                e.reason()
+            );
+            // Inside one, an agent that does not promote says so.
+            let e = perform(&Demo, &ctx(action, true)).unwrap_err();
+            assert_eq!(e.status(), Status::ErrUnimplemented);
+            assert!(e.reason().contains("not implemented"), "{}", e.reason());
+        }
+        assert_eq!(
+            perform(&Demo, &ctx(Action::Notify, false)),
+            Ok(Status::Success)
+        );
+        assert_eq!(
+            perform(&Demo, &ctx(Action::Notify, true)),
+            Ok(Status::Success)
+        );
+    }
+
+    #[test]
+    fn the_context_carries_the_deadline_of_the_action() {
+        let c = ctx(Action::Start, false);
+        // No timeout from Pacemaker: the meta-data's 20 s, less the margin.
+        assert!(c.deadline.remaining() > std::time::Duration::from_secs(17));
+        assert!(c.deadline.remaining() <= std::time::Duration::from_secs(18));
+    }
+
     fn call(args: &[&str]) -> Outcome {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        outcome(&AGENT, &args, |a, _| match a {
-            Action::Start => Ok(Status::Success),
-            _ => Err(OcfError::generic("unexpected")),
-        })
+        outcome(&AGENT, &args, |ctx| perform(&Demo, &ctx))
     }
 
     #[test]

@@ -20,7 +20,7 @@ impl OcfError {
     pub fn new(status: Status, reason: impl Into<String>) -> Self {
         OcfError {
             status,
-            reason: reason.into(),
+            reason: one_line(reason.into()),
         }
     }
 
@@ -56,8 +56,22 @@ impl OcfError {
     pub fn context(self, what: impl fmt::Display) -> Self {
         OcfError {
             status: self.status,
-            reason: format!("{what}: {}", self.reason),
+            reason: one_line(format!("{what}: {}", self.reason)),
         }
+    }
+}
+
+/// Pacemaker reads one `ocf-exit-reason:` line, and a log line is one line:
+/// control characters (a newline in a server's message or a path) become
+/// spaces.
+fn one_line(reason: String) -> String {
+    if reason.chars().any(char::is_control) {
+        reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    } else {
+        reason
     }
 }
 
@@ -78,5 +92,11 @@ mod tests {
         let e = OcfError::perm("owned by root").context("/var/lib/pgsql");
         assert_eq!(e.status(), Status::ErrPerm);
         assert_eq!(e.reason(), "/var/lib/pgsql: owned by root");
+    }
+
+    #[test]
+    fn reasons_are_one_line() {
+        let e = OcfError::generic("FATAL: x\nDETAIL: y\r").context("a\tb");
+        assert_eq!(e.reason(), "a b: FATAL: x DETAIL: y ");
     }
 }

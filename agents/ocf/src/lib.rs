@@ -9,17 +9,21 @@ pub mod deadline;
 pub mod dispatch;
 pub mod env;
 pub mod error;
+pub mod fs;
 pub mod log;
 pub mod manpage;
 pub mod metadata;
 pub mod notify;
 pub mod params;
 pub mod process;
+pub mod service;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use command::{OsUser, Output};
 pub use deadline::Deadline;
-pub use dispatch::Action;
+pub use dispatch::{Action, Agent, Context};
 pub use env::OcfEnv;
 pub use error::{OcfError, Result};
 pub use metadata::{ActionSpec, AgentInfo, Role};

@@ -58,7 +58,7 @@ pub fn manpage(agent: &AgentInfo, provider: &str, example: &str) -> String {
         let _ = writeln!(m, "\\fB{}\\fR ({})", roff(p.name), roff(&facts.join(", ")));
         let _ = writeln!(m, "{}", roff(p.shortdesc));
         let _ = writeln!(m, ".br");
-        let _ = writeln!(m, "{}", roff(p.longdesc));
+        let _ = writeln!(m, "{}", roff(&p.description()));
     }
     let _ = writeln!(m, ".SH SUPPORTED ACTIONS");
     let _ = writeln!(m, "The recommended timeouts and intervals:");

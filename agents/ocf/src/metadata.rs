@@ -124,7 +124,7 @@ impl AgentInfo {
                 ("required", flag(p.required)),
             ]);
             w.write_event(Event::Start(start)).expect(ok);
-            text_element(&mut w, "longdesc", &[("lang", "en")], p.longdesc);
+            text_element(&mut w, "longdesc", &[("lang", "en")], &p.description());
             text_element(&mut w, "shortdesc", &[("lang", "en")], p.shortdesc);
             let mut content = BytesStart::new("content");
             content.push_attribute(("type", p.kind.as_str()));

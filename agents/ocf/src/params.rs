@@ -35,6 +35,9 @@ pub struct Param {
     pub required: bool,
     /// No two resources in the cluster may share the value (OCF `unique`).
     pub unique: bool,
+    /// The only values allowed, for an enumerated parameter (see
+    /// [`Param::choice`]).
+    pub choices: Option<&'static [&'static str]>,
 }
 
 impl Param {
@@ -47,6 +50,7 @@ impl Param {
             default: None,
             required: false,
             unique: false,
+            choices: None,
         }
     }
 
@@ -60,6 +64,17 @@ impl Param {
 
     pub const fn boolean(name: &'static str) -> Self {
         Self::new(name, ParamType::Boolean)
+    }
+
+    /// A parameter that takes one of `values`, checked when parsed and
+    /// listed in the meta-data's description. ra-api-1.dtd (which ocf-tester
+    /// validates against) knows no `select` content type, so the meta-data
+    /// declares it a string; OCF 1.1's `<content type="select">` with one
+    /// `<option>` each would let pcs check the value at create time.
+    pub const fn choice(name: &'static str, values: &'static [&'static str]) -> Self {
+        let mut p = Self::new(name, ParamType::String);
+        p.choices = Some(values);
+        p
     }
 
     pub const fn short(mut self, text: &'static str) -> Self {
@@ -87,6 +102,15 @@ impl Param {
         self
     }
 
+    /// The long description as meta-data and man page show it: with the
+    /// allowed values of an enumerated parameter.
+    pub fn description(&self) -> String {
+        match self.choices {
+            Some(values) => format!("{} Allowed values: {}.", self.longdesc, values.join(", ")),
+            None => self.longdesc.to_string(),
+        }
+    }
+
     pub fn env_name(&self) -> String {
         format!("OCF_RESKEY_{}", self.name)
     }
@@ -112,16 +136,27 @@ pub struct Params {
 impl Params {
     /// Reads every declared parameter from the process environment.
     pub fn from_env(decls: &[Param]) -> Result<Params> {
-        Self::parse(decls, |name| std::env::var(name).ok())
+        Self::parse_checked(decls, crate::env::var)
     }
 
     /// Parses parameters with `lookup` standing in for the environment.
     pub fn parse(decls: &[Param], lookup: impl Fn(&str) -> Option<String>) -> Result<Params> {
+        Self::parse_checked(decls, |name| Ok(lookup(name)))
+    }
+
+    /// Like [`Params::parse`], with a lookup that may fail (a value that is
+    /// not UTF-8).
+    pub fn parse_checked(
+        decls: &[Param],
+        lookup: impl Fn(&str) -> Result<Option<String>>,
+    ) -> Result<Params> {
         let mut values = BTreeMap::new();
         for decl in decls {
             // Pacemaker passes a parameter set to "" as an empty variable; an
             // empty value means "not set" for every parameter of ours.
-            let raw = lookup(&decl.env_name()).filter(|v| !v.is_empty());
+            let raw = lookup(&decl.env_name())
+                .map_err(|e| e.context(format!("parameter {}", decl.name)))?
+                .filter(|v| !v.is_empty());
             let raw = match (raw, decl.default) {
                 (Some(v), _) => v,
                 (None, Some(d)) => d.to_string(),
@@ -162,6 +197,11 @@ impl Params {
         }
     }
 
+    /// An enumerated parameter's value: always one of its choices.
+    pub fn choice(&self, name: &str) -> Option<&str> {
+        self.string(name)
+    }
+
     pub fn boolean(&self, name: &str) -> Option<bool> {
         match self.value(name) {
             Some(Value::Boolean(b)) => Some(*b),
@@ -175,6 +215,12 @@ fn parse_value(decl: &Param, raw: &str) -> Result<Value> {
     let bad = |what: &str| {
         OcfError::configured(format!("parameter {}: '{raw}' is not {what}", decl.name))
     };
+    if let Some(choices) = decl.choices {
+        return match choices.iter().find(|c| **c == raw.trim()) {
+            Some(c) => Ok(Value::String(c.to_string())),
+            None => Err(bad(&format!("one of {}", choices.join(", ")))),
+        };
+    }
     match decl.kind {
         ParamType::String => Ok(Value::String(raw.to_string())),
         ParamType::Integer => raw
@@ -200,12 +246,14 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStringExt;
 
     const DECLS: &[Param] = &[
         Param::string("pgdata").required(),
         Param::integer("pgport").default("5432"),
         Param::boolean("debug").default("false"),
         Param::string("start_opts"),
+        Param::choice("sync", &["off", "available", "strict"]).default("available"),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -253,6 +301,38 @@ mod tests {
         let e = Params::parse(DECLS, env(&[("pgdata", "/d"), ("debug", "maybe")])).unwrap_err();
         assert!(
             e.reason().contains("'maybe' is not a boolean"),
+            "{}",
+            e.reason()
+        );
+    }
+
+    #[test]
+    fn enumerated_values_are_checked_when_parsed() {
+        let p = Params::parse(DECLS, env(&[("pgdata", "/d"), ("sync", " strict ")])).unwrap();
+        assert_eq!(p.choice("sync"), Some("strict"));
+        let p = Params::parse(DECLS, env(&[("pgdata", "/d")])).unwrap();
+        assert_eq!(p.choice("sync"), Some("available"));
+        let e = Params::parse(DECLS, env(&[("pgdata", "/d"), ("sync", "on")])).unwrap_err();
+        assert_eq!(e.status(), crate::Status::ErrConfigured);
+        assert_eq!(
+            e.reason(),
+            "parameter sync: 'on' is not one of off, available, strict"
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_an_error_not_a_default() {
+        let e = Params::parse_checked(DECLS, |name| {
+            if name == "OCF_RESKEY_pgport" {
+                crate::env::decode(name, std::ffi::OsString::from_vec(vec![b'5', 0xff]))
+            } else {
+                Ok((name == "OCF_RESKEY_pgdata").then(|| "/d".to_string()))
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e.status(), crate::Status::ErrConfigured);
+        assert!(
+            e.reason().contains("pgport") && e.reason().contains("UTF-8"),
             "{}",
             e.reason()
         );

@@ -103,6 +103,19 @@ pub struct Expected<'a> {
     pub uid: Option<u32>,
 }
 
+/// Signals `p` only if its PID still names the same process (same start
+/// time, not exited): between the check and the signal the PID might have
+/// been reused. Returns whether the signal was sent.
+pub fn signal_if_same(p: &ProcInfo, signal: nix::sys::signal::Signal) -> bool {
+    is_same_running(p) && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), signal).is_ok()
+}
+
+/// Whether the process `p` names still runs (its PID was not reused).
+pub fn is_same_running(p: &ProcInfo) -> bool {
+    matches!(Stat::read(p.pid), Ok(Some(now)) if now.start_ticks == p.start_ticks
+        && !matches!(now.state, 'Z' | 'X' | 'x'))
+}
+
 /// The verdict on one PID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PidCheck {
@@ -229,7 +242,8 @@ pub fn find_processes(expected: &Expected<'_>) -> io::Result<Vec<ProcInfo>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PidFile {
     Missing,
-    /// Empty, or a first line that is not a positive number.
+    /// Empty, or not starting with a positive number; says what it holds
+    /// (never the content itself: the service account writes it).
     Garbage(String),
     Pid {
         pid: i32,
@@ -237,23 +251,39 @@ pub enum PidFile {
     },
 }
 
-/// Reads a pid file whose first line is a PID (the postmaster.pid, httpd,
-/// pgpool and slon convention). An unreadable file is an error: guessing
-/// would mean either a second instance or a refused start.
+/// The most a pid file is read: postmaster.pid is about 100 bytes.
+const PID_FILE_LIMIT: usize = 4096;
+
+/// Reads a pid file whose first token is a PID, ended by a newline (the
+/// postmaster.pid, httpd and slon convention), a NUL byte (pgpool writes
+/// the PID and a NUL) or the end of the file. The file is opened as
+/// [`crate::fs::open_regular`] does: a symlink, a FIFO or a device is an
+/// error, as is an unreadable file: guessing would mean either a second
+/// instance or a refused start.
 pub fn read_pid_file(path: &Path) -> io::Result<PidFile> {
-    use std::io::Read;
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PidFile::Missing),
-        Err(e) => return Err(e),
+    let Some(file) = crate::fs::read_bounded(path, PID_FILE_LIMIT)? else {
+        return Ok(PidFile::Missing);
     };
-    let written = file.metadata()?.modified()?;
-    let mut raw = Vec::new();
-    file.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    match text.lines().next().map(|l| l.trim().parse::<i32>()) {
-        Some(Ok(pid)) if pid > 0 => Ok(PidFile::Pid { pid, written }),
-        _ => Ok(PidFile::Garbage(text.chars().take(40).collect())),
+    Ok(parse_pid_file(&file.bytes, file.truncated)
+        .map(|pid| PidFile::Pid {
+            pid,
+            written: file.modified,
+        })
+        .unwrap_or_else(PidFile::Garbage))
+}
+
+/// The PID at the start of a pid file, or what is wrong with it.
+pub fn parse_pid_file(bytes: &[u8], truncated: bool) -> std::result::Result<i32, String> {
+    let first = bytes
+        .split(|b| *b == b'\n' || *b == 0)
+        .next()
+        .unwrap_or_default();
+    let token = std::str::from_utf8(first).map(str::trim);
+    match token.map(str::parse::<i32>) {
+        Ok(Ok(pid)) if pid > 0 => Ok(pid),
+        _ if bytes.is_empty() => Err("it is empty".to_string()),
+        _ if truncated => Err(format!("it holds no PID (over {PID_FILE_LIMIT} bytes)")),
+        _ => Err(format!("it holds no PID ({} bytes)", bytes.len())),
     }
 }
 

@@ -88,7 +88,7 @@ pub const PARAMS: &[Param] = &[
             "A .pgpass-format file, readable by pguser, holding repl_user's password for \
              primary_host. Empty: no password (trust or certificate authentication).",
         ),
-    Param::string("sync")
+    Param::choice("sync", &["off", "available", "strict"])
         .default("available")
         .short("Synchronous replication: off, available or strict")
         .long(
@@ -99,7 +99,7 @@ pub const PARAMS: &[Param] = &[
              never falls back: commits wait until a standby holds them, and only a standby \
              that was synchronous may be promoted.",
         ),
-    Param::string("rewind")
+    Param::choice("rewind", &["auto", "off"])
         .default("auto")
         .short("What start does with a diverged former primary: auto or off")
         .long(
@@ -155,7 +155,8 @@ pub struct PgConfig {
     pub pgport: u16,
     pub pguser: String,
     pub pgdb: String,
-    pub start_opts: String,
+    /// The operator's extra server options, as words (see [`option_words`]).
+    pub start_opts: Vec<String>,
     pub logfile: PathBuf,
     pub replication: Replication,
 }
@@ -177,16 +178,28 @@ impl PgConfig {
             absolute_path(p, name)?
                 .ok_or_else(|| OcfError::configured(format!("parameter {name} is empty")))
         };
+        // pg_ctl runs the server through /bin/sh with -D and -l inside
+        // double quotes, where these characters still act.
+        let shell_safe = |name: &str| -> Result<PathBuf> {
+            let path = required(name)?;
+            let raw = path.to_string_lossy();
+            match raw.chars().find(|c| matches!(c, '"' | '$' | '`' | '\\') || c.is_control()) {
+                Some(c) => Err(OcfError::configured(format!(
+                    "parameter {name}: {c:?} is not allowed in the path (pg_ctl hands it to a shell)"
+                ))),
+                None => Ok(path),
+            }
+        };
         Ok(PgConfig {
-            pgdata: required("pgdata")?,
+            pgdata: shell_safe("pgdata")?,
             bindir: absolute_path(p, "bindir")?,
             config: absolute_path(p, "config")?,
             socketdir: required("socketdir")?,
             pgport,
             pguser: text("pguser"),
             pgdb: text("pgdb"),
-            start_opts: text("start_opts"),
-            logfile: required("logfile")?,
+            start_opts: option_words(&text("start_opts"))?,
+            logfile: shell_safe("logfile")?,
             replication: replication(p)?,
         })
     }
@@ -234,24 +247,15 @@ impl PgConfig {
 
 fn replication(p: &Params) -> Result<Replication> {
     let text = |name: &str| p.string(name).unwrap_or_default().trim().to_string();
-    let sync = match text("sync").as_str() {
-        "off" => SyncPolicy::Off,
-        "available" => SyncPolicy::Available,
-        "strict" => SyncPolicy::Strict,
-        other => {
-            return Err(OcfError::configured(format!(
-                "parameter sync: '{other}' is not off, available or strict"
-            )))
-        }
+    // Params checked the values against the declared choices.
+    let sync = match p.choice("sync") {
+        Some("off") => SyncPolicy::Off,
+        Some("strict") => SyncPolicy::Strict,
+        _ => SyncPolicy::Available,
     };
-    let rewind = match text("rewind").as_str() {
-        "auto" => RewindPolicy::Auto,
-        "off" => RewindPolicy::Off,
-        other => {
-            return Err(OcfError::configured(format!(
-                "parameter rewind: '{other}' is not auto or off"
-            )))
-        }
+    let rewind = match p.choice("rewind") {
+        Some("off") => RewindPolicy::Off,
+        _ => RewindPolicy::Auto,
     };
     let max_lag = p.integer("max_lag").expect("max_lag has a default");
     let max_lag = match u64::try_from(max_lag) {
@@ -277,6 +281,46 @@ fn replication(p: &Params) -> Result<Replication> {
     })
 }
 
+/// start_opts split into words as a shell would split plain words and
+/// single-quoted strings (`-c log_line_prefix='%m [%p] '`). Everything a
+/// shell would act on (`$`, backquotes, double quotes, backslashes,
+/// redirections, `;`, `|`, `&`, parentheses, control characters) is refused:
+/// the agent quotes each word itself, so no option reaches the shell that
+/// pg_ctl starts the server through.
+pub fn option_words(raw: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    for c in raw.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                word.get_or_insert_with(String::new);
+            }
+            c if quoted && !c.is_control() => word.get_or_insert_with(String::new).push(c),
+            ' ' | '\t' if !quoted => words.extend(word.take()),
+            '"' | '$' | '`' | '\\' | ';' | '|' | '&' | '<' | '>' | '(' | ')' => {
+                return Err(OcfError::configured(format!(
+                    "parameter start_opts: {c:?} is not allowed (write values in single quotes)"
+                )))
+            }
+            c if c.is_control() => {
+                return Err(OcfError::configured(
+                    "parameter start_opts: control characters are not allowed",
+                ))
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quoted {
+        return Err(OcfError::configured(
+            "parameter start_opts: a single quote is not closed",
+        ));
+    }
+    words.extend(word);
+    Ok(words)
+}
+
 /// A path parameter: `None` when empty, an error when relative.
 fn absolute_path(p: &Params, name: &str) -> Result<Option<PathBuf>> {
     match p.string(name).filter(|s| !s.is_empty()).map(PathBuf::from) {
@@ -291,18 +335,29 @@ fn absolute_path(p: &Params, name: &str) -> Result<Option<PathBuf>> {
 /// The major version a data directory was created by, from its PG_VERSION.
 pub fn data_major_version(pgdata: &Path) -> Result<String> {
     let file = pgdata.join("PG_VERSION");
-    match std::fs::read_to_string(&file) {
-        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-        Ok(_) => Err(OcfError::configured(format!("{} is empty", file.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OcfError::configured(format!(
-            "{} is not a PostgreSQL data directory (no PG_VERSION)",
-            pgdata.display()
-        ))),
-        Err(e) => Err(OcfError::perm(format!(
-            "cannot read {}: {e}",
+    // pguser owns the file: read it as a regular file, a few bytes at most.
+    let version = match ocf::fs::read_bounded(&file, 16) {
+        Ok(Some(v)) => String::from_utf8_lossy(&v.bytes).trim().to_string(),
+        Ok(None) => {
+            return Err(OcfError::configured(format!(
+                "{} is not a PostgreSQL data directory (no PG_VERSION)",
+                pgdata.display()
+            )))
+        }
+        Err(e) => {
+            return Err(OcfError::perm(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )))
+        }
+    };
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(OcfError::configured(format!(
+            "{} holds no version number",
             file.display()
-        ))),
+        )));
     }
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -390,6 +445,49 @@ mod tests {
     }
 
     #[test]
+    fn start_opts_are_words_and_nothing_reaches_a_shell() {
+        assert_eq!(
+            option_words("-c work_mem=64MB  -c log_line_prefix='%m [%p] '").unwrap(),
+            ["-c", "work_mem=64MB", "-c", "log_line_prefix=%m [%p] "]
+        );
+        assert_eq!(option_words("").unwrap(), Vec::<String>::new());
+        assert_eq!(option_words("-c x=''").unwrap(), ["-c", "x="]);
+        for bad in [
+            "-c x=$(id)",
+            "-c x=`id`",
+            "-c \"x=1\"",
+            "-c x=1; id",
+            "-c x=1 | id",
+            "-c x=1 > /etc/passwd",
+            "-c x=1\nid",
+            "-c x='1",
+            "-c x=a\\b",
+        ] {
+            let e = option_words(bad).unwrap_err();
+            assert_eq!(e.status(), ocf::Status::ErrConfigured, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_pg_ctl_hands_to_a_shell_are_refused() {
+        for (name, value) in [
+            ("pgdata", "/srv/pg$(id)"),
+            ("pgdata", "/srv/pg\"x"),
+            ("logfile", "/var/log/`id`.log"),
+            ("logfile", "/var/log/a\nb.log"),
+        ] {
+            let pairs = if name == "pgdata" {
+                vec![(name, value)]
+            } else {
+                vec![("pgdata", "/srv/pg"), (name, value)]
+            };
+            let e = parse(&pairs).unwrap_err();
+            assert_eq!(e.status(), ocf::Status::ErrConfigured, "{name}={value:?}");
+            assert!(e.reason().contains(name), "{}", e.reason());
+        }
+    }
+
+    #[test]
     fn bindir_follows_the_data_directory_version() {
         let dir = tempfile::tempdir().unwrap();
         let c = parse(&[("pgdata", dir.path().to_str().unwrap())]).unwrap();
@@ -402,5 +500,22 @@ mod tests {
             "{}",
             e.reason()
         );
+    }
+
+    #[test]
+    fn pg_version_is_read_as_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = dir.path().join("PG_VERSION");
+        std::os::unix::fs::symlink("/etc/hostname", &version).unwrap();
+        let e = data_major_version(dir.path()).unwrap_err();
+        assert_eq!(e.status(), ocf::Status::ErrPerm);
+        assert!(e.reason().contains("symbolic link"), "{}", e.reason());
+        std::fs::remove_file(&version).unwrap();
+        std::fs::write(&version, "secret words\n").unwrap();
+        let e = data_major_version(dir.path()).unwrap_err();
+        assert_eq!(e.status(), ocf::Status::ErrConfigured);
+        assert!(!e.reason().contains("secret"), "{}", e.reason());
+        std::fs::write(&version, "15\n").unwrap();
+        assert_eq!(data_major_version(dir.path()).unwrap(), "15");
     }
 }

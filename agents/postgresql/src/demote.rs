@@ -5,7 +5,7 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::controldata::{ClusterState, ControlData};
-use crate::postmaster::{self, Postmaster};
+use crate::postmaster::{self, State};
 use crate::start::{self, Mode};
 use crate::wal::Position;
 use crate::{sql, stop, validate};
@@ -14,7 +14,7 @@ use ocf::{info, warning, Deadline, OcfEnv, OcfError, Result, Status};
 pub fn demote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
     let checked = validate::check(cfg, deadline)?;
     match postmaster::observe(&cfg.pgdata)? {
-        Postmaster::Running(pm) => {
+        State::Running(pm) => {
             let state = sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
                 .map_err(|e| e.context(format!("postmaster {} runs, but", pm.pid)))?;
             if state.in_recovery {

@@ -19,7 +19,7 @@ pub mod validate;
 pub mod wal;
 
 use config::PgConfig;
-use ocf::{warning, Action, ActionSpec, AgentInfo, OcfEnv, OcfError, Result, Role, Status};
+use ocf::{warning, ActionSpec, Agent, AgentInfo, Context, Result, Role, Status};
 use start::Mode;
 
 pub const AGENT: AgentInfo = AgentInfo {
@@ -59,9 +59,25 @@ RESOURCE-sync show the state.",
     ],
 };
 
-pub fn run(action: Action, env: &OcfEnv) -> Result<Status> {
-    let deadline = env.deadline(AGENT.timeout_of(action.name()));
-    if action == Action::Stop {
+/// The agent: each action reads its validated configuration once and hands
+/// it to the module named after the action.
+pub struct Postgresql;
+
+impl Agent for Postgresql {
+    fn info(&self) -> &AgentInfo {
+        &AGENT
+    }
+
+    fn start(&self, ctx: &Context) -> Result<Status> {
+        let mode = if ctx.promotable() {
+            Mode::Standby
+        } else {
+            Mode::AsConfigured
+        };
+        start::start(&PgConfig::from_env()?, &ctx.env, mode, &ctx.deadline)
+    }
+
+    fn stop(&self, ctx: &Context) -> Result<Status> {
         // A stop that fails gets the node fenced: it needs pgdata alone.
         let pgdata = match PgConfig::from_env() {
             Ok(cfg) => cfg.pgdata,
@@ -71,44 +87,46 @@ pub fn run(action: Action, env: &OcfEnv) -> Result<Status> {
                 pgdata
             }
         };
-        let stopped = stop::stop(&pgdata, &deadline)?;
-        if env.promotable {
+        let stopped = stop::stop(&pgdata, &ctx.deadline)?;
+        if ctx.promotable() {
             // A stopped instance keeps no promotion score: started again,
             // an old primary's would otherwise outrank the new primary.
-            if let Err(e) = cluster::Cluster::new(env).clear_own_score(&deadline) {
+            if let Err(e) = ctx.attributes().clear_own_score(&ctx.deadline) {
                 warning!("{}", e.reason());
             }
         }
-        return Ok(stopped);
+        Ok(stopped)
     }
-    let cfg = PgConfig::from_env()?;
-    match action {
-        Action::Start if env.promotable => start::start(&cfg, env, Mode::Standby, &deadline),
-        Action::Start => start::start(&cfg, env, Mode::AsConfigured, &deadline),
-        Action::Monitor if env.promotable => monitor::monitor_promotable(&cfg, env, &deadline),
-        Action::Monitor => monitor::monitor(&cfg, &deadline).map(|observed| match observed {
+
+    fn monitor(&self, ctx: &Context) -> Result<Status> {
+        let cfg = PgConfig::from_env()?;
+        if ctx.promotable() {
+            return monitor::monitor_promotable(&cfg, &ctx.env, &ctx.deadline);
+        }
+        monitor::monitor(&cfg, &ctx.deadline).map(|observed| match observed {
             monitor::Observed::NotRunning => Status::NotRunning,
             monitor::Observed::Running(_) => Status::Success,
-        }),
-        Action::Promote if env.promotable => promote::promote(&cfg, env, &deadline),
-        Action::Demote if env.promotable => demote::demote(&cfg, env, &deadline),
-        Action::Notify if env.promotable => notify::notify(&cfg, env, &deadline),
-        // A plain clone with notify=true is notified too: nothing to do.
-        Action::Notify => Ok(Status::Success),
-        Action::Promote | Action::Demote => Err(OcfError::unimplemented(format!(
-            "{} needs a promotable clone (pcs resource create ... promotable notify=true)",
-            action.name()
-        ))),
-        Action::ValidateAll => {
-            validate::check(&cfg, &deadline)?;
-            if env.promotable {
-                validate::check_promotable(&cfg)?;
-            }
-            Ok(Status::Success)
+        })
+    }
+
+    fn validate(&self, ctx: &Context) -> Result<Status> {
+        let cfg = PgConfig::from_env()?;
+        validate::check(&cfg, &ctx.deadline)?;
+        if ctx.promotable() {
+            validate::check_promotable(&cfg, &ctx.env)?;
         }
-        other => Err(OcfError::unimplemented(format!(
-            "action {} is not implemented",
-            other.name()
-        ))),
+        Ok(Status::Success)
+    }
+
+    fn promote(&self, ctx: &Context) -> Result<Status> {
+        promote::promote(&PgConfig::from_env()?, &ctx.env, &ctx.deadline)
+    }
+
+    fn demote(&self, ctx: &Context) -> Result<Status> {
+        demote::demote(&PgConfig::from_env()?, &ctx.env, &ctx.deadline)
+    }
+
+    fn notify(&self, ctx: &Context) -> Result<Status> {
+        notify::notify(&PgConfig::from_env()?, &ctx.env, &ctx.deadline)
     }
 }

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    ocf::dispatch::main(&tusk_postgresql::AGENT, tusk_postgresql::run)
+    ocf::dispatch::main(&tusk_postgresql::Postgresql)
 }

@@ -6,7 +6,7 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::election;
-use crate::postmaster::{self, Postmaster};
+use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
 use nix::unistd::{Gid, Uid};
@@ -21,18 +21,18 @@ pub enum Observed {
 
 pub fn monitor(cfg: &PgConfig, deadline: &Deadline) -> Result<Observed> {
     match postmaster::observe(&cfg.pgdata)? {
-        Postmaster::Stopped { stale } => {
+        State::Stopped { stale } => {
             if let Some(why) = stale {
                 debug!("{why}");
             }
             Ok(Observed::NotRunning)
         }
-        Postmaster::Orphaned(procs) => Err(OcfError::generic(format!(
+        State::Orphaned { members: procs, .. } => Err(OcfError::generic(format!(
             "processes of {} run without a postmaster (PIDs {})",
             cfg.pgdata.display(),
-            postmaster::pid_list(&procs)
+            ocf::service::pid_list(&procs)
         ))),
-        Postmaster::Running(pm) => {
+        State::Running(pm) => {
             // As the postmaster's own uid and gid: no user lookup, which
             // could fail (an LDAP outage) and read as "not installed here".
             let as_user = (Uid::from_raw(pm.uid), Gid::from_raw(pm.gid));
@@ -50,20 +50,20 @@ pub fn monitor(cfg: &PgConfig, deadline: &Deadline) -> Result<Observed> {
 /// the node's timeline, each only when something changed.
 pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
     let pm = match postmaster::observe(&cfg.pgdata)? {
-        Postmaster::Stopped { stale } => {
+        State::Stopped { stale } => {
             if let Some(why) = stale {
                 debug!("{why}");
             }
             return Ok(Status::NotRunning);
         }
-        Postmaster::Orphaned(procs) => {
+        State::Orphaned { members: procs, .. } => {
             return Err(OcfError::generic(format!(
                 "processes of {} run without a postmaster (PIDs {})",
                 cfg.pgdata.display(),
-                postmaster::pid_list(&procs)
+                ocf::service::pid_list(&procs)
             )))
         }
-        Postmaster::Running(pm) => pm,
+        State::Running(pm) => pm,
     };
     let as_user = (Uid::from_raw(pm.uid), Gid::from_raw(pm.gid));
     let repl = replication::observe(cfg, as_user, deadline)
@@ -176,12 +176,12 @@ pub fn set_sync_names(
         "ALTER SYSTEM SET synchronous_standby_names = '{}'",
         names.replace('\'', "''")
     );
-    sql::query_each(
+    pgclient::query_each(
         sql::local(cfg),
         Some(as_user),
         deadline,
         &[&alter, "SELECT pg_reload_conf()"],
     )
     .map(drop)
-    .map_err(|e| e.context("setting synchronous_standby_names"))
+    .map_err(|e| e.context("setting synchronous_standby_names").into())
 }

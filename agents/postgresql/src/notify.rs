@@ -4,7 +4,7 @@
 
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
-use crate::postmaster::{self, Postmaster};
+use crate::postmaster::{self, State};
 use crate::promote::{self, Comparison};
 use crate::replication;
 use nix::unistd::{Gid, Uid};
@@ -54,7 +54,7 @@ fn pre_promote(
             .collect();
         cluster.set_candidates(&candidates);
     }
-    let Postmaster::Running(pm) = postmaster::observe(&cfg.pgdata)? else {
+    let State::Running(pm) = postmaster::observe(&cfg.pgdata)? else {
         return Ok(());
     };
     let repl = replication::observe(

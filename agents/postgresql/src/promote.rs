@@ -7,7 +7,7 @@ use crate::cluster::Cluster;
 use crate::config::{PgConfig, SyncPolicy};
 use crate::election;
 use crate::monitor::set_sync_names;
-use crate::postmaster::{self, Postmaster};
+use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql;
 use crate::wal::Position;
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
     let pm = match postmaster::observe(&cfg.pgdata)? {
-        Postmaster::Running(pm) => pm,
+        State::Running(pm) => pm,
         _ => {
             return Err(OcfError::generic(
                 "PostgreSQL is not running here: nothing to promote",
@@ -65,14 +65,14 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     set_sync_names(cfg, as_user, sync_names, deadline)?;
 
     let wait = deadline.remaining().as_secs().saturating_sub(1).max(1);
-    let results = sql::query(
+    let results = pgclient::query(
         sql::local(cfg),
         Some(as_user),
         deadline,
         &format!("SELECT pg_promote(true, {wait})"),
     )
     .map_err(|e| e.context("pg_promote"))?;
-    if sql::value(&results, 0, 0, 0) != Some("t") {
+    if pgclient::value(&results, 0, 0, 0) != Some("t") {
         return Err(OcfError::generic(format!(
             "pg_promote did not finish within {wait}s"
         )));
@@ -81,7 +81,7 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     // pg_rewind of the next former primary walks back into the previous
     // timeline's renamed last segment and fails ("could not find previous
     // WAL record"), and crash recovery starts on the old timeline.
-    sql::query(sql::local(cfg), Some(as_user), deadline, "CHECKPOINT")
+    pgclient::query(sql::local(cfg), Some(as_user), deadline, "CHECKPOINT")
         .map_err(|e| e.context("CHECKPOINT after the promotion"))?;
     let promoted = replication::observe(cfg, as_user, deadline)?;
     info!(

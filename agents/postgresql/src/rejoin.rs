@@ -6,11 +6,11 @@
 
 use crate::config::{PgConfig, RewindPolicy};
 use crate::controldata::ControlData;
-use crate::sql;
 use crate::wal::{
     history_file, newest_history_timeline, parse_history, timeline_of_walfile, Fork, Lsn,
 };
 use ocf::{command, error, info, warning, Deadline, OcfError, OsUser, Result};
+use pgclient::{Conninfo, Passfile};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,31 +88,49 @@ pub struct PrimaryInfo {
 /// primary_conninfo and pg_rewind.
 pub fn conninfo(cfg: &PgConfig, application_name: Option<&str>, with_db: bool) -> String {
     let r = &cfg.replication;
-    let mut parts = vec![format!("host={}", quote(&r.primary_host))];
+    let mut conninfo = Conninfo::new();
+    conninfo.set("host", &r.primary_host);
     // libpq's default (the agent's commands run with a clean environment,
     // without PGPORT): shorter exit reasons.
     if cfg.pgport != 5432 {
-        parts.push(format!("port={}", cfg.pgport));
+        conninfo.set("port", cfg.pgport.to_string());
     }
-    parts.push(format!("user={}", quote(&r.repl_user)));
+    conninfo.set("user", &r.repl_user);
     if with_db {
-        parts.push(format!("dbname={}", quote(&cfg.pgdb)));
+        conninfo.set("dbname", &cfg.pgdb);
     }
     if let Some(name) = application_name {
-        parts.push(format!("application_name={}", quote(name)));
+        conninfo.set("application_name", name);
     }
     if let Some(passfile) = &r.repl_passfile {
-        parts.push(format!("passfile={}", quote(&passfile.to_string_lossy())));
+        conninfo.set("passfile", passfile.to_string_lossy());
     }
-    parts.join(" ")
+    conninfo.to_string()
 }
 
-/// libpq's quoting of a connection-string value.
-fn quote(v: &str) -> String {
-    if !v.is_empty() && !v.contains([' ', '\'', '\\']) {
-        return v.to_string();
+/// What a failed question to primary_host means for the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Nobody is there: no primary (start without the divergence check).
+    Absent,
+    /// A server that is starting up: ask again inside the timeout.
+    AskAgain,
+    /// Somebody is there and said no (authentication, too many clients,
+    /// a slow or broken session): a primary may be running whose history
+    /// this node has not compared with its own, so the start fails.
+    Fail,
+}
+
+/// Fail closed: only a refused or unreachable connection, or a connection
+/// attempt that timed out, means that no primary runs at primary_host.
+pub fn answer_of(kind: &pgclient::ErrorKind) -> Answer {
+    match kind {
+        pgclient::ErrorKind::Unreachable | pgclient::ErrorKind::Timeout { connected: false } => {
+            Answer::Absent
+        }
+        pgclient::ErrorKind::Server { sqlstate, .. } if sqlstate == "57P03" => Answer::AskAgain,
+        _ => Answer::Fail,
     }
-    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// Asks the primary at primary_host, if one answers there. As the server's
@@ -124,40 +142,48 @@ pub fn ask_primary(
 ) -> Result<Option<PrimaryInfo>> {
     let as_user = Some((user.uid, user.gid));
     let r = &cfg.replication;
-    let mut pg = postgres::Config::new();
+    let mut pg = pgclient::Config::new();
     pg.host(&r.primary_host)
         .port(cfg.pgport)
         .user(&r.repl_user)
         .dbname(&cfg.pgdb);
-    if let Some(passfile) = &r.repl_passfile {
-        if let Some(password) = password_from(
-            passfile,
-            &r.primary_host,
-            cfg.pgport,
-            &cfg.pgdb,
-            &r.repl_user,
-        )? {
-            pg.password(password);
-        }
+    if let Some(password) = repl_password(cfg)? {
+        pg.password(password);
     }
     let first = "SELECT system_identifier::text FROM pg_control_system(); \
                  SELECT pg_is_in_recovery(), \
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END";
-    let results = match sql::query(pg.clone(), as_user, &deadline.share(0.5), first) {
-        Ok(r) => r,
-        Err(e) => {
-            info!("no primary answers at {}: {}", r.primary_host, e.reason());
-            return Ok(None);
-        }
+    let asking = deadline.share(0.5);
+    let results = asking.wait_for(
+        &format!("the server at {} to finish starting", r.primary_host),
+        std::time::Duration::from_millis(500),
+        || match pgclient::query(pg.clone(), as_user, &asking, first) {
+            Ok(results) => Ok(Some(Some(results))),
+            Err(e) => match answer_of(e.kind()) {
+                Answer::Absent => {
+                    info!("no primary answers at {}: {}", r.primary_host, e.reason());
+                    Ok(Some(None))
+                }
+                Answer::AskAgain => Ok(None),
+                Answer::Fail => Err(OcfError::generic(format!(
+                    "the server at {} did not answer the divergence check: {}",
+                    r.primary_host,
+                    e.reason()
+                ))),
+            },
+        },
+    )?;
+    let Some(results) = results else {
+        return Ok(None);
     };
-    if sql::value(&results, 1, 0, 0) != Some("f") {
+    if pgclient::value(&results, 1, 0, 0) != Some("f") {
         info!("{} is not a primary (in recovery)", r.primary_host);
         return Ok(None);
     }
-    let system_id = sql::value(&results, 0, 0, 0)
+    let system_id = pgclient::value(&results, 0, 0, 0)
         .unwrap_or_default()
         .to_string();
-    let timeline = sql::value(&results, 1, 0, 1)
+    let timeline = pgclient::value(&results, 1, 0, 1)
         .and_then(timeline_of_walfile)
         .ok_or_else(|| OcfError::generic("the primary reported no WAL file name"))?;
     let history = if timeline == 1 {
@@ -167,14 +193,14 @@ pub fn ask_primary(
             "SELECT convert_from(pg_read_binary_file('{}'), 'UTF8')",
             history_file(timeline)
         );
-        let results = sql::query(pg, as_user, deadline, &q).map_err(|e| {
+        let results = pgclient::query(pg, as_user, deadline, &q).map_err(|e| {
             e.context(format!(
                 "reading the timeline history of the primary at {} (does {} have EXECUTE on \
                  pg_read_binary_file(text)?)",
                 r.primary_host, r.repl_user
             ))
         })?;
-        parse_history(sql::value(&results, 0, 0, 0).unwrap_or_default())?
+        parse_history(pgclient::value(&results, 0, 0, 0).unwrap_or_default())?
     };
     Ok(Some(PrimaryInfo {
         system_id,
@@ -183,58 +209,53 @@ pub fn ask_primary(
     }))
 }
 
+/// repl_user's password at primary_host from repl_passfile, for the
+/// agent's own query: the operator writes the WAL receiver's line (database
+/// "replication"), and it serves the query too.
+fn repl_password(cfg: &PgConfig) -> Result<Option<Vec<u8>>> {
+    let r = &cfg.replication;
+    let Some(passfile) = &r.repl_passfile else {
+        return Ok(None);
+    };
+    let passwords = Passfile::read(passfile)
+        .map_err(|e| OcfError::configured(format!("repl_passfile {}: {e}", passfile.display())))?;
+    Ok(passwords.password_for_any(
+        &r.primary_host,
+        cfg.pgport,
+        &[&cfg.pgdb, "replication"],
+        &r.repl_user,
+    ))
+}
+
 /// This instance's own history of its timeline (none for timeline 1).
 pub fn local_history(pgdata: &Path, timeline: u32) -> Result<Vec<Fork>> {
     if timeline == 1 {
         return Ok(Vec::new());
     }
     let file = pgdata.join(history_file(timeline));
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| OcfError::generic(format!("cannot read {}: {e}", file.display())))?;
+    // A history file has a line per earlier promotion: 1 MiB is thousands.
+    let text = match ocf::fs::read_bounded(&file, 1 << 20) {
+        Ok(Some(f)) if !f.truncated => String::from_utf8_lossy(&f.bytes).into_owned(),
+        Ok(Some(_)) => {
+            return Err(OcfError::generic(format!(
+                "{} is larger than 1 MiB",
+                file.display()
+            )))
+        }
+        Ok(None) => {
+            return Err(OcfError::generic(format!(
+                "cannot read {}: it does not exist",
+                file.display()
+            )))
+        }
+        Err(e) => {
+            return Err(OcfError::generic(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )))
+        }
+    };
     parse_history(&text)
-}
-
-/// The password for `user` from a .pgpass-format file, as libpq would pick
-/// it (first matching line; `*` matches anything).
-pub fn password_from(
-    passfile: &Path,
-    host: &str,
-    port: u16,
-    db: &str,
-    user: &str,
-) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(passfile)
-        .map_err(|e| OcfError::configured(format!("repl_passfile {}: {e}", passfile.display())))?;
-    let port = port.to_string();
-    let wanted = [host, port.as_str(), db, user];
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let fields = split_pgpass(line);
-        if fields.len() != 5 {
-            continue;
-        }
-        let matches = fields[..4]
-            .iter()
-            .zip(wanted)
-            .all(|(f, w)| f == "*" || f == w || (f == "replication" && w == db));
-        if matches {
-            return Ok(Some(fields[4].clone()));
-        }
-    }
-    Ok(None)
-}
-
-/// Splits a .pgpass line on unescaped colons.
-fn split_pgpass(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => fields.last_mut().unwrap().extend(chars.next()),
-            ':' => fields.push(String::new()),
-            c => fields.last_mut().unwrap().push(c),
-        }
-    }
-    fields
 }
 
 /// What start does before starting the instance as a standby; says
@@ -423,32 +444,63 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn conninfo_quotes_what_libpq_needs_quoted() {
-        assert_eq!(quote("10.0.0.1"), "10.0.0.1");
-        assert_eq!(quote("it's me"), r"'it\'s me'");
-        assert_eq!(quote(""), "''");
+    fn config(params: &[(&str, &str)]) -> PgConfig {
+        let params = ocf::Params::parse(crate::config::PARAMS, |name| {
+            let name = name.strip_prefix("OCF_RESKEY_")?;
+            params
+                .iter()
+                .chain([("pgdata", "/d")].iter())
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).into())
+        })
+        .unwrap();
+        PgConfig::from_params(&params).unwrap()
     }
 
     #[test]
-    fn pgpass_lines_match_like_libpq() {
+    fn conninfo_names_the_primary_as_the_replication_role() {
+        let cfg = config(&[
+            ("primary_host", "10.0.0.100"),
+            ("pgport", "5433"),
+            ("repl_passfile", "/etc/pg pass"),
+        ]);
+        assert_eq!(
+            conninfo(&cfg, None, true),
+            "host=10.0.0.100 port=5433 user=replicator dbname=postgres passfile='/etc/pg pass'"
+        );
+        let cfg = config(&[("primary_host", "/run/pg sock"), ("repl_user", "it's")]);
+        assert_eq!(
+            conninfo(&cfg, Some("node2"), false),
+            r"host='/run/pg sock' user='it\'s' application_name=node2"
+        );
+    }
+
+    #[test]
+    fn the_password_comes_from_the_replication_line_or_the_databases() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pgpass");
         std::fs::write(
             &f,
-            "# comment\nother:5432:*:replicator:nope\n10.0.0.1:5432:*:replicator:s\\:cret\n",
+            "# comment\nother:5432:*:replicator:nope\n\
+             10.0.0.1:5432:replication:replicator:s\\:cret\n\
+             10.0.0.1:5433:postgres:replicator:db\n",
         )
         .unwrap();
+        let passfile = f.to_str().unwrap();
+        let password = |port| {
+            repl_password(&config(&[
+                ("primary_host", "10.0.0.1"),
+                ("pgport", port),
+                ("repl_passfile", passfile),
+            ]))
+        };
+        assert_eq!(password("5432").unwrap(), Some(b"s:cret".to_vec()));
+        assert_eq!(password("5433").unwrap(), Some(b"db".to_vec()));
+        assert_eq!(password("5434").unwrap(), None);
+        assert_eq!(repl_password(&config(&[])).unwrap(), None);
+        let none = dir.path().join("none");
         assert_eq!(
-            password_from(&f, "10.0.0.1", 5432, "postgres", "replicator").unwrap(),
-            Some("s:cret".to_string())
-        );
-        assert_eq!(
-            password_from(&f, "10.0.0.1", 5433, "postgres", "replicator").unwrap(),
-            None
-        );
-        assert_eq!(
-            password_from(&dir.path().join("none"), "h", 1, "d", "u")
+            repl_password(&config(&[("repl_passfile", none.to_str().unwrap())]))
                 .unwrap_err()
                 .status(),
             ocf::Status::ErrConfigured

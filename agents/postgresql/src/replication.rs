@@ -3,10 +3,11 @@
 //! the standbys streaming from it (a primary).
 
 use crate::config::PgConfig;
-use crate::sql::{self, Rows};
+use crate::sql;
 use crate::wal::{self, timeline_of_walfile, Lsn, Position};
 use nix::unistd::{Gid, Uid};
 use ocf::{Deadline, OcfError, Result};
+use pgclient::Rows;
 
 /// One standby as the primary sees it (`pg_stat_replication`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +71,7 @@ const QUERY: &str = "SELECT pg_is_in_recovery(), \
 
 /// Asks the local server, as the postmaster's uid and gid.
 pub fn observe(cfg: &PgConfig, as_user: (Uid, Gid), deadline: &Deadline) -> Result<Replication> {
-    let results = sql::query(sql::local(cfg), Some(as_user), deadline, QUERY)?;
+    let results = pgclient::query(sql::local(cfg), Some(as_user), deadline, QUERY)?;
     let mut repl = parse(&results)?;
     // Without a streaming receiver, SQL knows only the timeline of the last
     // restartpoint; the history files know better.
@@ -83,7 +84,7 @@ pub fn observe(cfg: &PgConfig, as_user: (Uid, Gid), deadline: &Deadline) -> Resu
 }
 
 fn parse(results: &[Rows]) -> Result<Replication> {
-    let get = |column| sql::value(results, 0, 0, column);
+    let get = |column| pgclient::value(results, 0, 0, column);
     let lsn = |column| get(column).map(str::parse::<Lsn>).transpose();
     let number = |column| get(column).and_then(|v: &str| v.parse::<u32>().ok());
     let in_recovery = get(0)

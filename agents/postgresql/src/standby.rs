@@ -8,7 +8,6 @@ use crate::controldata::{ClusterState, ControlData};
 use crate::validate::Checked;
 use crate::{election, rejoin};
 use ocf::{warning, Deadline, OcfError, Result};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 /// What start learnt while preparing the standby.
@@ -67,17 +66,10 @@ pub fn prepare(
 /// standby.signal makes the server start in recovery, as a standby
 /// (PostgreSQL 12 and later); pg_rewind removes it, so it is written last.
 fn write_standby_signal(cfg: &PgConfig, checked: &Checked) -> Result<()> {
+    // pguser owns pgdata: the file may be a symlink planted to make root
+    // truncate or give away another file.
     let signal = cfg.pgdata.join("standby.signal");
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&signal)
-        .and_then(|_| {
-            nix::unistd::chown(&signal, Some(checked.user.uid), Some(checked.user.gid))
-                .map_err(Into::into)
-        })
+    ocf::fs::create_owned(&signal, 0o600, Some((checked.user.uid, checked.user.gid)))
         .map_err(|e| OcfError::perm(format!("cannot write {}: {e}", signal.display())))
 }
 

@@ -3,11 +3,11 @@
 
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
-use crate::postmaster::{self, Postmaster};
+use crate::postmaster::{self, State};
 use crate::{sql, standby, stop, validate};
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 /// How the server starts.
@@ -24,10 +24,10 @@ pub enum Mode {
 pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> Result<Status> {
     let checked = validate::check(cfg, deadline)?;
     if mode != Mode::AsConfigured {
-        validate::check_promotable(cfg)?;
+        validate::check_promotable(cfg, env)?;
     }
     match postmaster::observe(&cfg.pgdata)? {
-        Postmaster::Running(pm) => {
+        State::Running(pm) => {
             let state = sql::server_state(cfg, (checked.user.uid, checked.user.gid), deadline)
                 .map_err(|e| e.context(format!("postmaster {} already runs, but", pm.pid)))?;
             if mode == Mode::AsConfigured || state.in_recovery {
@@ -43,18 +43,18 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
             );
             stop::stop(&cfg.pgdata, &deadline.share(0.5))?;
         }
-        Postmaster::Orphaned(procs) => {
+        State::Orphaned { members: procs, .. } => {
             return Err(OcfError::generic(format!(
                 "processes of {} still run without a postmaster (PIDs {}); stop the resource first",
                 cfg.pgdata.display(),
-                postmaster::pid_list(&procs)
+                ocf::service::pid_list(&procs)
             )))
         }
-        Postmaster::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
-        Postmaster::Stopped { stale: None } => {}
+        State::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
+        State::Stopped { stale: None } => {}
     }
     prepare_directories(cfg, &checked.user)?;
-    if let Some(why) = postmaster::stale_socket_lock(cfg)? {
+    if let Some(why) = postmaster::stale_socket_lock(cfg) {
         let lock = postmaster::socket_lock(cfg);
         std::fs::remove_file(&lock)
             .map_err(|e| OcfError::generic(format!("cannot remove {}: {e}", lock.display())))?;
@@ -136,11 +136,21 @@ fn server_options(cfg: &PgConfig) -> String {
     if let Some(config) = &cfg.config {
         opts.push_str(&format!(" -c config_file={}", shell_quote(config)));
     }
-    if !cfg.start_opts.is_empty() {
+    for word in &cfg.start_opts {
         opts.push(' ');
-        opts.push_str(&cfg.start_opts);
+        opts.push_str(&shell_word(word));
     }
     opts
+}
+
+/// A word as the shell reads it: plain when nothing in it is special.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_=.,/:+%@".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        standby::shell_quote(word)
+    }
 }
 
 /// pg_ctl hands -o to /bin/sh; paths are single-quoted for it.
@@ -155,17 +165,9 @@ fn prepare_directories(cfg: &PgConfig, user: &OsUser) -> Result<()> {
     if let Some(parent) = cfg.logfile.parent() {
         ensure_dir(parent, user, 0o750)?;
     }
-    if !cfg.logfile.exists() {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&cfg.logfile)
-            .and_then(|_| {
-                nix::unistd::chown(&cfg.logfile, Some(user.uid), Some(user.gid)).map_err(Into::into)
-            })
-            .map_err(|e| OcfError::perm(format!("cannot create {}: {e}", cfg.logfile.display())))?;
-    }
+    // The log directory may be pguser's: never follow a symlink planted there.
+    ocf::fs::open_append_owned(&cfg.logfile, 0o640, Some((user.uid, user.gid)))
+        .map_err(|e| OcfError::perm(format!("cannot open {}: {e}", cfg.logfile.display())))?;
     Ok(())
 }
 
@@ -187,8 +189,8 @@ fn ensure_dir(dir: &Path, user: &OsUser, mode: u32) -> Result<()> {
 /// The server's own explanation of a failed start: the last FATAL or PANIC
 /// it logged since `offset`, else its last line.
 fn server_log_reason(logfile: &Path, offset: u64) -> Option<String> {
-    let mut f = std::fs::File::open(logfile).ok()?;
-    let len = f.metadata().ok()?.len();
+    let (mut f, meta) = ocf::fs::open_regular(logfile).ok()??;
+    let len = meta.len();
     // A log rotated in between starts again at 0.
     f.seek(SeekFrom::Start(if offset <= len { offset } else { 0 }))
         .ok()?;
@@ -248,7 +250,12 @@ mod tests {
             pgport: 5433,
             pguser: "postgres".into(),
             pgdb: "postgres".into(),
-            start_opts: "-c work_mem=64MB".into(),
+            start_opts: vec![
+                "-c".into(),
+                "work_mem=64MB".into(),
+                "-c".into(),
+                "log_line_prefix=%m [%p] ".into(),
+            ],
             logfile: "/l".into(),
             ..crate::config::PgConfig::from_params(
                 &ocf::Params::parse(crate::config::PARAMS, |n| {
@@ -260,7 +267,7 @@ mod tests {
         };
         assert_eq!(
             server_options(&cfg),
-            r"-p 5433 -k '/run/pg sock' -c config_file='/etc/it'\''s.conf' -c work_mem=64MB"
+            r"-p 5433 -k '/run/pg sock' -c config_file='/etc/it'\''s.conf' -c work_mem=64MB -c 'log_line_prefix=%m [%p] '"
         );
     }
 }

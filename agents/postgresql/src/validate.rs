@@ -1,7 +1,7 @@
 //! validate-all, and the checks start runs before touching anything.
 
 use crate::config::{data_major_version, PgConfig};
-use ocf::{command, Deadline, OcfError, OsUser, Result};
+use ocf::{command, Deadline, OcfEnv, OcfError, OsUser, Result};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
@@ -142,7 +142,9 @@ pub fn parse_major(version: &str) -> Option<String> {
 }
 
 /// What a promotable clone needs beyond a single instance.
-pub fn check_promotable(cfg: &PgConfig) -> Result<()> {
+pub fn check_promotable(cfg: &PgConfig, env: &OcfEnv) -> Result<()> {
+    env.check_one_promoted_with_notify()?;
+    check_node_name(&env.node_name())?;
     let r = &cfg.replication;
     if r.primary_host.is_empty() {
         return Err(OcfError::configured(
@@ -161,9 +163,33 @@ pub fn check_promotable(cfg: &PgConfig) -> Result<()> {
     Ok(())
 }
 
+/// The primary knows its standbys by `application_name`, which PostgreSQL
+/// cuts to 63 bytes and in which it shows non-ASCII bytes as `?`: a node
+/// whose name does not survive that would never get the score the primary
+/// means for it.
+pub fn check_node_name(node: &str) -> Result<()> {
+    if node.len() > 63 || !node.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OcfError::configured(format!(
+            "node name {node:?} cannot be a standby's application_name (at most 63 printable \
+             ASCII characters): the primary would not recognise it"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_major;
+    use super::{check_node_name, parse_major};
+
+    #[test]
+    fn node_names_must_survive_application_name() {
+        assert!(check_node_name("node2").is_ok());
+        assert!(check_node_name(&"n".repeat(63)).is_ok());
+        for bad in ["n".repeat(64), "nœud".to_string(), "node 2".to_string()] {
+            let e = check_node_name(&bad).unwrap_err();
+            assert_eq!(e.status(), ocf::Status::ErrConfigured, "{bad}");
+        }
+    }
 
     #[test]
     fn major_versions_are_spelled_like_pg_version() {

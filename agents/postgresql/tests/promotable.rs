@@ -4,13 +4,12 @@
 //! cluster the node attributes cannot be written; the agent says so and
 //! goes on, which these tests also show.
 
+use ocf::Status;
 use tusk_testkit::{append, wait_until, Agent, Instance};
 
 use std::time::Duration;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_postgresql");
-const RUNNING_PROMOTED: i32 = 8;
-const NOT_RUNNING: i32 = 7;
 
 /// The agent for `pg` as an instance of a promotable clone on `node`,
 /// following the primary whose socket directory is `primary`.
@@ -33,14 +32,20 @@ fn primary() -> Instance {
         &pg.pgdata.join("postgresql.conf"),
         "wal_log_hints = on\nwal_keep_size = '64MB'\n",
     );
-    agent(&pg, "node1", &pg).run("start").expect(0);
+    agent(&pg, "node1", &pg)
+        .run("start")
+        .expect(Status::Success);
     assert_eq!(
         pg.psql("SELECT pg_is_in_recovery()"),
         "t",
         "started as a standby"
     );
-    agent(&pg, "node1", &pg).run("monitor").expect(0);
-    agent(&pg, "node1", &pg).run("promote").expect(0);
+    agent(&pg, "node1", &pg)
+        .run("monitor")
+        .expect(Status::Success);
+    agent(&pg, "node1", &pg)
+        .run("promote")
+        .expect(Status::Success);
     assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
     pg.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')");
     pg
@@ -49,7 +54,9 @@ fn primary() -> Instance {
 /// A standby of `primary` on node2, started by the agent and streaming.
 fn standby_of(primary: &Instance) -> Instance {
     let s = primary.standby("basebackup");
-    agent(&s, "node2", primary).run("start").expect(0);
+    agent(&s, "node2", primary)
+        .run("start")
+        .expect(Status::Success);
     assert!(
         wait_until(Duration::from_secs(20), || primary
             .replication_state("node2")
@@ -65,11 +72,15 @@ fn a_primary_is_made_by_promote_and_monitors_as_promoted() {
     let p = primary();
     agent(&p, "node1", &p)
         .run("monitor")
-        .expect(RUNNING_PROMOTED);
+        .expect(Status::RunningPromoted);
     // Promote on a primary changes nothing.
-    agent(&p, "node1", &p).run("promote").expect(0);
-    agent(&p, "node1", &p).run("stop").expect(0);
-    agent(&p, "node1", &p).run("monitor").expect(NOT_RUNNING);
+    agent(&p, "node1", &p)
+        .run("promote")
+        .expect(Status::Success);
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::NotRunning);
     assert!(!p.pgdata.join("postmaster.pid").exists());
 }
 
@@ -78,7 +89,7 @@ fn start_always_makes_a_standby_even_of_a_running_primary() {
     let p = primary();
     let pid = p.postmaster_pid();
     // Pacemaker believes it stopped (say, after a probe it did not see).
-    agent(&p, "node1", &p).run("start").expect(0);
+    agent(&p, "node1", &p).run("start").expect(Status::Success);
     assert_eq!(p.psql("SELECT pg_is_in_recovery()"), "t");
     assert_ne!(p.postmaster_pid(), pid, "restarted as a standby");
 }
@@ -87,11 +98,13 @@ fn start_always_makes_a_standby_even_of_a_running_primary() {
 fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
     let p = primary();
     let s = standby_of(&p);
-    agent(&s, "node2", &p).run("monitor").expect(0);
+    agent(&s, "node2", &p)
+        .run("monitor")
+        .expect(Status::Success);
     assert_eq!(p.psql("SHOW synchronous_standby_names"), "");
     agent(&p, "node1", &p)
         .run("monitor")
-        .expect(RUNNING_PROMOTED);
+        .expect(Status::RunningPromoted);
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
         "*",
@@ -101,10 +114,10 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
         "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node2'"
     ) == "sync"));
 
-    agent(&s, "node2", &p).run("stop").expect(0);
+    agent(&s, "node2", &p).run("stop").expect(Status::Success);
     agent(&p, "node1", &p)
         .run("monitor")
-        .expect(RUNNING_PROMOTED);
+        .expect(Status::RunningPromoted);
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
         "",
@@ -117,7 +130,7 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
     agent(&p, "node1", &p)
         .param("sync", "strict")
         .run("monitor")
-        .expect(RUNNING_PROMOTED);
+        .expect(Status::RunningPromoted);
     assert_eq!(p.psql("SHOW synchronous_standby_names"), "*");
 }
 
@@ -127,9 +140,11 @@ fn a_planned_switchover_needs_no_rewind_and_the_old_primary_follows() {
     let s = standby_of(&p);
     p.psql("INSERT INTO t VALUES ('last on node1')");
     // The old primary restarts as a standby of node2's socket.
-    agent(&p, "node1", &s).run("demote").expect(0);
+    agent(&p, "node1", &s).run("demote").expect(Status::Success);
     assert_eq!(p.psql("SELECT pg_is_in_recovery()"), "t");
-    agent(&s, "node2", &p).run("promote").expect(0);
+    agent(&s, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
     assert_eq!(s.psql("SELECT pg_is_in_recovery()"), "f");
     assert_eq!(
         s.psql("SELECT count(*) FROM t WHERE v = 'last on node1'"),
@@ -147,7 +162,9 @@ fn a_planned_switchover_needs_no_rewind_and_the_old_primary_follows() {
     assert!(wait_until(Duration::from_secs(10), || p
         .psql("SELECT count(*) FROM t WHERE v = 'first on node2'")
         == "1"));
-    agent(&p, "node1", &s).run("monitor").expect(0);
+    agent(&p, "node1", &s)
+        .run("monitor")
+        .expect(Status::Success);
 }
 
 #[test]
@@ -155,13 +172,15 @@ fn a_diverged_former_primary_is_refused_under_rewind_off_and_rewound_under_auto(
     let p = primary();
     let s = standby_of(&p);
     // Split brain: node2 is promoted while node1 still writes.
-    agent(&s, "node2", &p).run("promote").expect(0);
+    agent(&s, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
     p.psql("INSERT INTO t VALUES ('lost on node1')");
     s.psql("INSERT INTO t VALUES ('kept on node2')");
-    agent(&p, "node1", &s).run("stop").expect(0);
+    agent(&p, "node1", &s).run("stop").expect(Status::Success);
 
     let refused = agent(&p, "node1", &s).param("rewind", "off").run("start");
-    let refused = refused.expect(1);
+    let refused = refused.expect(Status::ErrGeneric);
     assert!(
         refused.reason().contains(&format!(
             "pg_rewind -D {} --source-server=",
@@ -172,7 +191,7 @@ fn a_diverged_former_primary_is_refused_under_rewind_off_and_rewound_under_auto(
     );
     assert!(p.postmaster_pid().is_none(), "started despite rewind=off");
 
-    agent(&p, "node1", &s).run("start").expect(0);
+    agent(&p, "node1", &s).run("start").expect(Status::Success);
     assert!(
         wait_until(Duration::from_secs(30), || s
             .replication_state("node1")
@@ -183,4 +202,65 @@ fn a_diverged_former_primary_is_refused_under_rewind_off_and_rewound_under_auto(
     assert!(wait_until(Duration::from_secs(10), || p
         .psql("SELECT string_agg(v, ',' ORDER BY v) FROM t")
         == "before,kept on node2"));
+}
+
+#[test]
+fn a_clone_set_up_against_the_election_is_refused_before_anything_starts() {
+    let pg = Instance::new(AGENT);
+    agent(&pg, "node1", &pg)
+        .run("validate-all")
+        .expect(Status::Success);
+    for (name, value, why) in [
+        ("OCF_RESKEY_CRM_meta_promoted_max", "2", "promoted-max is 2"),
+        ("OCF_RESKEY_CRM_meta_notify", "false", "notify=true"),
+    ] {
+        for action in ["validate-all", "start"] {
+            let out = agent(&pg, "node1", &pg)
+                .env(name, value)
+                .run(action)
+                .expect(Status::ErrConfigured);
+            assert!(out.reason().contains(why), "{action}: {}", out.reason());
+        }
+    }
+    let long = "n".repeat(64);
+    let out = agent(&pg, &long, &pg)
+        .run("validate-all")
+        .expect(Status::ErrConfigured);
+    assert!(
+        out.reason().contains("application_name"),
+        "{}",
+        out.reason()
+    );
+    assert_eq!(pg.postmaster_pid(), None, "nothing may have started");
+}
+
+#[test]
+fn a_primary_that_answers_with_an_error_fails_the_start_instead_of_counting_as_absent() {
+    let primary = primary();
+    let standby = standby_of(&primary);
+    agent(&standby, "node2", &primary)
+        .run("stop")
+        .expect(Status::Success);
+    // The primary runs but refuses this role: it is there, so the standby
+    // must not start unchecked (before, it started as if no primary ran).
+    let out = agent(&standby, "node2", &primary)
+        .param("repl_user", "tusk_no_such_role")
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(
+        out.reason().contains("did not answer the divergence check"),
+        "{}",
+        out.reason()
+    );
+    assert_eq!(standby.postmaster_pid(), None, "the standby must not run");
+    // Nothing at primary_host at all: no primary, the standby starts.
+    agent(&primary, "node1", &primary)
+        .run("stop")
+        .expect(Status::Success);
+    agent(&standby, "node2", &primary)
+        .run("start")
+        .expect(Status::Success);
+    agent(&standby, "node2", &primary)
+        .run("stop")
+        .expect(Status::Success);
 }

@@ -57,7 +57,11 @@ fn serve(lab_dir: &Path, stream: UnixStream) -> Result<()> {
         Ok((request, _from)) => {
             let answer = handle(lab_dir, &request)
                 .unwrap_or_else(|e| format!("error {}", format!("{e:#}").replace('\n', " ")));
-            (answer, matches!(request, Request::Off(_) | Request::On(_)))
+            let changes_power = matches!(
+                request,
+                Request::Off(_) | Request::On(_) | Request::Reboot(_)
+            );
+            (answer, changes_power)
         }
         Err(e) => (format!("error {e:#}"), false),
     };
@@ -70,9 +74,14 @@ fn serve(lab_dir: &Path, stream: UnixStream) -> Result<()> {
             started.elapsed().as_secs_f64()
         ));
     }
-    (&stream)
-        .write_all(format!("{answer}\n").as_bytes())
-        .context("answering")
+    match (&stream).write_all(format!("{answer}\n").as_bytes()) {
+        // The agent that asked ran on the node just switched off.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && changes_power => {
+            log("fence daemon: the requester is gone (it ran on the node switched off)");
+            Ok(())
+        }
+        written => written.context("answering"),
+    }
 }
 
 fn handle(lab_dir: &Path, request: &Request) -> Result<String> {
@@ -86,6 +95,11 @@ fn handle(lab_dir: &Path, request: &Request) -> Result<String> {
             "ok".to_string()
         }
         Request::On(node) => {
+            lab.power_on(node)?;
+            "ok".to_string()
+        }
+        Request::Reboot(node) => {
+            lab.power_off(node)?;
             lab.power_on(node)?;
             "ok".to_string()
         }

@@ -1,7 +1,8 @@
 //! One request line, one answer line, over `DIR/fence.sock`.
 //!
-//! Requests: `ping`, `list`, `status NODE`, `off NODE`, `on NODE`, each
-//! optionally followed by `from=HOST` (for the daemon's log).
+//! Requests: `ping`, `list`, `status NODE`, `off NODE`, `on NODE`,
+//! `reboot NODE`, each optionally followed by `from=HOST` (for the daemon's
+//! log).
 //! Answers: `ok`, `ok on`, `ok off`, `ok NODE...`, or `error MESSAGE`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -24,6 +25,11 @@ pub enum Request {
     Status(String),
     Off(String),
     On(String),
+    /// Off, then on, both done by the daemon: like a power switch's power
+    /// cycle, it completes when the node asking is the one switched off (a
+    /// node fencing itself, as the only node of a one-node lab does), whose
+    /// agent dies at the off.
+    Reboot(String),
 }
 
 impl Request {
@@ -34,6 +40,7 @@ impl Request {
             Request::Status(n) => format!("status {n}"),
             Request::Off(n) => format!("off {n}"),
             Request::On(n) => format!("on {n}"),
+            Request::Reboot(n) => format!("reboot {n}"),
         };
         format!("{body} from={from}\n")
     }
@@ -64,6 +71,7 @@ impl Request {
             Some("status") => Request::Status(node(&words)?),
             Some("off") => Request::Off(node(&words)?),
             Some("on") => Request::On(node(&words)?),
+            Some("reboot") => Request::Reboot(node(&words)?),
             _ => bail!("unknown request {line:?}"),
         };
         Ok((request, from))
@@ -123,6 +131,7 @@ mod tests {
             Request::Status("node2".into()),
             Request::Off("node3".into()),
             Request::On("node1".into()),
+            Request::Reboot("node2".into()),
         ] {
             assert_eq!(
                 Request::parse(&r.render("node1")).unwrap(),

@@ -13,8 +13,8 @@
 //! (crm_node, crm_attribute, crm_resource, crm_mon), so their promoted and
 //! unpromoted monitors only do their real work inside a cluster whose CIB
 //! holds a promotable resource of the name they are given:
-//! `tools/bench/in-cluster` runs this inside the disposable single-node
-//! cluster of `tests/cluster/single-node` with such stand-ins. Outside a
+//! `tools/bench/in-cluster` runs this inside node1 of a one-node lab
+//! (`tusk-lab up --nodes 1`, see `lab/`) with such stand-ins. Outside a
 //! cluster nothing is faked: the rows show what the agents do and the
 //! reasons they give.
 
@@ -95,7 +95,9 @@ fn main() -> Result<()> {
         };
         row("tusk postgresql", role.call(), agent, runs, &mut notes)?;
     }
-    if Path::new(HEARTBEAT_PGSQL).is_file() {
+    // TUSK_BENCH_PEERS=0: tusk's rows alone, to compare two builds of it.
+    let peers = std::env::var("TUSK_BENCH_PEERS").map_or(true, |v| v != "0");
+    if peers && Path::new(HEARTBEAT_PGSQL).is_file() {
         let plain = || heartbeat(pair.primary, pair.primary, &cluster);
         row("heartbeat pgsql", "meta-data", plain, runs, &mut notes)?;
         // Its plain mode, as a primitive without replication: the figure
@@ -120,7 +122,7 @@ fn main() -> Result<()> {
             row("heartbeat pgsql", role.call(), agent, runs, &mut notes)?;
         }
     }
-    if Path::new(PAF_PGSQLMS).is_file() {
+    if peers && Path::new(PAF_PGSQLMS).is_file() {
         let plain = || paf(pair.primary);
         row("PAF pgsqlms", "meta-data", plain, runs, &mut notes)?;
         for (role, pg) in pair.roles() {
@@ -199,7 +201,7 @@ impl Cluster {
             (false, _) => println!(
                 "Not in a cluster (crm_node -n fails): PAF's and the heartbeat agent's \
                  promotable monitors need one and their rows show what they do without; \
-                 tools/bench/in-cluster runs this inside a single-node cluster."
+                 tools/bench/in-cluster runs this inside a one-node lab cluster."
             ),
         }
         println!(

@@ -4,13 +4,14 @@
 //! an instance creates is removed when it is dropped, pass or fail, and only
 //! processes of its own data directory are killed.
 
+pub mod pgpool;
 pub mod slony;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{chown, Pid, User};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub const BINDIR: &str = "/usr/lib/postgresql/15/bin";
@@ -191,7 +192,9 @@ impl Instance {
     /// Every process working in this data directory (postmaster and
     /// backends), as the agent itself finds them.
     pub fn processes(&self) -> Vec<i32> {
-        tusk_postgresql::postmaster::leftovers(&self.pgdata)
+        use ocf::service::Service;
+        tusk_postgresql::postmaster::Postmaster::of(&self.pgdata)
+            .members()
             .unwrap()
             .iter()
             .map(|p| p.pid)
@@ -263,95 +266,8 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// `postgresql ACTION` with a chosen environment, the way Pacemaker runs it.
-pub struct Agent {
-    cmd: Command,
-}
-
-impl Agent {
-    pub fn new(binary: impl AsRef<std::ffi::OsStr>) -> Agent {
-        let mut cmd = Command::new(binary);
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("OCF_ROOT", "/usr/lib/ocf")
-            .env("OCF_RESOURCE_INSTANCE", "pg-test");
-        Agent { cmd }
-    }
-
-    pub fn param(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Agent {
-        self.cmd.env(format!("OCF_RESKEY_{name}"), value);
-        self
-    }
-
-    pub fn env(mut self, name: &str, value: &str) -> Agent {
-        self.cmd.env(name, value);
-        self
-    }
-
-    pub fn timeout_ms(self, ms: u64) -> Agent {
-        self.env("OCF_RESKEY_CRM_meta_timeout", &ms.to_string())
-    }
-
-    pub fn run(mut self, action: &str) -> Outcome {
-        self.cmd.arg(action);
-        self.finish(action)
-    }
-
-    /// The command that `run(action)` would run, for callers that measure it.
-    pub fn into_command(mut self, action: &str) -> Command {
-        self.cmd.arg(action);
-        self.cmd
-    }
-
-    pub fn run_without_action(self) -> Outcome {
-        self.finish("(no action)")
-    }
-
-    fn finish(mut self, action: &str) -> Outcome {
-        let started = Instant::now();
-        let out = self
-            .cmd
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the agent");
-        Outcome {
-            action: action.to_string(),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took: started.elapsed(),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct Outcome {
-    pub action: String,
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    pub took: Duration,
-}
-
-impl Outcome {
-    /// Asserts the exit code, showing what the agent said when it differs.
-    pub fn expect(self, code: i32) -> Outcome {
-        assert_eq!(
-            self.code, code,
-            "{} exited {} instead of {code}; stderr:\n{}",
-            self.action, self.code, self.stderr
-        );
-        self
-    }
-
-    /// The `ocf-exit-reason:` line Pacemaker shows to the operator.
-    pub fn reason(&self) -> &str {
-        self.stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("ocf-exit-reason:"))
-            .unwrap_or("")
-    }
-}
+/// The agent runner lives in the core's test support.
+pub use ocf::testing::{Agent, Outcome};
 
 /// A child process killed and reaped when the test ends.
 pub struct Guard(pub Child);

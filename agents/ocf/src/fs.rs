@@ -1,0 +1,215 @@
+//! Files in directories that the service account can write.
+//!
+//! The agents run as root, but a pid file, a lock file or a log lives where
+//! `postgres` (or pgpool's, slon's account) may replace it with a symlink to
+//! any file on the system, a FIFO that blocks a reader forever, or a device.
+//! So every such file is opened without following a symlink and without
+//! blocking, must turn out to be a regular file (checked on the open
+//! descriptor, not on the path), is read to a bound, and is changed through
+//! its descriptor only.
+
+use nix::fcntl::OFlag;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// A regular file read to at most a bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounded {
+    pub bytes: Vec<u8>,
+    /// The file held more than the bound; `bytes` is its beginning.
+    pub truncated: bool,
+    pub modified: std::time::SystemTime,
+}
+
+/// Opens `path` for reading, refusing a symlink, and anything that is not a
+/// regular file, without ever blocking on a FIFO. `Ok(None)` when there is
+/// no such file.
+pub fn open_regular(path: &Path) -> io::Result<Option<(File, Metadata)>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "is a symbolic link",
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is not a regular file ({})", kind(&meta)),
+        ));
+    }
+    Ok(Some((file, meta)))
+}
+
+/// Reads at most `limit` bytes of the regular file at `path` (see
+/// [`open_regular`]).
+pub fn read_bounded(path: &Path, limit: usize) -> io::Result<Option<Bounded>> {
+    let Some((file, meta)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(limit.min(meta.len() as usize) + 1);
+    file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    let truncated = bytes.len() > limit;
+    bytes.truncate(limit);
+    Ok(Some(Bounded {
+        bytes,
+        truncated,
+        modified: meta.modified()?,
+    }))
+}
+
+/// Opens a file to append to, refusing symlinks, non-regular files and
+/// files with other hard links (which could be any file of the system).
+/// A file it creates gets `mode` and is given to `owner` through the
+/// descriptor; an existing one keeps its owner: root never truncates,
+/// chowns or writes what a symlink or a hard link points at.
+pub fn open_append_owned(
+    path: &Path,
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> io::Result<File> {
+    let flags = (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits();
+    // O_EXCL: a symlink in the way fails instead of being followed.
+    match OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(file) => {
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid))?;
+            }
+            return Ok(file);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(symlink_error)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is not a regular file ({})", kind(&meta)),
+        ));
+    }
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "has other hard links",
+        ));
+    }
+    Ok(file)
+}
+
+/// Creates `path` empty (or empties it) without following a symlink or a
+/// hard link, as a regular file owned by `owner`.
+pub fn create_owned(
+    path: &Path,
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> io::Result<()> {
+    let file = open_append_owned(path, mode, owner)?;
+    file.set_len(0)?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+fn symlink_error(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(nix::libc::ELOOP) {
+        io::Error::new(io::ErrorKind::InvalidData, "is a symbolic link")
+    } else {
+        e
+    }
+}
+
+fn kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a plain file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn reads_a_regular_file_to_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "12345").unwrap();
+        let b = read_bounded(&f, 3).unwrap().unwrap();
+        assert_eq!((b.bytes.as_slice(), b.truncated), (&b"123"[..], true));
+        let whole = read_bounded(&f, 5).unwrap().unwrap();
+        assert_eq!(
+            (whole.bytes.as_slice(), whole.truncated),
+            (&b"12345"[..], false)
+        );
+        assert_eq!(read_bounded(&dir.path().join("none"), 3).unwrap(), None);
+    }
+
+    #[test]
+    fn refuses_symlinks_fifos_and_directories_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "1").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for (path, why) in [
+            (&link, "symbolic link"),
+            (&fifo, "FIFO"),
+            (&dir.path().to_path_buf(), "directory"),
+        ] {
+            let e = read_bounded(path, 10).unwrap_err();
+            assert!(e.to_string().contains(why), "{}: {e}", path.display());
+        }
+        let e = open_append_owned(&link, 0o600, None).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&target, &hard).unwrap();
+        let e = create_owned(&hard, 0o600, None).unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"1", "target untouched");
+    }
+
+    #[test]
+    fn created_files_are_owned_through_the_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("standby.signal");
+        std::fs::write(&f, "old").unwrap();
+        let me = (nix::unistd::Uid::effective(), nix::unistd::Gid::effective());
+        create_owned(&f, 0o600, Some(me)).unwrap();
+        let meta = std::fs::metadata(&f).unwrap();
+        assert_eq!((meta.len(), meta.uid()), (0, me.0.as_raw()));
+    }
+}
