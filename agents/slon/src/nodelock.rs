@@ -12,10 +12,11 @@
 //! slon of this cluster.
 
 use crate::cluster::ClusterName;
+use crate::database::NodeDb;
 use crate::peer::{self, Client, Peer};
-use crate::quote;
 use ocf::process::ProcInfo;
-use ocf::{OcfError, Result};
+use ocf::{Deadline, OcfError, Result};
+use pgclient::quote;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -83,12 +84,9 @@ pub fn query(cluster: &ClusterName) -> String {
     )
 }
 
-/// The text rows of one statement, NULL as `None`.
-pub type Rows = Vec<Vec<Option<String>>>;
-
 impl NodeLock {
     /// Reads the rows of [`query`].
-    pub fn from_rows(rows: &Rows) -> Result<NodeLock> {
+    pub fn from_rows(rows: &[Vec<Option<String>>]) -> Result<NodeLock> {
         let bad =
             |what: &str| OcfError::generic(format!("unexpected sl_nodelock query result: {what}"));
         let first = rows.first().ok_or_else(|| bad("no row"))?;
@@ -149,34 +147,14 @@ fn client(addr: Option<&str>, port: Option<i32>) -> Client {
     }
 }
 
-/// Reads this node's lock rows: one round trip of the simple query protocol.
-pub fn read(db: &mut postgres::Client, cluster: &ClusterName) -> Result<NodeLock> {
-    let messages = db.simple_query(&query(cluster)).map_err(|e| {
-        OcfError::generic(format!(
-            "cannot read {}.sl_nodelock: {}",
-            cluster.schema(),
-            describe(&e)
-        ))
-    })?;
-    let rows: Rows = messages
-        .iter()
-        .filter_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
-    NodeLock::from_rows(&rows)
-}
-
-fn describe(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
+/// Reads this node's lock rows: one round trip. A failure keeps its kind
+/// (a probe tells an unreachable database from a refusing one).
+pub fn read(db: &NodeDb, cluster: &ClusterName, deadline: &Deadline) -> pgclient::Result<NodeLock> {
+    let results = db
+        .query(deadline, &query(cluster))
+        .map_err(|e| e.context(format!("reading {}.sl_nodelock", cluster.schema())))?;
+    NodeLock::from_rows(results.first().map(Vec::as_slice).unwrap_or_default())
+        .map_err(|e| pgclient::Error::new(pgclient::ErrorKind::Other, e.reason()))
 }
 
 /// A lock row with what this host knows about the other end of its
