@@ -3,6 +3,7 @@
 //! value an operator gives, and the judgement of slon's node lock.
 
 pub mod cluster;
+pub mod config;
 pub mod database;
 pub mod nodelock;
 pub mod peer;
