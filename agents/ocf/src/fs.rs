@@ -133,6 +133,41 @@ pub fn create_owned(
     Ok(())
 }
 
+/// Makes sure the directory `dir` exists: creates it (its parent must
+/// exist) with `mode` and gives it to `owner`, for the run and log
+/// directories a reboot or a fresh install may lack. An existing directory
+/// is left as it is; a symlink or a file in its place is an error.
+pub fn ensure_dir_owned(
+    dir: &Path,
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> io::Result<bool> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(false),
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "is not a directory",
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode).create(dir)?;
+    // The umask took bits away; a file descriptor keeps the fchmod and
+    // fchown on this directory, not on what a path might be swapped for.
+    let fd = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY).bits())
+        .open(dir)
+        .map_err(symlink_error)?;
+    fd.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&fd), Some(uid), Some(gid))?;
+    }
+    Ok(true)
+}
+
 fn symlink_error(e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(nix::libc::ELOOP) {
         io::Error::new(io::ErrorKind::InvalidData, "is a symbolic link")
@@ -160,6 +195,26 @@ fn kind(meta: &Metadata) -> &'static str {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn ensure_dir_creates_the_last_component_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        assert!(ensure_dir_owned(&run, 0o2775, None).unwrap());
+        let m = std::fs::metadata(&run).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o2775);
+        assert!(
+            !ensure_dir_owned(&run, 0o700, None).unwrap(),
+            "kept as it is"
+        );
+        assert!(ensure_dir_owned(&dir.path().join("a/b"), 0o755, None).is_err());
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(ensure_dir_owned(&file, 0o755, None).is_err());
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&run, &link).unwrap();
+        assert!(ensure_dir_owned(&link, 0o755, None).is_err());
+    }
 
     #[test]
     fn reads_a_regular_file_to_its_bound() {

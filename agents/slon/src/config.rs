@@ -3,6 +3,7 @@
 
 use crate::cluster::ClusterName;
 use crate::database::{self, NodeDb};
+use crate::nodelock;
 use nix::unistd::{Gid, Uid};
 use ocf::{OcfError, Param, Params, Result};
 use std::path::{Path, PathBuf};
@@ -150,15 +151,11 @@ pub struct OriginRole {
 /// The validated configuration of one slon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlonConfig {
-    pub cluster: ClusterName,
-    /// As the operator wrote it: slon's second operand.
-    pub conninfo: String,
-    pub slon_binary: PathBuf,
+    /// What identifies this resource's slon.
+    pub instance: Instance,
     pub config_file: Option<PathBuf>,
     pub options: Vec<String>,
-    pub pid_file: PathBuf,
     pub logfile: PathBuf,
-    pub user: String,
     pub lag: LagLimits,
     pub origin: OriginRole,
 }
@@ -172,21 +169,18 @@ impl SlonConfig {
 
     pub fn from_params(p: &Params, instance: &str) -> Result<SlonConfig> {
         let ident = Instance::from_params(p, instance)?;
+        database::parse_conninfo(&ident.conninfo, &ident.user)?;
         let text = |name: &str| p.string(name).unwrap_or_default().trim().to_string();
         let seconds = |name: &str| -> Result<Option<Duration>> {
             Ok(non_negative(p, name)?.map(Duration::from_secs))
         };
         let config_file = absolute_path(p, "config_file")?;
-        let cfg = SlonConfig {
-            cluster: ident.cluster,
-            conninfo: ident.conninfo,
-            slon_binary: ident.slon_binary,
+        Ok(SlonConfig {
+            instance: ident,
             config_file,
             options: slon_options(&text("options"))?,
-            pid_file: ident.pid_file,
             logfile: absolute_path(p, "logfile")?
                 .unwrap_or_else(|| default_file("/var/log/slony1", "slon-", instance, ".log")),
-            user: ident.user,
             lag: LagLimits {
                 time: seconds("lag_time")?,
                 events: non_negative(p, "lag_events")?,
@@ -196,14 +190,7 @@ impl SlonConfig {
                 admin_conninfo: admin_conninfo(&text("admin_conninfo"))?,
                 slonik: absolute_path(p, "slonik")?.expect("slonik has a default"),
             },
-        };
-        database::parse_conninfo(&cfg.conninfo, &cfg.user)?;
-        Ok(cfg)
-    }
-
-    /// The node's database, reached as `as_user`.
-    pub fn database(&self, as_user: Option<(Uid, Gid)>) -> Result<NodeDb> {
-        NodeDb::from_conninfo(&self.conninfo, &self.user, as_user)
+        })
     }
 
     /// slon's arguments after the program name: the options, the pid file,
@@ -215,10 +202,11 @@ impl SlonConfig {
             args.push(f.into());
         }
         args.extend(self.options.iter().map(Into::into));
+        let i = &self.instance;
         args.push("-p".into());
-        args.push(self.pid_file.clone().into());
-        args.push(self.cluster.as_str().into());
-        args.push(self.conninfo.clone().into());
+        args.push(i.pid_file.clone().into());
+        args.push(i.cluster.as_str().into());
+        args.push(i.conninfo.clone().into());
         args
     }
 }
@@ -236,6 +224,19 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The node's database, reached as `as_user`.
+    pub fn database(&self, as_user: Option<(Uid, Gid)>) -> Result<NodeDb> {
+        NodeDb::from_conninfo(&self.conninfo, &self.user, as_user)
+    }
+
+    /// What a slon of this node looks like, for the lock judgement.
+    pub fn expected(&self) -> nodelock::Expected<'_> {
+        nodelock::Expected {
+            cluster: &self.cluster,
+            slon_binary: &self.slon_binary,
+        }
+    }
+
     pub fn from_env(instance: &str) -> Result<Instance> {
         let names = ["cluster_name", "conninfo", "slon", "pidfile", "user"];
         let decls: Vec<Param> = PARAMS
@@ -468,14 +469,17 @@ mod tests {
     #[test]
     fn defaults_are_debian_s() {
         let c = parse(&MINIMAL).unwrap();
-        assert_eq!(c.cluster.as_str(), "tusk");
-        assert_eq!(c.slon_binary, PathBuf::from("/usr/bin/slon"));
-        assert_eq!(c.pid_file, PathBuf::from("/var/run/slony1/slon-app.pid"));
+        assert_eq!(c.instance.cluster.as_str(), "tusk");
+        assert_eq!(c.instance.slon_binary, PathBuf::from("/usr/bin/slon"));
+        assert_eq!(
+            c.instance.pid_file,
+            PathBuf::from("/var/run/slony1/slon-app.pid")
+        );
         assert_eq!(
             c.logfile,
             PathBuf::from("/var/log/slony1/slon-slon-app.log")
         );
-        assert_eq!(c.user, "postgres");
+        assert_eq!(c.instance.user, "postgres");
         assert_eq!(c.lag.time, Some(Duration::from_secs(120)));
         assert_eq!(c.lag.events, None);
         assert!(c.options.is_empty() && c.origin.sets.is_empty());
