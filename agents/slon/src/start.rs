@@ -45,7 +45,16 @@ pub fn start(cfg: &SlonConfig, deadline: &Deadline) -> Result<Status> {
             );
             service::kill_members(&daemon, &deadline.share(0.3))?;
         }
-        Slon::Stopped { stale: Some(why) } => info!("{why}; slon overwrites it"),
+        Slon::Stopped { stale: Some(why) } => {
+            // slon would overwrite a file it may write, and fail on one it
+            // may not (a root-owned leftover): unlink does not follow a
+            // symlink, so removing it is safe in the user's directory.
+            match std::fs::remove_file(&inst.pid_file) {
+                Ok(()) => info!("{why}; removed it"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(OcfError::perm(format!("{why}; cannot remove it: {e}"))),
+            }
+        }
         Slon::Stopped { stale: None } => {}
     }
     let node = clear_lock(&db, inst, deadline)?;

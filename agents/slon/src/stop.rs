@@ -23,12 +23,13 @@ use std::time::Duration;
 /// exit (9 to 26 ms). slon 2.2.11 loses a SIGTERM that arrives while the
 /// watchdog waits to fork a new worker (20 s after a restart notification
 /// such as FAILOVER or DROP NODE): it only cuts the wait short and a new
-/// worker serves again. So the first SIGTERM is verified and a second one
-/// sent; whatever still runs after it is SIGKILLed, worker included (the
-/// worker ignores SIGTERM).
+/// worker serves again. So the first SIGTERM gets a tenth of the time (a
+/// clean exit needs far less) and a second one follows; whatever still
+/// runs after it is SIGKILLed, worker included (the worker ignores
+/// SIGTERM).
 pub const LADDER: [Step; 2] = [
-    Step::new(Signal::SIGTERM, "SIGTERM", 0.3),
-    Step::new(Signal::SIGTERM, "a second SIGTERM", 0.4),
+    Step::new(Signal::SIGTERM, "SIGTERM", 0.1),
+    Step::new(Signal::SIGTERM, "a second SIGTERM", 0.3),
 ];
 
 pub fn stop(inst: &Instance, deadline: &Deadline) -> Result<Status> {

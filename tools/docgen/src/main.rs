@@ -11,10 +11,16 @@ use std::path::{Path, PathBuf};
 const PROVIDER: &str = "tusk";
 
 /// Every agent, with the example its man page shows.
-const AGENTS: &[(&AgentInfo, &str)] = &[(
-    &tusk_postgresql::AGENT,
-    "pcs resource create pg ocf:tusk:postgresql \\\n    pgdata=/var/lib/postgresql/15/main \\\n    config=/etc/postgresql/15/main/postgresql.conf \\\n    op monitor interval=15s timeout=20s",
-)];
+const AGENTS: &[(&AgentInfo, &str)] = &[
+    (
+        &tusk_postgresql::AGENT,
+        "pcs resource create pg ocf:tusk:postgresql \\\n    pgdata=/var/lib/postgresql/15/main \\\n    config=/etc/postgresql/15/main/postgresql.conf \\\n    op monitor interval=15s timeout=20s",
+    ),
+    (
+        &tusk_slon::AGENT,
+        "pcs resource create slon-app ocf:tusk:slon \\\n    cluster_name=app \\\n    conninfo=\"host=/var/run/postgresql dbname=app user=slony\" \\\n    op monitor interval=10s timeout=20s",
+    ),
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
