@@ -1,3 +1,6 @@
+//! `tusk-bench slon [AGENT_BINARY] [RUNS]`: the slon agent's monitor beside
+//! the init script's check and a psql query of sl_status (see `slon.rs`).
+//!
 //! `tusk-bench [AGENT_BINARY] [RUNS]`: what one call of a PostgreSQL agent
 //! costs, against a real PostgreSQL 15 primary and its streaming standby that
 //! it starts itself: tusk's postgresql agent beside resource-agents'
@@ -45,7 +48,12 @@ const PAF_RESOURCE: &str = "paf-bench";
 /// crm_attribute calls without end.
 const CALL_DEADLINE: Duration = Duration::from_secs(20);
 
+mod slon;
+
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("slon") {
+        return slon::main(std::env::args().skip(2));
+    }
     let mut args = std::env::args().skip(1);
     let binary = PathBuf::from(
         args.next()
