@@ -445,14 +445,7 @@ mod tests {
     use ocf::Status;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<SlonConfig> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (format!("OCF_RESKEY_{k}"), v.to_string()))
-            .collect();
-        let params = Params::parse(PARAMS, |n| {
-            pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
-        })?;
-        SlonConfig::from_params(&params, "slon-app:1")
+        SlonConfig::from_params(&Params::from_pairs(PARAMS, pairs)?, "slon-app:1")
     }
 
     const MINIMAL: [(&str, &str); 2] = [
