@@ -75,5 +75,6 @@ pub use conninfo::Conninfo;
 pub use error::{classify, describe, Error, ErrorKind, Result};
 pub use identity::Identity;
 pub use passfile::Passfile;
+pub use postgres::config::Host;
 pub use postgres::Config;
 pub use query::{query, query_each, value, Rows};

@@ -10,6 +10,7 @@ use crate::config::SlonConfig;
 use crate::daemon::{self, Slon, SlonDaemon};
 use crate::lag;
 use crate::nodelock::{self, NodeLock, Verdict};
+use crate::origin::{self, Role};
 use crate::start::{describe_holder, lock_error};
 use nix::unistd::{Gid, Uid};
 use ocf::attributes::NodeAttributes;
@@ -22,7 +23,14 @@ use std::time::{Duration, SystemTime};
 /// lock about 0.1 s after it starts.
 const YOUNG_WORKER: Duration = Duration::from_secs(10);
 
-pub fn monitor(cfg: &SlonConfig, attrs: &NodeAttributes, deadline: &Deadline) -> Result<Status> {
+/// `promotable`: an instance of a promotable clone, whose monitor also
+/// says whether this node is the origin (8) and scores it.
+pub fn monitor(
+    cfg: &SlonConfig,
+    attrs: &NodeAttributes,
+    promotable: bool,
+    deadline: &Deadline,
+) -> Result<Status> {
     let inst = &cfg.instance;
     let daemon = SlonDaemon::new(inst);
     let (watchdog, worker) = match daemon.observe()? {
@@ -73,6 +81,14 @@ pub fn monitor(cfg: &SlonConfig, attrs: &NodeAttributes, deadline: &Deadline) ->
                 watchdog.pid
             )),
         );
+        if promotable {
+            let db = inst.database(Some((
+                Uid::from_raw(watchdog.uid),
+                Gid::from_raw(watchdog.gid),
+            )))?;
+            let obs = crate::promotable::observe(&db, cfg, deadline)?;
+            return in_role(obs.role, Status::Degraded, attrs, obs.local);
+        }
         return Ok(Status::Degraded);
     };
     note_change(attrs, "worker", None);
@@ -82,22 +98,23 @@ pub fn monitor(cfg: &SlonConfig, attrs: &NodeAttributes, deadline: &Deadline) ->
         Uid::from_raw(watchdog.uid),
         Gid::from_raw(watchdog.gid),
     )))?;
-    let sql = format!(
+    let mut sql = format!(
         "{}; {}",
         nodelock::query(&inst.cluster),
         lag::query(&inst.cluster, &cfg.origin.sets)
     );
+    if promotable {
+        sql = format!("{sql}; {}", origin::query(&inst.cluster, &cfg.origin.sets));
+    }
     let patience = deadline.share(0.5);
-    let (lock, sets) = loop {
+    let (lock, sets, results) = loop {
         let results = db.query(deadline, &sql).map_err(|e| {
             lock_error(&db, inst, e).context(format!("slon PID {} runs, but", watchdog.pid))
         })?;
         let lock = NodeLock::from_rows(results.first().map(Vec::as_slice).unwrap_or_default())?;
         if nodelock::held_by(&lock, &worker).is_some() {
-            break (
-                lock,
-                lag::from_rows(results.get(1).map(Vec::as_slice).unwrap_or_default()),
-            );
+            let sets = lag::from_rows(results.get(1).map(Vec::as_slice).unwrap_or_default());
+            break (lock, sets, results);
         }
         if !is_young(&worker) || patience.is_expired() {
             return Err(not_serving(&lock, &worker, cfg));
@@ -113,9 +130,42 @@ pub fn monitor(cfg: &SlonConfig, attrs: &NodeAttributes, deadline: &Deadline) ->
             .map(|why| format!("node {} is behind: {why}", lock.local_node))
             .as_deref(),
     );
-    Ok(match behind {
+    let health = match behind {
         Some(_) => Status::Degraded,
         None => Status::Success,
+    };
+    if !promotable {
+        return Ok(health);
+    }
+    let obs = crate::promotable::from_results(
+        results.get(2..).unwrap_or_default(),
+        cfg,
+        lock.local_node,
+    )?;
+    crate::promotable::score_self(attrs, &obs, deadline);
+    in_role(obs.role, health, attrs, obs.local)
+}
+
+/// The origin is the Promoted role once Pacemaker promoted this instance
+/// (8, or 191 when degraded): the origin is a fact of the catalog that no
+/// start changes, so an instance that Pacemaker only started reports 0
+/// with the origin's score, and Pacemaker promotes it (promote then has
+/// nothing to move). A promoted instance whose node is no longer the
+/// origin (the sets were moved by hand) has lost its role: 9.
+fn in_role(role: Role, health: Status, attrs: &NodeAttributes, local: i32) -> Result<Status> {
+    let promoted = crate::promotable::is_promoted(attrs);
+    Ok(match (role, promoted, health) {
+        (Role::Origin, true, Status::Degraded) => Status::DegradedPromoted,
+        (Role::Origin, true, _) => Status::RunningPromoted,
+        (Role::Subscriber { origin }, true, _) => {
+            return Err(OcfError::new(
+                Status::FailedPromoted,
+                format!(
+                    "this instance was promoted, but node {origin} is the origin of the sets now,                      not node {local}"
+                ),
+            ))
+        }
+        (_, false, h) => h,
     })
 }
 

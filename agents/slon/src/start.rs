@@ -14,7 +14,10 @@ use crate::config::{Instance, SlonConfig};
 use crate::daemon::{Slon, SlonDaemon};
 use crate::database::NodeDb;
 use crate::nodelock::{self, Holder, HolderClient, Verdict};
+use crate::origin::Role;
+use crate::promotable;
 use crate::validate;
+use ocf::attributes::NodeAttributes;
 use ocf::service;
 use ocf::{info, warning, Deadline, OcfError, OsUser, Result, Status};
 use std::io::{Read, Seek, SeekFrom};
@@ -23,11 +26,20 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn start(cfg: &SlonConfig, deadline: &Deadline) -> Result<Status> {
+/// `role`: the clone instance's node attributes when the resource is a
+/// promotable clone.
+pub fn start(
+    cfg: &SlonConfig,
+    role: Option<&NodeAttributes>,
+    deadline: &Deadline,
+) -> Result<Status> {
     let checked = validate::check(cfg)?;
     let inst = &cfg.instance;
     let daemon = SlonDaemon::new(inst);
     let db = inst.database(Some((checked.user.uid, checked.user.gid)))?;
+    if let Some(attrs) = role {
+        refuse_a_failed_over_origin(cfg, &checked.user, &db, attrs, deadline)?;
+    }
     match daemon.observe()? {
         Slon::Running { watchdog, .. } => {
             let serving = wait_serving(&daemon, &db, inst, None, deadline)?;
@@ -96,6 +108,31 @@ pub fn start(cfg: &SlonConfig, deadline: &Deadline) -> Result<Status> {
                 None => e,
             })
         }
+    }
+}
+
+/// A promotable instance on a node that was failed over must not start: its
+/// slon would serve a node the cluster dropped, and Pacemaker would find
+/// its catalog naming it the origin.
+fn refuse_a_failed_over_origin(
+    cfg: &SlonConfig,
+    user: &OsUser,
+    db: &NodeDb,
+    attrs: &NodeAttributes,
+    deadline: &Deadline,
+) -> Result<()> {
+    let obs = promotable::observe(db, cfg, deadline)?;
+    promotable::set_promoted(attrs, false);
+    promotable::publish_node_id(attrs, obs.local, deadline);
+    if obs.role != Role::Origin {
+        return Ok(());
+    }
+    match promotable::failed_over(cfg, user, obs.local, deadline) {
+        None => Ok(()),
+        Some(why) => Err(OcfError::installed(format!(
+            "node {} was failed over and must not serve as the origin: {why}. Rebuild it as a              new node (DROP NODE, drop its schema, STORE NODE, STORE PATH, SUBSCRIBE SET) and              clean up the resource",
+            obs.local
+        ))),
     }
 }
 
