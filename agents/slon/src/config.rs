@@ -121,6 +121,29 @@ pub const PARAMS: &[Param] = &[
              (quoted for slonik). A semicolon inside a single-quoted conninfo value is \
              part of the value.",
         ),
+    Param::choice("failback", &["auto", "off"])
+        .default("auto")
+        .short("What start does on a failed-over old origin: auto or off")
+        .long(
+            "Promotable clones: a node that comes back after its sets were failed over to \
+             another node still names itself the origin in its own catalog. auto: start \
+             saves the rows of the sets' tables that this node holds (pg_dump --data-only \
+             into failback_dir, tusk-failback-CLUSTER-nodeN-EPOCH.sql, logged: \
+             rows it committed as origin and never replicated would otherwise vanish, since \
+             SUBSCRIBE SET empties the tables), drops the node from the cluster if it is \
+             still listed, drops its leftover schema, stores it again (STORE NODE, STORE \
+             PATH with the admin_conninfo of each node) and subscribes it to the sets; it \
+             can then become the origin again by a planned move. off: start fails (5) and \
+             names these steps.",
+        ),
+    Param::string("failback_dir")
+        .default("")
+        .short("Where failback saves a returning node's rows")
+        .long(
+            "The directory, writable by user, where failback=auto keeps the pg_dump of a \
+             failed-over node's rows before it is subscribed again. Empty: the user's home \
+             directory.",
+        ),
     Param::string("slonik")
         .default("/usr/bin/slonik")
         .short("The slonik binary")
@@ -143,6 +166,10 @@ pub struct LagLimits {
 pub struct OriginRole {
     /// Empty: every set this node receives (monitor), none (promotable).
     pub sets: Vec<u32>,
+    /// Rejoin a failed-over old origin at start.
+    pub failback: bool,
+    /// Where its rows are saved first; `None`: the user's home.
+    pub failback_dir: Option<PathBuf>,
     /// `(node id, conninfo)` for slonik's preamble, in the given order.
     pub admin_conninfo: Vec<(u32, String)>,
     pub slonik: PathBuf,
@@ -187,6 +214,8 @@ impl SlonConfig {
             },
             origin: OriginRole {
                 sets: set_ids(&text("sets"))?,
+                failback: p.choice("failback") != Some("off"),
+                failback_dir: absolute_path(p, "failback_dir")?,
                 admin_conninfo: admin_conninfo(&text("admin_conninfo"))?,
                 slonik: absolute_path(p, "slonik")?.expect("slonik has a default"),
             },

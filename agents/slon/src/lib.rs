@@ -10,6 +10,7 @@ pub mod connections;
 pub mod daemon;
 pub mod database;
 pub mod demote;
+pub mod failback;
 pub mod failover;
 pub mod lag;
 pub mod monitor;

@@ -161,7 +161,8 @@ fn in_role(role: Role, health: Status, attrs: &NodeAttributes, local: i32) -> Re
             return Err(OcfError::new(
                 Status::FailedPromoted,
                 format!(
-                    "this instance was promoted, but node {origin} is the origin of the sets now,                      not node {local}"
+                    "this instance was promoted, but node {origin} is the origin of the sets now, \
+                     not node {local}"
                 ),
             ))
         }

@@ -63,6 +63,13 @@ pub fn pairs(rows: &[Vec<Option<String>>]) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// Pairs of texts from rows of two columns (NULLs skipped).
+pub fn pairs_text(rows: &[Vec<Option<String>>]) -> Vec<(String, String)> {
+    rows.iter()
+        .filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.clone()?)))
+        .collect()
+}
+
 /// This node's role from the sets' origins as its catalog shows them. Every
 /// configured set must exist and all must share one origin: the Promoted
 /// role is one node.

@@ -163,6 +163,17 @@ pub fn planned_move(
     }
 }
 
+/// What another node says of a failed-over old origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedOver {
+    /// For the log: which node said what.
+    pub why: String,
+    /// The origin of the sets as that node knows it, when not this node.
+    pub origin: Option<u32>,
+    /// That node still lists this node (failed, not dropped).
+    pub listed: bool,
+}
+
 /// On a node whose own catalog names it the origin: whether another node
 /// knows better. After a FAILOVER the old origin's catalog still names it
 /// the origin, and it accepts writes, until its slon processes the
@@ -174,7 +185,7 @@ pub fn failed_over(
     user: &OsUser,
     local: i32,
     deadline: &Deadline,
-) -> Option<String> {
+) -> Option<FailedOver> {
     let schema = cfg.instance.cluster.schema_sql();
     let first = cfg.origin.sets.first()?;
     let sql = format!(
@@ -192,22 +203,21 @@ pub fn failed_over(
         let Ok(results) = db.query(&ask, &sql) else {
             continue;
         };
-        if let Some(origin) = pgclient::value(&results, 0, 0, 0) {
-            if origin != local.to_string() {
-                return Some(format!(
-                    "node {id} names node {origin} the origin of set {first}"
-                ));
-            }
-        }
-        match pgclient::value(&results, 1, 0, 0) {
-            None => {
-                return Some(format!(
-                    "node {id} no longer lists node {local} (DROP NODE)"
-                ))
-            }
-            Some("t") => return Some(format!("node {id} lists node {local} as failed")),
-            Some(_) => {}
-        }
+        let origin = pgclient::value(&results, 0, 0, 0)
+            .and_then(|o| o.parse::<u32>().ok())
+            .filter(|o| *o as i32 != local);
+        let failed = pgclient::value(&results, 1, 0, 0);
+        let why = match (origin, failed) {
+            (Some(o), _) => format!("node {id} names node {o} the origin of set {first}"),
+            (None, None) => format!("node {id} no longer lists node {local} (DROP NODE)"),
+            (None, Some("t")) => format!("node {id} lists node {local} as failed"),
+            (None, Some(_)) => continue,
+        };
+        return Some(FailedOver {
+            why,
+            origin,
+            listed: failed.is_some(),
+        });
     }
     None
 }

@@ -89,10 +89,22 @@ pub fn run(cfg: &SlonConfig, user: &OsUser, commands: &str, deadline: &Deadline)
     }
     info!(
         "slonik: {} in {:.2} s",
-        commands.lines().collect::<Vec<_>>().join(" "),
+        summary(commands),
         took.as_secs_f64()
     );
     Ok(())
+}
+
+/// The commands of a script without their arguments, which may hold a
+/// conninfo with a password: `store node, store path, store path`.
+pub fn summary(commands: &str) -> String {
+    commands
+        .lines()
+        .filter_map(|l| l.split('(').next())
+        .map(|c| c.trim().trim_end_matches(';'))
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -117,6 +129,16 @@ mod tests {
              node 2 admin conninfo = 'host=db2 password=''it''''s''; drop';\n"
         );
         assert!(preamble(&c, &[(1, "a\0b".into())]).is_err());
+    }
+
+    #[test]
+    fn the_log_names_the_commands_and_no_argument() {
+        assert_eq!(
+            summary(
+                "store path (server = 1, client = 2, conninfo = 'password=x');\nrestart node 1;\n"
+            ),
+            "store path, restart node 1"
+        );
     }
 
     #[test]

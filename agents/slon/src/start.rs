@@ -13,6 +13,7 @@
 use crate::config::{Instance, SlonConfig};
 use crate::daemon::{Slon, SlonDaemon};
 use crate::database::NodeDb;
+use crate::failback;
 use crate::nodelock::{self, Holder, HolderClient, Verdict};
 use crate::origin::Role;
 use crate::promotable;
@@ -37,9 +38,10 @@ pub fn start(
     let inst = &cfg.instance;
     let daemon = SlonDaemon::new(inst);
     let db = inst.database(Some((checked.user.uid, checked.user.gid)))?;
-    if let Some(attrs) = role {
-        refuse_a_failed_over_origin(cfg, &checked.user, &db, attrs, deadline)?;
-    }
+    let rejoined = match role {
+        Some(attrs) => failed_over_origin(cfg, &checked.user, &db, attrs, deadline)?,
+        None => None,
+    };
     match daemon.observe()? {
         Slon::Running { watchdog, .. } => {
             let serving = wait_serving(&daemon, &db, inst, None, deadline)?;
@@ -76,11 +78,15 @@ pub fn start(
     let mut child = spawn(cfg, &checked.user, log)?;
     match wait_serving(&daemon, &db, inst, Some(&mut child), deadline) {
         Ok(serving) => {
+            let took = started.elapsed();
+            if let Some((local, origin)) = rejoined {
+                failback::subscribe(cfg, &checked.user, local, origin, deadline)?;
+            }
             info!(
                 "slon serves node {node} of cluster {} after {} ms (watchdog {}, worker {}, lock \
                  backend {})",
                 inst.cluster,
-                started.elapsed().as_millis(),
+                took.as_millis(),
                 child.id(),
                 serving.worker,
                 serving.backend
@@ -111,29 +117,38 @@ pub fn start(
     }
 }
 
-/// A promotable instance on a node that was failed over must not start: its
-/// slon would serve a node the cluster dropped, and Pacemaker would find
-/// its catalog naming it the origin.
-fn refuse_a_failed_over_origin(
+/// A promotable instance on a node that was failed over must not start as
+/// it is: its slon would serve a node the cluster dropped, and its catalog
+/// names it the origin. With failback=auto it is rejoined as a new node
+/// (returned: this node and the origin to subscribe from once slon
+/// serves); with failback=off start fails and names the steps.
+fn failed_over_origin(
     cfg: &SlonConfig,
     user: &OsUser,
     db: &NodeDb,
     attrs: &NodeAttributes,
     deadline: &Deadline,
-) -> Result<()> {
+) -> Result<Option<(u32, u32)>> {
     let obs = promotable::observe(db, cfg, deadline)?;
     promotable::set_promoted(attrs, false);
     promotable::publish_node_id(attrs, obs.local, deadline);
     if obs.role != Role::Origin {
-        return Ok(());
+        return Ok(None);
     }
-    match promotable::failed_over(cfg, user, obs.local, deadline) {
-        None => Ok(()),
-        Some(why) => Err(OcfError::installed(format!(
-            "node {} was failed over and must not serve as the origin: {why}. Rebuild it as a              new node (DROP NODE, drop its schema, STORE NODE, STORE PATH, SUBSCRIBE SET) and              clean up the resource",
-            obs.local
-        ))),
+    let Some(failed) = promotable::failed_over(cfg, user, obs.local, deadline) else {
+        return Ok(None);
+    };
+    let local = obs.local as u32;
+    if cfg.origin.failback {
+        let origin = failback::rejoin(cfg, user, db, local, &failed, deadline)?;
+        return Ok(Some((local, origin)));
     }
+    Err(OcfError::installed(format!(
+        "node {local} was failed over and must not serve as the origin: {}. Rebuild it as a \
+         new node (DROP NODE, drop its schema, STORE NODE, STORE PATH, SUBSCRIBE SET), or set \
+         failback=auto, and clean up the resource",
+        failed.why
+    )))
 }
 
 /// Judges this node's lock row, deletes it when stale, and returns the

@@ -211,7 +211,7 @@ fn a_planned_move_of_the_origin_and_back_loses_no_row() {
 }
 
 #[test]
-fn an_origin_whose_postgresql_is_stopped_is_failed_over_and_refused_at_start() {
+fn an_origin_whose_postgresql_is_stopped_is_failed_over_then_rejoined_and_moved_back() {
     let cluster = SlonyCluster::new(2);
     clone_agent(&cluster, 1)
         .run("start")
@@ -254,11 +254,16 @@ fn an_origin_whose_postgresql_is_stopped_is_failed_over_and_refused_at_start() {
         monitor(clone_agent(&cluster, 2)).status() == Some(Status::RunningPromoted)
     }));
 
-    // The old origin comes back: its catalog still names it the origin
-    // (and it accepts writes); start refuses it.
+    // The old origin comes back: its catalog still names it the origin,
+    // and it accepts writes.
     cluster.node(1).start_server();
     assert_eq!(cluster.set_origin(1, 1), Some(1), "node 1's own catalog");
+    cluster
+        .node(1)
+        .query("INSERT INTO accounts VALUES (500, 'on the old origin, after it came back')");
+    // With failback=off its start is refused and names the steps.
     let out = clone_agent(&cluster, 1)
+        .param("failback", "off")
         .run("start")
         .expect(Status::ErrInstalled);
     assert!(
@@ -272,11 +277,94 @@ fn an_origin_whose_postgresql_is_stopped_is_failed_over_and_refused_at_start() {
         Vec::new(),
         "no slon started on node 1"
     );
-    println!(
-        "FAILOVER: origin's PostgreSQL stopped to the first write on node 2: {:.1} s",
-        first_write.as_secs_f64()
+
+    // With failback=auto (the default): its rows saved, then dropped,
+    // stored and subscribed again; the operator does nothing else.
+    let saved_in = cluster.root().join("failback");
+    std::fs::create_dir(&saved_in).unwrap();
+    nix::unistd::chown(&saved_in, Some(postgres_uid()), None).unwrap();
+    let rejoin = || clone_agent(&cluster, 1).param("failback_dir", &saved_in);
+    let rejoining = Instant::now();
+    let out = rejoin()
+        .timeout_ms(90_000)
+        .run("start")
+        .expect(Status::Success);
+    let start_took = rejoining.elapsed();
+    let dump = std::fs::read_dir(&saved_in)
+        .unwrap()
+        .next()
+        .expect("a dump of node 1's rows")
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(
+        text.contains("on the old origin, after it came back"),
+        "{text}"
     );
+    assert!(
+        out.stderr.contains(&dump.display().to_string()),
+        "the dump is logged: {}",
+        out.stderr
+    );
+    assert_eq!(
+        cluster.set_origin(1, 1),
+        Some(2),
+        "node 1 knows the new origin"
+    );
+    let active = format!(
+        "SELECT sub_active FROM {}.sl_subscribe WHERE sub_set = 1 AND sub_receiver = 1",
+        cluster.schema_sql()
+    );
+    assert!(
+        tusk_testkit::wait_until(Duration::from_secs(120), || {
+            cluster.node(2).value(&active).as_deref() == Some("t")
+        }),
+        "node 1 subscribed again"
+    );
+    let subscribed = rejoining.elapsed();
+    cluster.wait_rows(1, 1..11, secs(60)).unwrap();
+    cluster.wait_rows(1, 100..101, secs(60)).unwrap();
+    assert_eq!(
+        cluster
+            .node(1)
+            .value("SELECT count(*) FROM accounts WHERE id = 500")
+            .as_deref(),
+        Some("0"),
+        "SUBSCRIBE SET emptied the table: only the dump keeps row 500"
+    );
+
+    // And back to node 1 by a planned move.
+    assert!(tusk_testkit::wait_until(Duration::from_secs(60), || {
+        monitor(rejoin()).status() == Some(Status::Success)
+    }));
+    clone_agent(&cluster, 2)
+        .env("OCF_RESKEY_CRM_meta_notify_promote_uname", "node1")
+        .timeout_ms(90_000)
+        .run("demote")
+        .expect(Status::Success);
+    rejoin()
+        .timeout_ms(90_000)
+        .run("promote")
+        .expect(Status::Success);
+    monitor(rejoin()).expect(Status::RunningPromoted);
+    cluster
+        .node(1)
+        .query("INSERT INTO accounts VALUES (600, 'back on node 1')");
+    cluster.wait_rows(2, 600..601, secs(60)).unwrap();
+    println!(
+        "FAILOVER: origin's PostgreSQL stopped to the first write on node 2: {:.1} s; failback: \
+         start (rows saved, node stored again, subscribed) {:.1} s, subscription active {:.1} s \
+         after the start began",
+        first_write.as_secs_f64(),
+        start_took.as_secs_f64(),
+        subscribed.as_secs_f64()
+    );
+    rejoin().run("stop").expect(Status::Success);
     clone_agent(&cluster, 2).run("stop").expect(Status::Success);
+}
+
+fn postgres_uid() -> nix::unistd::Uid {
+    tusk_testkit::postgres_user().uid
 }
 
 #[test]
