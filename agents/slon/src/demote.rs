@@ -15,13 +15,23 @@ pub fn demote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
     let db = cfg.instance.database(Some((user.uid, user.gid)))?;
     let attrs = ctx.attributes();
     let obs = promotable::observe(&db, cfg, deadline)?;
-    promotable::set_promoted(&attrs, false);
     if let Role::Subscriber { origin } = obs.role {
         info!(
             "node {} is not the origin (node {origin} is): nothing to move",
             obs.local
         );
+        promotable::set_promoted(&attrs, false);
         promotable::score_self(&attrs, &obs, deadline);
+        return Ok(Status::Success);
+    }
+    // The origin whose instance Pacemaker did not promote (only started)
+    // is left where it is: demoting an unpromoted instance changes nothing,
+    // and a later promote elsewhere moves the sets from there.
+    if !promotable::is_promoted(&attrs) {
+        info!(
+            "node {} is the origin, but this instance was not promoted: nothing to move",
+            obs.local
+        );
         return Ok(Status::Success);
     }
     let local = obs.local as u32;
@@ -50,6 +60,7 @@ pub fn demote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
         }
     };
     let took = promotable::planned_move(cfg, user, Some(&db), local, target, deadline)?;
+    promotable::set_promoted(&attrs, false);
     info!(
         "sets {:?} moved from node {local} to node {target} in {:.2} s",
         cfg.origin.sets,

@@ -25,6 +25,10 @@ pub fn preamble(cluster: &ClusterName, admin: &[(u32, String)]) -> Result<String
 /// A planned move of `sets` from `from` to `to`: every set locked, then
 /// moved, then the wait until the new origin has confirmed the move, at
 /// most `timeout_s` seconds (slonik's own bound; the deadline kills it too).
+/// The wait reads the new origin's own `sl_confirm` (`wait on = to`): the
+/// confirmation is there as soon as it processed the move, while on the
+/// old origin it appears only when the old origin's slon fetches it (up to
+/// a polling interval later, or never when that slon is stopped).
 pub fn move_sets(sets: &[u32], from: u32, to: u32, timeout_s: u64) -> String {
     let mut s = String::new();
     for set in sets {
@@ -36,7 +40,7 @@ pub fn move_sets(sets: &[u32], from: u32, to: u32, timeout_s: u64) -> String {
         ));
     }
     s.push_str(&format!(
-        "wait for event (origin = {from}, confirmed = {to}, wait on = {from}, timeout = {});\n",
+        "wait for event (origin = {from}, confirmed = {to}, wait on = {to}, timeout = {});\n",
         timeout_s.max(1)
     ));
     s
@@ -148,7 +152,7 @@ mod tests {
             "lock set (id = 1, origin = 1);\nlock set (id = 2, origin = 1);\n\
              move set (id = 1, old origin = 1, new origin = 2);\n\
              move set (id = 2, old origin = 1, new origin = 2);\n\
-             wait for event (origin = 1, confirmed = 2, wait on = 1, timeout = 30);\n"
+             wait for event (origin = 1, confirmed = 2, wait on = 2, timeout = 30);\n"
         );
         assert!(move_sets(&[1], 1, 2, 0).contains("timeout = 1)"));
         assert_eq!(

@@ -167,8 +167,8 @@ fn a_planned_move_of_the_origin_and_back_loses_no_row() {
     std::thread::sleep(Duration::from_secs(1));
 
     // And back: this time node 2's demote fails (its slonik cannot run),
-    // so node 1's promote finds node 2 still the origin, answering, and
-    // makes the planned move itself.
+    // Pacemaker stops node 2's instance, and node 1's promote finds node 2
+    // still the origin, its PostgreSQL answering, and moves the sets itself.
     let out = clone_agent(&cluster, 2)
         .env("OCF_RESKEY_CRM_meta_notify_promote_uname", "node1")
         .param("slonik", "/bin/false")
@@ -176,6 +176,7 @@ fn a_planned_move_of_the_origin_and_back_loses_no_row() {
         .expect(Status::ErrGeneric);
     assert!(out.reason().contains("slonik failed"), "{}", out.reason());
     assert_eq!(cluster.set_origin(2, 1), Some(2));
+    clone_agent(&cluster, 2).run("stop").expect(Status::Success);
     let asked = Instant::now();
     let out = clone_agent(&cluster, 1)
         .timeout_ms(90_000)
@@ -184,6 +185,9 @@ fn a_planned_move_of_the_origin_and_back_loses_no_row() {
     let promote_took = asked.elapsed();
     let back = moved_in(&out.stderr);
     monitor(clone_agent(&cluster, 1)).expect(Status::RunningPromoted);
+    clone_agent(&cluster, 2)
+        .run("start")
+        .expect(Status::Success);
     monitor(clone_agent(&cluster, 2)).expect(Status::Success);
     std::thread::sleep(Duration::from_secs(1));
     let (acked, gap) = writer.finish();
