@@ -17,6 +17,7 @@ pub mod start;
 pub mod stop;
 pub mod validate;
 pub mod wal;
+pub mod wal_end;
 
 use config::PgConfig;
 use ocf::{warning, ActionSpec, Agent, AgentInfo, Context, Result, Role, Status};

@@ -74,9 +74,9 @@ pub fn observe(cfg: &PgConfig, as_user: (Uid, Gid), deadline: &Deadline) -> Resu
     let results = pgclient::query(sql::local(cfg), Some(as_user), deadline, QUERY)?;
     let mut repl = parse(&results)?;
     // Without a streaming receiver, SQL knows only the timeline of the last
-    // restartpoint; the history files know better.
+    // restartpoint; the WAL it streamed knows better.
     if repl.in_recovery && !repl.is_streaming() {
-        if let Some(newest) = wal::newest_history_timeline(&cfg.pgdata) {
+        if let Some(newest) = wal::newest_followed_timeline(&cfg.pgdata) {
             repl.position.timeline = repl.position.timeline.max(newest);
         }
     }

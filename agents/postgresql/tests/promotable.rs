@@ -53,18 +53,39 @@ fn primary() -> Instance {
 
 /// A standby of `primary` on node2, started by the agent and streaming.
 fn standby_of(primary: &Instance) -> Instance {
+    standby_on(primary, "node2")
+}
+
+fn standby_on(primary: &Instance, node: &str) -> Instance {
     let s = primary.standby("basebackup");
-    agent(&s, "node2", primary)
+    agent(&s, node, primary)
         .run("start")
         .expect(Status::Success);
     assert!(
         wait_until(Duration::from_secs(20), || primary
-            .replication_state("node2")
+            .replication_state(node)
             .as_deref()
             == Some("streaming")),
-        "node2 does not stream from the primary"
+        "{node} does not stream from the primary"
     );
     s
+}
+
+/// Until `standby` replayed everything `primary` wrote so far.
+fn caught_up(primary: &Instance, standby: &Instance) {
+    let at = primary.psql("SELECT pg_current_wal_lsn()");
+    assert!(
+        wait_until(Duration::from_secs(20), || standby
+            .psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{at}'"))
+            == "t"),
+        "the standby did not replay up to {at}"
+    );
+}
+
+/// The timeline history file `timeline` of an instance, as lines.
+fn history(pg: &Instance, timeline: u32) -> String {
+    std::fs::read_to_string(pg.pgdata.join(format!("pg_wal/{timeline:08X}.history")))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -263,4 +284,206 @@ fn a_primary_that_answers_with_an_error_fails_the_start_instead_of_counting_as_a
     agent(&standby, "node2", &primary)
         .run("stop")
         .expect(Status::Success);
+}
+
+/// pg_ctl start of a standby following `primary`, without the agent and its
+/// checks: what any start did before the divergence check existed.
+fn start_unchecked(pg: &Instance, node: &str, primary: &Instance) {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(format!("{}/pg_ctl", tusk_testkit::BINDIR))
+        .args(["start", "-w", "-D"])
+        .arg(&pg.pgdata)
+        .arg("-l")
+        .arg(&pg.logfile)
+        .arg("-o")
+        .arg(format!(
+            "-k {} -c primary_conninfo='host={} user=postgres application_name={node}' \
+             -c recovery_target_timeline=latest",
+            pg.socketdir.display(),
+            primary.socketdir.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_standby_that_replayed_past_the_fork_point_is_rewound_not_started_stuck() {
+    let p = primary();
+    let a = standby_on(&p, "node2");
+    let b = standby_on(&p, "node3");
+    // node3 leaves; node2 replays on, and makes a restartpoint past where
+    // node3 stopped.
+    agent(&b, "node3", &p).run("stop").expect(Status::Success);
+    p.psql("INSERT INTO t VALUES ('after node3 left'); CHECKPOINT");
+    caught_up(&p, &a);
+    agent(&a, "node2", &p).run("stop").expect(Status::Success);
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    // node3 is promoted: its timeline 2 forks before what node2 replayed.
+    agent(&b, "node3", &p).run("start").expect(Status::Success);
+    agent(&b, "node3", &p)
+        .run("promote")
+        .expect(Status::Success);
+    b.psql("INSERT INTO t VALUES ('on node3')");
+
+    // Before, a standby's end of WAL counted as 0: node2 started, and its
+    // WAL receiver never streamed ("requested starting point ... is not in
+    // this server's history").
+    let refused = agent(&a, "node2", &b).param("rewind", "off").run("start");
+    let refused = refused.expect(Status::ErrGeneric);
+    assert!(
+        refused.reason().contains("rewind=off: pg_rewind"),
+        "{}",
+        refused.reason()
+    );
+    assert!(
+        refused.stderr.contains("past the primary's fork point"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(a.postmaster_pid(), None);
+
+    // Started without the check, its WAL receiver fetches the history of
+    // timeline 2, which it cannot follow.
+    start_unchecked(&a, "node2", &b);
+    assert!(
+        wait_until(Duration::from_secs(20), || !history(&a, 2).is_empty()),
+        "the WAL receiver did not fetch the history of timeline 2"
+    );
+    assert_eq!(a.psql("SELECT count(*) FROM t WHERE v = 'on node3'"), "0");
+    agent(&a, "node2", &b).run("stop").expect(Status::Success);
+    // That history file is no proof that node2 is on timeline 2.
+    let refused = agent(&a, "node2", &b).param("rewind", "off").run("start");
+    refused.expect(Status::ErrGeneric);
+    assert_eq!(a.postmaster_pid(), None);
+
+    agent(&a, "node2", &b).run("start").expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(30), || b
+            .replication_state("node2")
+            .as_deref()
+            == Some("streaming")),
+        "the rewound standby does not stream from the new primary"
+    );
+    assert!(wait_until(Duration::from_secs(10), || a
+        .psql("SELECT string_agg(v, ',' ORDER BY v) FROM t")
+        == "before,on node3"));
+}
+
+#[test]
+fn two_promotions_to_one_timeline_are_told_apart_and_a_clean_primary_ends_at_its_checkpoint() {
+    let p = primary();
+    let a = standby_on(&p, "node2");
+    let b = standby_on(&p, "node3");
+    // A clean stop: both standbys receive the shutdown checkpoint, and both
+    // promotions fork from the end of that record, to timeline 3 (node1
+    // is on 2: it became primary by promotion too).
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    agent(&a, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
+    agent(&b, "node3", &p)
+        .run("promote")
+        .expect(Status::Success);
+    assert_eq!(history(&a, 3), history(&b, 3));
+    let fork = history(&a, 3).lines().last().unwrap().to_string();
+    let switchpoint: tusk_postgresql::wal::Lsn =
+        fork.split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    // Where node1's WAL ends, as pg_rewind counts it: exactly there.
+    let user = ocf::OsUser::lookup("postgres").unwrap();
+    let bindir = std::path::Path::new(tusk_testkit::BINDIR);
+    let deadline = ocf::Deadline::after(Duration::from_secs(10));
+    let control =
+        tusk_postgresql::controldata::ControlData::read(&user, bindir, &p.pgdata, &deadline)
+            .unwrap();
+    let end = tusk_postgresql::wal_end::find(&user, bindir, &p.pgdata, &control, &deadline);
+    assert_eq!((end.timeline, end.end), (2, Some(switchpoint)));
+    assert!(end.was_primary);
+    // So it follows either new primary without pg_rewind.
+    agent(&p, "node1", &b)
+        .param("rewind", "off")
+        .run("start")
+        .expect(Status::Success);
+
+    // node2 writes as a primary on its timeline 3, then stops: the same
+    // number and history file as node3's timeline 3, other WAL. pg_rewind
+    // would find them "on the same timeline" and change nothing.
+    a.psql("INSERT INTO t VALUES ('only on node2')");
+    agent(&a, "node2", &a).run("stop").expect(Status::Success);
+    let refused = agent(&a, "node2", &b)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(refused.reason().contains("rebuild"), "{}", refused.reason());
+    assert_eq!(a.postmaster_pid(), None);
+}
+
+/// A power loss of the node: the postmaster dies at once, its children
+/// after it, and pg_control still says the server runs.
+fn crash(pg: &Instance) {
+    let pid = pg.postmaster_pid().expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || pg
+        .processes()
+        .is_empty()));
+}
+
+#[test]
+fn a_crashed_standby_is_judged_by_where_its_wal_ends() {
+    let p = primary();
+    let a = standby_on(&p, "node2");
+    let b = standby_on(&p, "node3");
+    let c = standby_on(&p, "node4");
+    // node4 crashes first, node3 later, after it replayed more than node2
+    // (stopped cleanly before) ever saw.
+    crash(&c);
+    agent(&a, "node2", &p).run("stop").expect(Status::Success);
+    p.psql("INSERT INTO t VALUES ('after node2 left')");
+    caught_up(&p, &b);
+    crash(&b);
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    agent(&a, "node2", &p).run("start").expect(Status::Success);
+    agent(&a, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
+
+    // node3's WAL goes past node2's fork point: before, a crashed standby
+    // counted as ending at 0 and started, stuck.
+    let refused = agent(&b, "node3", &a).param("rewind", "off").run("start");
+    let refused = refused.expect(Status::ErrGeneric);
+    assert!(
+        refused.stderr.contains("past the primary's fork point"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(b.postmaster_pid(), None);
+    // node4's does not: it follows without pg_rewind.
+    agent(&c, "node4", &a)
+        .param("rewind", "off")
+        .run("start")
+        .expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(30), || a
+            .replication_state("node4")
+            .as_deref()
+            == Some("streaming")),
+        "the crashed standby behind the fork does not stream"
+    );
+    agent(&b, "node3", &a).run("start").expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(30), || a
+            .replication_state("node3")
+            .as_deref()
+            == Some("streaming")),
+        "the rewound standby does not stream"
+    );
 }
