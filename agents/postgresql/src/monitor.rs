@@ -11,6 +11,7 @@ use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
 use nix::unistd::{Gid, Uid};
 use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
+use std::time::Duration;
 
 /// What a monitor found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +88,12 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         if let Some((node, newer)) =
             election::newer_timeline(&cluster.node, repl.timeline(), &timelines)
         {
+            // Its score first: Pacemaker recovers a failed primary by
+            // demoting it and promoting the node with the highest score,
+            // which would otherwise be this one again.
+            if let Err(e) = cluster.clear_own_score(deadline) {
+                warning!("{}", e.reason());
+            }
             return Err(OcfError::new(
                 Status::FailedPromoted,
                 format!(
@@ -111,6 +118,28 @@ fn primary_duties(
     deadline: &Deadline,
 ) -> Vec<OcfError> {
     let mut failures = Vec::new();
+    if repl
+        .checkpoint_timeline
+        .is_some_and(|t| t < repl.timeline())
+    {
+        // The promotion's own CHECKPOINT did not finish: until one on this
+        // timeline exists, pg_rewind of a former primary fails. CHECKPOINT
+        // makes the pending one immediate; waiting for it is not the
+        // monitor's business, the checkpointer finishes it regardless.
+        let nudge = Deadline::after(
+            deadline
+                .remaining()
+                .mul_f64(0.2)
+                .min(Duration::from_secs(1)),
+        );
+        info!(
+            "no checkpoint on timeline {} yet: requesting one",
+            repl.timeline()
+        );
+        if let Err(e) = pgclient::query(sql::local(cfg), Some(as_user), &nudge, "CHECKPOINT") {
+            debug!("CHECKPOINT: {}", e.reason());
+        }
+    }
     // Commits first: a lost synchronous standby blocks them until this runs.
     let wanted = election::wanted_sync_names(cfg.replication.sync, &repl.standbys);
     if repl.sync_names != wanted {

@@ -42,6 +42,8 @@ pub struct Replication {
     pub replayed: Option<Lsn>,
     /// The WAL receiver's status (`streaming`, `waiting`...), if it runs.
     pub receiver: Option<String>,
+    /// The timeline of the latest checkpoint (or restartpoint).
+    pub checkpoint_timeline: Option<u32>,
     pub sync_names: String,
     pub standbys: Vec<Standby>,
 }
@@ -134,6 +136,7 @@ fn parse(results: &[Rows]) -> Result<Replication> {
         position,
         replayed: lsn(4)?,
         receiver: get(5).map(str::to_string),
+        checkpoint_timeline: number(7),
         sync_names: get(9).unwrap_or_default().to_string(),
         standbys,
     })

@@ -487,3 +487,50 @@ fn a_crashed_standby_is_judged_by_where_its_wal_ends() {
         "the rewound standby does not stream"
     );
 }
+
+/// The checkpointer of a running instance.
+fn checkpointer(pg: &Instance) -> nix::unistd::Pid {
+    use ocf::service::Service;
+    let members = tusk_postgresql::postmaster::Postmaster::of(&pg.pgdata)
+        .members()
+        .unwrap();
+    let found = members.iter().find(|p| {
+        p.cmdline
+            .first()
+            .is_some_and(|c| c.to_string_lossy().contains("checkpointer"))
+    });
+    nix::unistd::Pid::from_raw(found.expect("a checkpointer").pid)
+}
+
+#[test]
+fn a_promotion_whose_checkpoint_hangs_is_reported_as_the_success_it_is() {
+    use nix::sys::signal::{kill, Signal};
+    let p = primary();
+    let s = standby_of(&p);
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    // A checkpointer that does not get to run: the promotion itself needs
+    // none, the CHECKPOINT after it never finishes.
+    let frozen = checkpointer(&s);
+    kill(frozen, Signal::SIGSTOP).unwrap();
+    let promoted = agent(&s, "node2", &p).timeout_ms(15_000).run("promote");
+    kill(frozen, Signal::SIGCONT).unwrap();
+    // Before, promote failed, and Pacemaker demoted the new primary.
+    let promoted = promoted.expect(Status::Success);
+    assert!(
+        promoted
+            .stderr
+            .contains("promoted, but CHECKPOINT after the promotion"),
+        "{}",
+        promoted.stderr
+    );
+    assert_eq!(s.psql("SELECT pg_is_in_recovery()"), "f");
+    // The checkpoint on the new timeline comes all the same.
+    agent(&s, "node2", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert!(wait_until(Duration::from_secs(20), || {
+        s.psql(
+        "SELECT timeline_id = ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int FROM pg_control_checkpoint()"
+    ) == "t"
+    }));
+}
