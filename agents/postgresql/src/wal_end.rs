@@ -126,12 +126,25 @@ pub fn find(
     } else if control.min_recovery_timeline <= control.timeline {
         // --quiet: no line per record; the reader stops at the first record
         // that is not valid, which crash recovery stops at too.
-        let last = waldump(
+        let stop = waldump(
             control.timeline,
             &[format!("--start={}", control.redo), "--quiet".into()],
         )
-        .and_then(|out| last_valid_record(&out.stderr));
-        read.crash_end = last.and_then(|at| record_end(control.timeline, at));
+        .and_then(|out| {
+            let stop = where_it_stopped(&out.stderr, control.wal_segment_size);
+            if stop.is_none() {
+                debug!(
+                    "pg_waldump stopped without saying where: {}",
+                    out.last_words()
+                );
+            }
+            stop
+        });
+        read.crash_end = match stop {
+            Some(Stop::After(at)) => record_end(control.timeline, at),
+            Some(Stop::Before(end)) => Some(end),
+            None => None,
+        };
     }
     let end = judge(control, backup_label, read);
     debug!("WAL end: {end:?} from {read:?}");
@@ -177,12 +190,34 @@ pub fn parse_record(line: &str) -> Option<(Lsn, u32)> {
     Some((lsn, total))
 }
 
+/// Where pg_waldump stopped reading the WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The record starting here was the last valid one.
+    After(Lsn),
+    /// The next segment file is missing: the WAL ends at most here, where
+    /// that segment starts (a segment switch fills the previous one).
+    Before(Lsn),
+}
+
 /// pg_waldump's last words when it reaches the end of the WAL: `error in
 /// WAL record at 0/1526F30: invalid record length at 0/15270C8: wanted 24,
-/// got 0` names the last valid record.
-pub fn last_valid_record(stderr: &str) -> Option<Lsn> {
-    let (_, rest) = stderr.split_once("error in WAL record at ")?;
-    rest.split(':').next()?.parse().ok()
+/// got 0` names the last valid record; `could not find file
+/// "000000020000000000000006"` the segment it found missing.
+pub fn where_it_stopped(stderr: &str, segment_size: u64) -> Option<Stop> {
+    if let Some((_, rest)) = stderr.split_once("error in WAL record at ") {
+        return Some(Stop::After(rest.split(':').next()?.parse().ok()?));
+    }
+    let (_, rest) = stderr.split_once("could not find file \"")?;
+    let name = rest.split('"').next()?;
+    let name = name.rsplit('/').next()?;
+    if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let high = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let low = u64::from_str_radix(&name[16..24], 16).ok()?;
+    let segment = high.checked_mul((1u64 << 32) / segment_size)? + low;
+    Some(Stop::Before(Lsn(segment.checked_mul(segment_size)?)))
 }
 
 #[cfg(test)]
@@ -240,9 +275,28 @@ mod tests {
         assert_eq!(parse_record("pg_waldump: error: nothing"), None);
         let stderr = "pg_waldump: error: error in WAL record at 0/1526F30: invalid record \
                       length at 0/15270C8: wanted 24, got 0\n";
-        assert_eq!(last_valid_record(stderr), Some(lsn("0/1526F30")));
         assert_eq!(
-            last_valid_record("pg_waldump: error: could not find file \"x\""),
+            where_it_stopped(stderr, SEGMENT),
+            Some(Stop::After(lsn("0/1526F30")))
+        );
+        // Seen after a segment switch (a base backup's) ended the WAL.
+        let stderr = "pg_waldump: error: could not find file \"000000020000000000000006\": \
+                      No such file or directory\n";
+        assert_eq!(
+            where_it_stopped(stderr, SEGMENT),
+            Some(Stop::Before(lsn("0/6000000")))
+        );
+        let stderr = "pg_waldump: error: could not find file \"0000000200000001000000FF\"";
+        assert_eq!(
+            where_it_stopped(stderr, SEGMENT),
+            Some(Stop::Before(lsn("1/FF000000")))
+        );
+        assert_eq!(
+            where_it_stopped("pg_waldump: error: could not find file \"x\"", SEGMENT),
+            None
+        );
+        assert_eq!(
+            where_it_stopped("pg_waldump: error: out of memory", SEGMENT),
             None
         );
     }

@@ -443,8 +443,11 @@ fn a_crashed_standby_is_judged_by_where_its_wal_ends() {
     let a = standby_on(&p, "node2");
     let b = standby_on(&p, "node3");
     let c = standby_on(&p, "node4");
-    // node4 crashes first, node3 later, after it replayed more than node2
-    // (stopped cleanly before) ever saw.
+    // node4 crashes first, its WAL ending at a segment switch (pg_waldump
+    // then finds the next segment missing), node3 later, after it replayed
+    // more than node2 (stopped cleanly before) ever saw.
+    p.psql("SELECT pg_switch_wal()");
+    caught_up(&p, &c);
     crash(&c);
     agent(&a, "node2", &p).run("stop").expect(Status::Success);
     p.psql("INSERT INTO t VALUES ('after node2 left')");
