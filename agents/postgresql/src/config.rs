@@ -104,8 +104,18 @@ pub const PARAMS: &[Param] = &[
         .short("What start does with a diverged former primary: auto or off")
         .long(
             "auto: a node whose WAL diverged from the current primary's (a former primary \
-             after a failover) is rewound with pg_rewind and rejoins as a standby. off: its \
-             start fails, naming the pg_rewind command to run.",
+             after a failover, a standby that replayed past the new primary's fork point) is \
+             rewound with pg_rewind and rejoins as a standby. off: its start fails, naming the \
+             pg_rewind command to run. The rewind runs inside start's timeout, and one that is \
+             interrupted leaves the data directory half rewritten: later starts refuse until \
+             the node is rebuilt (pg_basebackup) and the file the reason names, under \
+             /var/lib/tusk/RESOURCE/, is removed. So size the start timeout for a rewind: \
+             pg_rewind copies from the primary the WAL written since the fork and every block \
+             changed on either side since the last checkpoint before it (after a crash it first \
+             runs crash recovery). pg_rewind --dry-run --progress prints how much (need to copy \
+             N MB): allow that at the network's rate plus the server's start, and at least the \
+             default. A node that was a primary on the primary's own timeline number cannot be \
+             rewound: its start fails, saying to rebuild it.",
         ),
     Param::integer("max_lag")
         .default("0")

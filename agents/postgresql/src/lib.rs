@@ -11,6 +11,7 @@ pub mod postmaster;
 pub mod promote;
 pub mod rejoin;
 pub mod replication;
+pub mod rewind;
 pub mod sql;
 pub mod standby;
 pub mod start;

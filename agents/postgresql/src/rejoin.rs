@@ -6,6 +6,7 @@
 
 use crate::config::{PgConfig, RewindPolicy};
 use crate::controldata::ControlData;
+use crate::rewind::{self, RewindMarker};
 use crate::wal::{history_file, history_timelines, parse_history, timeline_of_walfile, Fork};
 use crate::wal_end::{self, WalEnd};
 use ocf::{command, error, info, warning, Deadline, OcfError, OsUser, Result};
@@ -317,12 +318,13 @@ pub fn local_history(pgdata: &Path, timeline: u32) -> Result<Vec<Fork>> {
 
 /// What start does before starting the instance as a standby; says
 /// whether a primary answered. `asking` bounds the questions to the
-/// primary, `deadline` the rewind.
+/// primary, `deadline` the rewind, which `marker` records while it runs.
 pub fn prepare(
     cfg: &PgConfig,
     user: &OsUser,
     bindir: &Path,
     control: &ControlData,
+    marker: &RewindMarker,
     asking: &Deadline,
     deadline: &Deadline,
 ) -> Result<bool> {
@@ -374,14 +376,13 @@ pub fn prepare(
         }
         Verdict::Diverged(why) | Verdict::Unknown(why) => why,
     };
-    let rewind = rewind_command(cfg, user, bindir);
     if cfg.replication.rewind == RewindPolicy::Off {
         // Pacemaker keeps 128 characters of an exit reason: the command
         // first, the whole story in the log.
         error!(
             "{why}; rewind=off: as {}, run {} and then clean up the resource",
             user.name,
-            shown(&rewind)
+            shown(&rewind::command(cfg, user, bindir))
         );
         return Err(OcfError::generic(format!(
             "rewind=off: pg_rewind -D {} --source-server='{}'",
@@ -398,22 +399,7 @@ pub fn prepare(
     for signal in ["standby.signal", "recovery.signal"] {
         let _ = std::fs::remove_file(cfg.pgdata.join(signal));
     }
-    let out = command::run(rewind, deadline)?;
-    if !out.status.success() {
-        let said = out
-            .stderr
-            .lines()
-            .find(|l| l.contains("error:") || l.contains("FATAL"))
-            .unwrap_or_else(|| out.last_words());
-        error!("pg_rewind failed:\n{}", out.stderr.trim());
-        // "could not find previous WAL record": this node recycled the WAL
-        // back to the last checkpoint before the fork.
-        return Err(OcfError::generic(format!(
-            "pg_rewind failed: {said} (it needs this node's WAL back to the last checkpoint \
-             before the fork: keep it with wal_keep_size, or give restore_command an archive)"
-        )));
-    }
-    info!("pg_rewind: {}", out.last_words());
+    rewind::rewind(cfg, user, bindir, marker, deadline)?;
     Ok(true)
 }
 
@@ -438,13 +424,6 @@ fn set_aside_history(cfg: &PgConfig, user: &OsUser, tli: u32, deadline: &Deadlin
         file.display()
     );
     Ok(())
-}
-
-fn rewind_command(cfg: &PgConfig, user: &OsUser, bindir: &Path) -> std::process::Command {
-    let mut cmd = user.command(bindir.join("pg_rewind"));
-    cmd.arg(format!("--target-pgdata={}", cfg.pgdata.display()))
-        .arg(format!("--source-server={}", conninfo(cfg, None, true)));
-    cmd
 }
 
 /// A command as an operator would type it.

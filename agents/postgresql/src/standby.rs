@@ -5,6 +5,7 @@
 use crate::cluster::Cluster;
 use crate::config::{PgConfig, SyncPolicy};
 use crate::controldata::{ClusterState, ControlData};
+use crate::rewind::RewindMarker;
 use crate::validate::Checked;
 use crate::{election, rejoin};
 use ocf::{warning, Deadline, OcfError, Result};
@@ -27,6 +28,7 @@ pub fn prepare(
     cfg: &PgConfig,
     checked: &Checked,
     node: &str,
+    marker: &RewindMarker,
     check_divergence: bool,
     deadline: &Deadline,
 ) -> Result<Prepared> {
@@ -49,6 +51,7 @@ pub fn prepare(
             &checked.user,
             &checked.bindir,
             &control,
+            marker,
             &asking,
             deadline,
         )?

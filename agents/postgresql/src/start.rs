@@ -4,7 +4,9 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::postmaster::{self, State};
+use crate::rewind::{self, RewindMarker};
 use crate::{sql, standby, stop, validate};
+use ocf::attributes::resource_of;
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -53,6 +55,10 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         State::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
         State::Stopped { stale: None } => {}
     }
+    let marker = RewindMarker::new(resource_of(&env.instance), &cfg.pgdata);
+    if let Some(refused) = rewind::refusal(&marker, &cfg.pgdata) {
+        return Err(refused);
+    }
     prepare_directories(cfg, &checked.user)?;
     if let Some(why) = postmaster::stale_socket_lock(cfg) {
         let lock = postmaster::socket_lock(cfg);
@@ -67,6 +73,7 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
             cfg,
             &checked,
             &cluster.node,
+            &marker,
             mode == Mode::Standby,
             deadline,
         )?),

@@ -537,3 +537,82 @@ fn a_promotion_whose_checkpoint_hangs_is_reported_as_the_success_it_is() {
     ) == "t"
     }));
 }
+
+#[test]
+fn an_interrupted_pg_rewind_is_never_run_again_on_the_half_rewritten_directory() {
+    let p = primary();
+    let s = standby_of(&p);
+    agent(&s, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
+    p.psql("INSERT INTO t VALUES ('lost on node1')");
+    s.psql("INSERT INTO t VALUES ('kept on node2')");
+    agent(&p, "node1", &s).run("stop").expect(Status::Success);
+
+    // pg_rewind lists the source's files joined with pg_tablespace: a lock
+    // on it holds pg_rewind until start's timeout kills it.
+    let mut lock = s.psql_command(
+        "BEGIN; LOCK TABLE pg_tablespace IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)",
+    );
+    let lock = tusk_testkit::Guard(lock.spawn().unwrap());
+    assert!(wait_until(Duration::from_secs(10), || s.psql(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'pg_tablespace'::regclass AND granted"
+    ) == "1"));
+    let cut = agent(&p, "node1", &s)
+        .timeout_ms(12_000)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    drop(lock);
+    s.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE relation = 'pg_tablespace'::regclass AND granted",
+    );
+    assert!(
+        cut.reason().contains("pg_rewind was interrupted"),
+        "{}",
+        cut.reason()
+    );
+    let marker = cut
+        .reason()
+        .split("then rm ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(std::path::Path::new(&marker).exists());
+    let _cleanup = RemoveOnDrop(marker.clone().into());
+
+    // Before, the next start ran pg_rewind again on whatever was left.
+    let refused = agent(&p, "node1", &s)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(refused.reason().contains(&marker), "{}", refused.reason());
+    assert!(
+        refused.stderr.contains("Rebuild it from the primary"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(p.postmaster_pid(), None);
+
+    // The operator checked (here: nothing had been written) and removed it.
+    std::fs::remove_file(&marker).unwrap();
+    agent(&p, "node1", &s).run("start").expect(Status::Success);
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "a finished rewind leaves no marker"
+    );
+    assert!(wait_until(Duration::from_secs(30), || s
+        .replication_state("node1")
+        .as_deref()
+        == Some("streaming")));
+}
+
+/// A file the agent keeps outside the test's directories, removed even
+/// when the test fails.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
