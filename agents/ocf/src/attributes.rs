@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 const CRM_ATTRIBUTE: &str = "/usr/sbin/crm_attribute";
 const ATTRD_UPDATER: &str = "/usr/sbin/attrd_updater";
+const CRM_NODE: &str = "/usr/sbin/crm_node";
 
 /// A Pacemaker command-line tool, told the node explicitly. Pacemaker 2.1.5's
 /// tools take the node from the agent's environment
@@ -122,6 +123,34 @@ fn parse_attrd_query(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The names of every node the cluster knows (`crm_node -l`), lost ones
+/// included: `crm_node --partition` would list only this partition's.
+pub fn cluster_node_names(deadline: &Deadline) -> Result<Vec<String>> {
+    let mut cmd = tool(CRM_NODE);
+    cmd.arg("-l");
+    let out = checked(cmd, deadline)?;
+    let names = parse_crm_node_list(&out.stdout);
+    if names.is_empty() {
+        return Err(OcfError::generic("crm_node -l listed no node"));
+    }
+    Ok(names)
+}
+
+/// `ID NAME STATE` lines (`1 node1 member`, `3 node3 lost`).
+fn parse_crm_node_list(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            fields.next()?.parse::<u64>().ok()?;
+            fields.next().map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 fn checked(cmd: Command, deadline: &Deadline) -> Result<command::Output> {
     let name = cmd.get_program().to_string_lossy().into_owned();
     let args: Vec<String> = cmd
@@ -172,6 +201,18 @@ impl Published {
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age < self.refresh);
         fresh && std::fs::read_to_string(&path).is_ok_and(|v| v == value)
+    }
+
+    /// How long ago `key` was recorded.
+    pub fn age(&self, key: &str) -> Option<Duration> {
+        let modified = std::fs::metadata(self.dir.join(key))
+            .and_then(|m| m.modified())
+            .ok()?;
+        Some(
+            SystemTime::now()
+                .duration_since(modified)
+                .unwrap_or_default(),
+        )
     }
 
     /// What `key` holds, however old (a note kept on this node).
@@ -325,6 +366,42 @@ impl NodeAttributes {
         node_attribute_everywhere(&self.name(what), deadline)
     }
 
+    /// The names of the cluster's nodes, cached on this node: the list
+    /// changes when a node is added, which is rare, and asking costs a
+    /// fork. The cached list is used while `fits` accepts it (a caller
+    /// that meets a node name missing from it asks again), and when it was
+    /// asked less than a minute ago, so that a stranger (a tool connecting
+    /// under another name) costs at most a fork a minute. When crm_node
+    /// fails, an older list is better than none.
+    pub fn cluster_nodes(
+        &self,
+        fits: impl Fn(&[String]) -> bool,
+        deadline: &Deadline,
+    ) -> Result<Vec<String>> {
+        const KEY: &str = "cluster-nodes";
+        let cached: Option<Vec<String>> = self
+            .published
+            .read(KEY)
+            .map(|v| v.lines().map(str::to_string).collect())
+            .filter(|v: &Vec<String>| !v.is_empty());
+        if let Some(nodes) = &cached {
+            let recent = self
+                .published
+                .age(KEY)
+                .is_some_and(|age| age < Duration::from_secs(60));
+            if recent || fits(nodes) {
+                return Ok(nodes.clone());
+            }
+        }
+        match cluster_node_names(deadline) {
+            Ok(nodes) => {
+                self.published.record(KEY, &nodes.join("\n"));
+                Ok(nodes)
+            }
+            Err(e) => cached.ok_or(e),
+        }
+    }
+
     /// A note this node keeps for a later action of its own (for example
     /// the candidates pre-promote saw, for promote): never leaves the node.
     pub fn keep_note(&self, key: &str, value: Option<&str>) {
@@ -372,6 +449,32 @@ mod tests {
         assert_eq!(m["node3"], "1/0/3000000");
         assert_eq!(resource_of("pg:2"), "pg");
         assert_eq!(resource_of("pg"), "pg");
+    }
+
+    #[test]
+    fn reads_crm_node_list_output() {
+        let out = "1 node1 member\n3 node3 lost\n2 node2 member\nnot a node line\n";
+        assert_eq!(parse_crm_node_list(out), ["node1", "node2", "node3"]);
+        assert!(parse_crm_node_list("").is_empty());
+    }
+
+    #[test]
+    fn the_cluster_node_list_is_cached_while_it_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        let published = Published::at(dir.path().join("pg"), Duration::from_secs(600));
+        published.record("cluster-nodes", "node1\nnode2");
+        let a = NodeAttributes::at("pg", "node1", published);
+        let deadline = Deadline::after(Duration::from_secs(5));
+        // No cluster here: a list that fits is never asked again, one that
+        // does not fit is kept when crm_node cannot answer.
+        assert_eq!(
+            a.cluster_nodes(|n| n.len() == 2, &deadline).unwrap(),
+            ["node1", "node2"]
+        );
+        assert_eq!(
+            a.cluster_nodes(|_| false, &deadline).unwrap(),
+            ["node1", "node2"]
+        );
     }
 
     #[test]

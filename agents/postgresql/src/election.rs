@@ -28,6 +28,31 @@ pub const FORMER_PRIMARY: Score = Score::Value(100);
 const CAUGHT_UP_BYTES: u64 = 1 << 20;
 const BEHIND_BYTES: u64 = 16 << 20;
 
+/// The nodes that may stream from this primary as a standby: the
+/// cluster's other nodes, but only those whose name survives as an
+/// `application_name` (PostgreSQL cuts it to 63 bytes and shows non-ASCII
+/// bytes as `?`; such a node's start refuses to run, so it never streams).
+pub fn peers(nodes: &[String], me: &str) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| n.as_str() != me && crate::validate::check_node_name(n).is_ok())
+        .cloned()
+        .collect()
+}
+
+/// The walsenders that serve a cluster node. A `pg_receivewal`, a base
+/// backup or any other tool connected for replication is no promotion
+/// candidate, and must neither get a score nor release a commit. With no
+/// node list (`None`: the cluster could not be asked), every named one.
+pub fn cluster_standbys(standbys: &[Standby], peers: Option<&[String]>) -> Vec<Standby> {
+    standbys
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .filter(|s| peers.is_none_or(|p| p.contains(&s.name)))
+        .cloned()
+        .collect()
+}
+
 /// The scores the primary gives the standbys it sees, by node. Scores move
 /// by tiers, not by byte, so that a busy primary does not rewrite them on
 /// every monitor. `None`: the standby must not be promoted.
@@ -59,16 +84,51 @@ pub fn standby_scores(
         .collect()
 }
 
-/// `synchronous_standby_names` as the policy wants it now. Under
-/// `available`, only while a standby streams: a commit waits for a
-/// synchronous standby, and with none connected it would wait forever.
-pub fn wanted_sync_names(sync: SyncPolicy, standbys: &[Standby]) -> &'static str {
+/// `synchronous_standby_names` as the policy wants it now, given the
+/// walsenders of cluster nodes (see [`cluster_standbys`]) and the nodes
+/// that may stream (`None`: unknown). Under `available`, only while a
+/// cluster node streams: a commit waits for a synchronous standby, and
+/// with none connected it would wait forever.
+///
+/// `FIRST 1 (...)` of the cluster's nodes, not `*`, which any walsender
+/// matches; and `FIRST`, not `ANY`: exactly one standby is synchronous,
+/// holds every acknowledged commit and is scored so, while the others are
+/// ranked by how much WAL they flushed (under `ANY` every one shows
+/// `quorum`, and none is known to hold a given commit). The synchronous
+/// one stays first, so that a standby joining does not take the role over.
+/// With no node list, `*` as before.
+pub fn wanted_sync_names(
+    sync: SyncPolicy,
+    standbys: &[Standby],
+    peers: Option<&[String]>,
+) -> String {
     match sync {
-        SyncPolicy::Off => "",
-        SyncPolicy::Strict => "*",
-        SyncPolicy::Available if standbys.iter().any(Standby::is_streaming) => "*",
-        SyncPolicy::Available => "",
+        SyncPolicy::Off => return String::new(),
+        SyncPolicy::Available if !standbys.iter().any(Standby::is_streaming) => {
+            return String::new()
+        }
+        _ => {}
     }
+    let Some(peers) = peers.filter(|p| !p.is_empty()) else {
+        return "*".to_string();
+    };
+    let current = standbys
+        .iter()
+        .find(|s| s.sync_state == "sync" && peers.contains(&s.name))
+        .map(|s| s.name.as_str());
+    let mut ordered: Vec<&str> = current.into_iter().collect();
+    let mut rest: Vec<&str> = peers
+        .iter()
+        .map(String::as_str)
+        .filter(|p| Some(*p) != current)
+        .collect();
+    rest.sort_unstable();
+    ordered.extend(rest);
+    let quoted: Vec<String> = ordered
+        .iter()
+        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+        .collect();
+    format!("FIRST 1 ({})", quoted.join(", "))
 }
 
 /// The node with the furthest WAL among `candidates`, and its position. On
@@ -157,14 +217,66 @@ mod tests {
     }
 
     #[test]
-    fn available_is_synchronous_only_while_a_standby_streams() {
+    fn available_is_synchronous_only_while_a_cluster_node_streams() {
+        let peers = vec!["node2".to_string(), "node3".to_string()];
+        let p = Some(peers.as_slice());
         let streaming = [standby("node2", "streaming", "async", 0)];
         let catching_up = [standby("node2", "catchup", "async", 0)];
-        assert_eq!(wanted_sync_names(SyncPolicy::Available, &streaming), "*");
-        assert_eq!(wanted_sync_names(SyncPolicy::Available, &catching_up), "");
-        assert_eq!(wanted_sync_names(SyncPolicy::Available, &[]), "");
-        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[]), "*");
-        assert_eq!(wanted_sync_names(SyncPolicy::Off, &streaming), "");
+        let list = r#"FIRST 1 ("node2", "node3")"#;
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &streaming, p),
+            list
+        );
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &catching_up, p),
+            ""
+        );
+        assert_eq!(wanted_sync_names(SyncPolicy::Available, &[], p), "");
+        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[], p), list);
+        assert_eq!(wanted_sync_names(SyncPolicy::Off, &streaming, p), "");
+        // Unknown nodes: any walsender, as before.
+        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[], None), "*");
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &streaming, None),
+            "*"
+        );
+    }
+
+    #[test]
+    fn only_cluster_nodes_count_and_the_synchronous_one_stays_first() {
+        let nodes: Vec<String> = ["node1", "node2", "node3", "n\"x", &"n".repeat(64), "nœud"]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let peers = peers(&nodes, "node1");
+        assert_eq!(
+            peers,
+            ["node2", "node3", "n\"x"],
+            "itself, and names no standby can have"
+        );
+        let walsenders = [
+            standby("pg_receivewal", "streaming", "sync", 0),
+            standby("node3", "streaming", "potential", 0),
+            standby("", "backup", "async", 0),
+        ];
+        let mine = cluster_standbys(&walsenders, Some(&peers));
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].name, "node3");
+        assert_eq!(cluster_standbys(&walsenders, None).len(), 2);
+        // pg_receivewal streaming alone releases no commit under available.
+        let receiver_only = cluster_standbys(&walsenders[..1], Some(&peers));
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &receiver_only, Some(&peers)),
+            ""
+        );
+        let now_sync = [
+            standby("node3", "streaming", "sync", 0),
+            standby("node2", "streaming", "potential", 0),
+        ];
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Strict, &now_sync, Some(&peers)),
+            r#"FIRST 1 ("node3", "n""x", "node2")"#
+        );
     }
 
     #[test]

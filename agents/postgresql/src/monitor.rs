@@ -140,10 +140,25 @@ fn primary_duties(
             debug!("CHECKPOINT: {}", e.reason());
         }
     }
+    // Which walsenders are the cluster's nodes: from a cached node list,
+    // asked again when a walsender's name is missing from it.
+    let named = |nodes: &[String]| {
+        repl.standbys
+            .iter()
+            .all(|s| s.name.is_empty() || nodes.contains(&s.name))
+    };
+    let peers = match cluster.cluster_nodes(named, deadline) {
+        Ok(nodes) => Some(election::peers(&nodes, &cluster.node)),
+        Err(e) => {
+            failures.push(e.context("the cluster's nodes are unknown; any walsender counts"));
+            None
+        }
+    };
+    let standbys = election::cluster_standbys(&repl.standbys, peers.as_deref());
     // Commits first: a lost synchronous standby blocks them until this runs.
-    let wanted = election::wanted_sync_names(cfg.replication.sync, &repl.standbys);
+    let wanted = election::wanted_sync_names(cfg.replication.sync, &standbys, peers.as_deref());
     if repl.sync_names != wanted {
-        match set_sync_names(cfg, as_user, wanted, deadline) {
+        match set_sync_names(cfg, as_user, &wanted, deadline) {
             Ok(()) if wanted.is_empty() => {
                 warning!("no standby streams: commits no longer wait for one (asynchronous)")
             }
@@ -165,11 +180,11 @@ fn primary_duties(
     );
     let scores = election::standby_scores(
         repl.position.lsn,
-        &repl.standbys,
+        &standbys,
         cfg.replication.sync,
         cfg.replication.max_lag,
     );
-    for standby in &repl.standbys {
+    for standby in &standbys {
         if let Some(score) = scores.get(&standby.name) {
             let walsender = standby.walsender.to_string();
             failures.extend(

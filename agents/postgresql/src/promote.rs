@@ -58,11 +58,18 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     // waits for a standby that is not there yet (the monitor turns
     // synchronous replication on once one streams).
     let sync_names = if cfg.replication.sync == SyncPolicy::Strict {
-        "*"
+        let peers = match cluster.cluster_nodes(|_| true, deadline) {
+            Ok(nodes) => Some(election::peers(&nodes, &cluster.node)),
+            Err(e) => {
+                warning!("{}; any walsender counts", e.reason());
+                None
+            }
+        };
+        election::wanted_sync_names(SyncPolicy::Strict, &[], peers.as_deref())
     } else {
-        ""
+        String::new()
     };
-    set_sync_names(cfg, as_user, sync_names, deadline)?;
+    set_sync_names(cfg, as_user, &sync_names, deadline)?;
 
     // From the moment pg_promote() is called the server may be a primary:
     // nothing after it may fail the promote, which would make Pacemaker

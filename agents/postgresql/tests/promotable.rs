@@ -11,13 +11,50 @@ use std::time::Duration;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_postgresql");
 
+/// The resource the agent runs as: `pg`, or one of this test's own (see
+/// [`TestCluster`]).
+static RESOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What the agent keeps about a resource outside the test's directories
+/// (its cache in /run/tusk, its state in /var/lib/tusk), for a resource of
+/// this test alone, removed when the test ends. nextest runs each test in
+/// a process of its own: the resource is named after it.
+struct TestCluster {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl TestCluster {
+    /// A cluster of `nodes`, as `crm_node -l` would list them, cached
+    /// where the agent keeps the list (this host runs no cluster).
+    fn of(nodes: &[&str]) -> TestCluster {
+        let name = RESOURCE.get_or_init(|| format!("pgtest{}", std::process::id()));
+        let cache = std::path::Path::new("/run/tusk").join(name);
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(cache.join("cluster-nodes"), nodes.join("\n")).unwrap();
+        TestCluster {
+            dirs: vec![cache, std::path::Path::new("/var/lib/tusk").join(name)],
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// The agent for `pg` as an instance of a promotable clone on `node`,
 /// following the primary whose socket directory is `primary`.
 fn agent(pg: &Instance, node: &str, primary: &Instance) -> Agent {
     pg.agent()
         .env("OCF_RESKEY_CRM_meta_promoted_max", "1")
         .env("OCF_RESKEY_CRM_meta_on_node", node)
-        .env("OCF_RESOURCE_INSTANCE", "pg")
+        .env(
+            "OCF_RESOURCE_INSTANCE",
+            RESOURCE.get().map(String::as_str).unwrap_or("pg"),
+        )
         .param("primary_host", &primary.socketdir)
         .param("repl_user", "postgres")
 }
@@ -117,6 +154,7 @@ fn start_always_makes_a_standby_even_of_a_running_primary() {
 
 #[test]
 fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
+    let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
     let p = primary();
     let s = standby_of(&p);
     agent(&s, "node2", &p)
@@ -128,7 +166,7 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
         .expect(Status::RunningPromoted);
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        "*",
+        r#"FIRST 1 ("node2", "node3")"#,
         "sync=available with a standby"
     );
     assert!(wait_until(Duration::from_secs(10), || p.psql(
@@ -152,7 +190,85 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
         .param("sync", "strict")
         .run("monitor")
         .expect(Status::RunningPromoted);
-    assert_eq!(p.psql("SHOW synchronous_standby_names"), "*");
+    assert_eq!(
+        p.psql("SHOW synchronous_standby_names"),
+        r#"FIRST 1 ("node2", "node3")"#
+    );
+}
+
+#[test]
+fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
+    let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
+    let p = primary();
+    let s = standby_of(&p);
+    // A WAL archive kept by pg_receivewal --synchronous, as backup tools
+    // do: it acknowledges WAL like a synchronous standby.
+    let archive = p.root().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let pg = tusk_testkit::postgres_user();
+    nix::unistd::chown(&archive, Some(pg.uid), Some(pg.gid)).unwrap();
+    let _receiver = tusk_testkit::Guard(
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(format!("{}/pg_receivewal", tusk_testkit::BINDIR))
+            .args(["--synchronous", "--no-loop", "-U", "postgres", "-D"])
+            .arg(&archive)
+            .arg("-h")
+            .arg(&p.socketdir)
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(20), || p
+        .replication_state("pg_receivewal")
+        .as_deref()
+        == Some("streaming")));
+    let sync_state = |name: &str| {
+        p.psql(&format!(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'"
+        ))
+    };
+
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    // Before: '*', which pg_receivewal matches as well as node2.
+    assert_eq!(
+        p.psql("SHOW synchronous_standby_names"),
+        r#"FIRST 1 ("node2", "node3")"#
+    );
+    assert!(wait_until(Duration::from_secs(10), || sync_state("node2") == "sync"));
+    assert_eq!(sync_state("pg_receivewal"), "async");
+
+    // node2 is lost: pg_receivewal alone keeps no commit waiting, and
+    // under sync=available the primary falls back to asynchronous.
+    agent(&s, "node2", &p).run("stop").expect(Status::Success);
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert_eq!(p.psql("SHOW synchronous_standby_names"), "");
+
+    // Under strict, a commit waits for a cluster node: pg_receivewal's
+    // acknowledgement does not release it.
+    agent(&p, "node1", &p)
+        .param("sync", "strict")
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert_eq!(sync_state("pg_receivewal"), "async");
+    let _writer = tusk_testkit::Guard(
+        p.psql_command("INSERT INTO t VALUES ('waits')")
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || p.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+    ) == "1"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        p.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"),
+        "1",
+        "the commit was released without a cluster node"
+    );
+    p.psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
 }
 
 #[test]
