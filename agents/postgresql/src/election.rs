@@ -53,9 +53,8 @@ pub fn cluster_standbys(standbys: &[Standby], peers: Option<&[String]>) -> Vec<S
         .collect()
 }
 
-/// The scores the primary gives the standbys it sees, by node. Scores move
-/// by tiers, not by byte, so that a busy primary does not rewrite them on
-/// every monitor. `None`: the standby must not be promoted.
+/// The scores the primary gives the standbys it sees, by node (see
+/// [`score_of`]).
 pub fn standby_scores(
     current: Lsn,
     standbys: &[Standby],
@@ -65,23 +64,32 @@ pub fn standby_scores(
     standbys
         .iter()
         .filter(|s| !s.name.is_empty())
-        .map(|s| {
-            let lag = s.flushed.map(|f| current.0.saturating_sub(f.0));
-            let score = match lag {
-                _ if !s.is_streaming() => None,
-                None => None,
-                // Under strict only a standby that held every commit may
-                // take over: an asynchronous one may lack acknowledged rows.
-                Some(_) if sync == SyncPolicy::Strict && !s.is_synchronous() => None,
-                Some(lag) if max_lag.is_some_and(|max| lag > max) => None,
-                Some(_) if s.is_synchronous() => Some(CAUGHT_UP),
-                Some(lag) if lag <= CAUGHT_UP_BYTES => Some(CAUGHT_UP),
-                Some(lag) if lag <= BEHIND_BYTES => Some(BEHIND),
-                Some(_) => Some(FAR_BEHIND),
-            };
-            (s.name.clone(), score)
-        })
+        .map(|s| (s.name.clone(), score_of(current, s, sync, max_lag)))
         .collect()
+}
+
+/// The score the primary gives one standby's connection. Scores move by
+/// tiers, not by byte, so that a busy primary does not rewrite them on
+/// every monitor. `None`: the standby must not be promoted.
+pub fn score_of(
+    current: Lsn,
+    s: &Standby,
+    sync: SyncPolicy,
+    max_lag: Option<u64>,
+) -> Option<Score> {
+    let lag = s.flushed.map(|f| current.0.saturating_sub(f.0));
+    match lag {
+        _ if !s.is_streaming() => None,
+        None => None,
+        // Under strict only a standby that held every commit may take
+        // over: an asynchronous one may lack acknowledged rows.
+        Some(_) if sync == SyncPolicy::Strict && !s.is_synchronous() => None,
+        Some(lag) if max_lag.is_some_and(|max| lag > max) => None,
+        Some(_) if s.is_synchronous() => Some(CAUGHT_UP),
+        Some(lag) if lag <= CAUGHT_UP_BYTES => Some(CAUGHT_UP),
+        Some(lag) if lag <= BEHIND_BYTES => Some(BEHIND),
+        Some(_) => Some(FAR_BEHIND),
+    }
 }
 
 /// `synchronous_standby_names` as the policy wants it now, given the
@@ -182,6 +190,7 @@ mod tests {
             sync_state: sync.into(),
             flushed: Some(Lsn(flushed)),
             walsender: 1,
+            connected_at: String::new(),
         }
     }
 

@@ -10,7 +10,9 @@ use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
 use nix::unistd::{Gid, Uid};
+use ocf::attributes::Score;
 use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What a monitor found.
@@ -168,44 +170,36 @@ fn primary_duties(
     }
     let mode = if wanted.is_empty() { "async" } else { "sync" };
     failures.extend(cluster.publish_sync(Some(mode), deadline).err());
-    failures.extend(
-        cluster
-            .set_score(
-                &cluster.node,
-                Some(election::PRIMARY_SCORE),
-                "primary",
-                deadline,
-            )
-            .err(),
-    );
-    let scores = election::standby_scores(
-        repl.position.lsn,
-        &standbys,
-        cfg.replication.sync,
-        cfg.replication.max_lag,
-    );
-    for standby in &standbys {
-        if let Some(score) = scores.get(&standby.name) {
-            let walsender = standby.walsender.to_string();
-            failures.extend(
-                cluster
-                    .set_score(&standby.name, *score, &walsender, deadline)
-                    .err(),
-            );
+    // The scores this primary means: its own, one per cluster node that
+    // streams from it (for that connection), none for anybody else.
+    let mut wanted: BTreeMap<String, (Option<Score>, String)> = BTreeMap::new();
+    for s in &standbys {
+        let r = &cfg.replication;
+        let score = election::score_of(repl.position.lsn, s, r.sync, r.max_lag);
+        // A node seen twice (a reconnection while the old walsender lingers):
+        // the connection that earns the better score.
+        let entry = wanted
+            .entry(s.name.clone())
+            .or_insert((score, s.connection()));
+        if score > entry.0 {
+            *entry = (score, s.connection());
         }
     }
-    // A standby that disconnected may have missed WAL since: no score
-    // until it streams again.
-    for node in cluster.scored_nodes() {
-        if node != cluster.node && !scores.contains_key(&node) {
-            match cluster.set_score(&node, None, "gone", deadline) {
-                Ok(()) => cluster.forget_score(&node),
-                Err(e) => failures.push(e),
-            }
-        }
-    }
+    wanted.insert(
+        cluster.node.clone(),
+        (Some(election::PRIMARY_SCORE), "primary".to_string()),
+    );
+    failures.extend(cluster.give_scores(&wanted, CHECK_SCORES_EVERY, deadline));
     failures
 }
+
+/// How old the primary's record of the scores it gave may get before one
+/// attrd_updater query checks it against attrd. Every change the primary
+/// sees (a standby connecting, disconnecting, moving a tier) is written at
+/// once without it; the query catches what it cannot see: a Pacemaker
+/// restart or a node that left and rejoined the cluster dropping transient
+/// attributes, or any other writer.
+pub const CHECK_SCORES_EVERY: Duration = Duration::from_secs(60);
 
 /// Sets synchronous_standby_names through ALTER SYSTEM (postgresql.auto.conf,
 /// which overrides postgresql.conf) and reloads: it takes effect at once,

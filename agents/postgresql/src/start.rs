@@ -81,6 +81,7 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
     let mut options = server_options(cfg);
     if let Some(p) = &prepared {
         options = format!("{options} {}", p.options);
+        standby::own_score_before_start(cfg, &cluster, p, deadline);
     }
     let log_offset = std::fs::metadata(&cfg.logfile)
         .map(|m| m.len())
@@ -118,9 +119,6 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
             "primary"
         }
     );
-    if let Some(p) = &prepared {
-        standby::after_start(cfg, &cluster, p, deadline);
-    }
     Ok(Status::Success)
 }
 

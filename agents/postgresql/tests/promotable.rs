@@ -732,3 +732,20 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+#[test]
+fn a_standby_settles_its_own_score_before_its_server_starts_never_after() {
+    let p = primary();
+    let s = p.standby("basebackup");
+    let started = agent(&s, "node2", &p).run("start").expect(Status::Success);
+    // This host runs no cluster: the agent's attempt shows in its log.
+    // Once the server runs, its WAL receiver may connect and the primary
+    // score it; a later deletion of node2's own would undo that (before,
+    // it came after "started PostgreSQL").
+    let deleted = started
+        .stderr
+        .find("--node node2 --delete")
+        .expect("node2's score is deleted");
+    let running = started.stderr.find("started PostgreSQL").unwrap();
+    assert!(deleted < running, "{}", started.stderr);
+}
