@@ -9,6 +9,7 @@ use crate::replication::Standby;
 use crate::wal::{Lsn, Position};
 use ocf::attributes::Score;
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 /// The primary's own score: above every standby's, so Pacemaker keeps it.
 pub const PRIMARY_SCORE: Score = Score::Value(1001);
@@ -137,6 +138,39 @@ pub fn wanted_sync_names(
         .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
         .collect();
     format!("FIRST 1 ({})", quoted.join(", "))
+}
+
+/// How a standby's WAL receiver is doing, for its monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    Streaming,
+    /// Not streaming for this long, within the bound.
+    Silent(Duration),
+    /// Not streaming for longer than the bound.
+    TooLong(Duration),
+}
+
+/// `silent_since`: when a monitor first saw the receiver not streaming
+/// (`None`: this is the first). Gaps of a few seconds are normal (the WAL
+/// receiver retries every 5 s after a failed connection); a dead
+/// connection that still shows `streaming` is the WAL receiver's own
+/// business (`wal_receiver_timeout`).
+pub fn receiver(
+    streaming: bool,
+    silent_since: Option<SystemTime>,
+    now: SystemTime,
+    bound: Option<Duration>,
+) -> Receiver {
+    if streaming {
+        return Receiver::Streaming;
+    }
+    let silent = silent_since
+        .and_then(|since| now.duration_since(since).ok())
+        .unwrap_or_default();
+    match bound {
+        Some(bound) if silent > bound => Receiver::TooLong(silent),
+        _ => Receiver::Silent(silent),
+    }
 }
 
 /// The node with the furthest WAL among `candidates`, and its position. On
@@ -285,6 +319,36 @@ mod tests {
         assert_eq!(
             wanted_sync_names(SyncPolicy::Strict, &now_sync, Some(&peers)),
             r#"FIRST 1 ("node3", "n""x", "node2")"#
+        );
+    }
+
+    #[test]
+    fn a_receiver_silent_beyond_the_bound_is_reported_from_the_first_silent_monitor() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let bound = Some(Duration::from_secs(30));
+        assert_eq!(receiver(true, Some(t0), t0, bound), Receiver::Streaming);
+        assert_eq!(
+            receiver(false, None, t0, bound),
+            Receiver::Silent(Duration::ZERO)
+        );
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(
+            receiver(false, Some(t0), later, bound),
+            Receiver::TooLong(Duration::from_secs(31))
+        );
+        assert_eq!(
+            receiver(false, Some(t0), t0 + Duration::from_secs(30), bound),
+            Receiver::Silent(Duration::from_secs(30))
+        );
+        assert_eq!(
+            receiver(false, Some(t0), later, None),
+            Receiver::Silent(Duration::from_secs(31)),
+            "no bound"
+        );
+        // A clock stepped back: no silence rather than a huge one.
+        assert_eq!(
+            receiver(false, Some(later), t0, bound),
+            Receiver::Silent(Duration::ZERO)
         );
     }
 

@@ -5,15 +5,15 @@
 
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
-use crate::election;
 use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
+use crate::{election, rejoin};
 use nix::unistd::{Gid, Uid};
 use ocf::attributes::Score;
 use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What a monitor found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         warning!("{}", e.reason());
     }
     if repl.in_recovery {
-        return Ok(Status::Success);
+        return standby_health(cfg, &cluster, &repl, as_user, deadline);
     }
     if !repl.standbys.iter().any(|s| s.is_streaming()) {
         // No standby follows this primary: maybe another primary took over
@@ -110,6 +110,71 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         warning!("{}", failure.reason());
     }
     Ok(Status::RunningPromoted)
+}
+
+/// The note of when a monitor first saw this standby's WAL receiver not
+/// streaming; start removes it.
+pub const SILENT_SINCE: &str = "receiver-silent-since";
+
+/// A standby's monitor: 0 while its WAL receiver streams or has been
+/// silent within max_receiver_silence; beyond, degraded (190: Pacemaker
+/// shows it and leaves the standby running: a failure would restart every
+/// standby exactly when their primary died and one must be promoted). The
+/// cost in steady state: one stat of the note.
+fn standby_health(
+    cfg: &PgConfig,
+    cluster: &Cluster,
+    repl: &Replication,
+    as_user: (Uid, Gid),
+    deadline: &Deadline,
+) -> Result<Status> {
+    let now = SystemTime::now();
+    let noted = cluster.note(SILENT_SINCE);
+    if repl.is_streaming() {
+        if noted.is_some() {
+            cluster.keep_note(SILENT_SINCE, None);
+            info!("the WAL receiver streams again");
+        }
+        return Ok(Status::Success);
+    }
+    let since = noted
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    if since.is_none() {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        cluster.keep_note(SILENT_SINCE, Some(&secs.as_secs().to_string()));
+    }
+    let silent = match election::receiver(false, since, now, cfg.replication.max_receiver_silence) {
+        election::Receiver::TooLong(silent) => silent,
+        _ => return Ok(Status::Success),
+    };
+    let host = &cfg.replication.primary_host;
+    let receiver = repl.receiver.as_deref().unwrap_or("not running");
+    // Pacemaker keeps 128 characters of the reason: short words.
+    let head = format!("WAL receiver silent for {}s ({receiver})", silent.as_secs());
+    // Is there a primary it should be following? Asked only in this state.
+    let asking = Deadline::after(
+        deadline
+            .remaining()
+            .mul_f64(0.5)
+            .min(Duration::from_secs(3)),
+    );
+    let why = match rejoin::ask_primary(cfg, as_user, &asking) {
+        Ok(Some(_)) => {
+            // The primary gives no score to a node that does not stream
+            // from it; this node takes its own back too, in case the
+            // primary could not.
+            if let Err(e) = cluster.set_score(&cluster.node, None, "silent", deadline) {
+                warning!("{}", e.reason());
+            }
+            format!("{head} while a primary answers at {host}: no candidate until it streams")
+        }
+        Ok(None) => format!("{head}: no primary answers at {host}; still a candidate"),
+        Err(e) => format!("{head}: {}", e.reason()),
+    };
+    Err(OcfError::new(Status::Degraded, why))
 }
 
 fn primary_duties(

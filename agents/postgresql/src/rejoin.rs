@@ -9,6 +9,7 @@ use crate::controldata::ControlData;
 use crate::rewind::{self, RewindMarker};
 use crate::wal::{history_file, history_timelines, parse_history, timeline_of_walfile, Fork};
 use crate::wal_end::{self, WalEnd};
+use nix::unistd::{Gid, Uid};
 use ocf::{command, error, info, warning, Deadline, OcfError, OsUser, Result};
 use pgclient::{Conninfo, Passfile};
 use std::path::Path;
@@ -195,10 +196,10 @@ pub fn answer_of(kind: &pgclient::ErrorKind) -> Answer {
 /// user: a unix-socket primary_host may authenticate by peer.
 pub fn ask_primary(
     cfg: &PgConfig,
-    user: &OsUser,
+    as_user: (Uid, Gid),
     deadline: &Deadline,
 ) -> Result<Option<PrimaryInfo>> {
-    let as_user = Some((user.uid, user.gid));
+    let as_user = Some(as_user);
     let r = &cfg.replication;
     let mut pg = pgclient::Config::new();
     pg.host(&r.primary_host)
@@ -328,7 +329,7 @@ pub fn prepare(
     asking: &Deadline,
     deadline: &Deadline,
 ) -> Result<bool> {
-    let Some(primary) = ask_primary(cfg, user, asking)? else {
+    let Some(primary) = ask_primary(cfg, (user.uid, user.gid), asking)? else {
         // Nothing to compare with: the cluster has no primary yet, or it is
         // being promoted elsewhere. The standby waits for one.
         return Ok(false);

@@ -67,6 +67,7 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         warning!("{why}; removed it");
     }
     let cluster = Cluster::new(env);
+    cluster.keep_note(crate::monitor::SILENT_SINCE, None);
     let prepared = match mode {
         Mode::AsConfigured => None,
         Mode::Standby | Mode::DemotedStandby => Some(standby::prepare(

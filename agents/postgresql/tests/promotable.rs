@@ -749,3 +749,62 @@ fn a_standby_settles_its_own_score_before_its_server_starts_never_after() {
     let running = started.stderr.find("started PostgreSQL").unwrap();
     assert!(deleted < running, "{}", started.stderr);
 }
+
+#[test]
+fn a_standby_whose_receiver_stopped_streaming_is_degraded_and_says_why() {
+    let _cluster = TestCluster::of(&["node1", "node2"]);
+    let p = primary();
+    let s = standby_of(&p);
+    let monitor = || {
+        agent(&s, "node2", &p)
+            .param("max_receiver_silence", "1")
+            .run("monitor")
+    };
+    monitor().expect(Status::Success);
+
+    // The primary refuses replication connections: it runs and answers,
+    // but node2 cannot follow it.
+    let hba = p.pgdata.join("pg_hba.conf");
+    let allowed = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("local replication all reject\n{allowed}")).unwrap();
+    p.psql("SELECT pg_reload_conf()");
+    p.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_replication");
+    assert!(wait_until(Duration::from_secs(10), || s.psql(
+        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+    ) == "0"));
+    // The first monitor that sees it notes when; silent beyond the bound,
+    // the standby is degraded (before: 0, as if it were a candidate).
+    monitor().expect(Status::Success);
+    std::thread::sleep(Duration::from_millis(2100));
+    let degraded = monitor().expect(Status::Degraded);
+    assert!(
+        degraded.reason().contains("while a primary answers at"),
+        "{}",
+        degraded.reason()
+    );
+
+    // It streams again: healthy again.
+    std::fs::write(&hba, allowed).unwrap();
+    p.psql("SELECT pg_reload_conf()");
+    assert!(wait_until(Duration::from_secs(20), || p
+        .replication_state("node2")
+        .as_deref()
+        == Some("streaming")));
+    monitor().expect(Status::Success);
+
+    // No primary at all: the silence is its absence, and node2 stays a
+    // candidate (it must be one for a failover to happen).
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    assert!(wait_until(Duration::from_secs(10), || s.psql(
+        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+    ) == "0"));
+    monitor().expect(Status::Success);
+    std::thread::sleep(Duration::from_millis(2100));
+    let degraded = monitor().expect(Status::Degraded);
+    assert!(
+        degraded.reason().contains("no primary answers")
+            && degraded.reason().contains("still a candidate"),
+        "{}",
+        degraded.reason()
+    );
+}
