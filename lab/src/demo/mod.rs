@@ -99,6 +99,12 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
         started.elapsed().as_secs_f64(),
         layout.pg_nodes.len() - 1
     )?;
+    wait_settled(&lab, &layout, &primary, Duration::from_secs(60))?;
+    writeln!(
+        out,
+        "{:5.1} s  every standby on {primary}'s timeline, {primary}'s commits wait for a synchronous standby",
+        started.elapsed().as_secs_f64()
+    )?;
     client::start(&lab, &layout.client_conninfo)?;
     writeln!(
         out,
@@ -112,9 +118,33 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
     Ok(lab)
 }
 
+/// Waits until the cluster is in its steady state with `primary` (see
+/// [`narrate::settled`]): the agents publish timelines and pg-sync from
+/// their monitors, up to one interval after a promotion.
+pub fn wait_settled(lab: &Lab, layout: &Layout, primary: &str, timeout: Duration) -> Result<()> {
+    let sync = sync_setting(lab) != "off";
+    let mut why = String::new();
+    crate::process::wait_for("the cluster's steady state", timeout, || {
+        let expect = Expect {
+            old: primary,
+            must_move: false,
+            target: Some(primary),
+            sync,
+        };
+        match settled(&observe(lab, layout, None), &layout.pg_nodes, expect) {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                why = e;
+                Ok(false)
+            }
+        }
+    })
+    .with_context(|| format!("last seen: {why}"))
+}
+
 /// What runs where, and what the client sees.
 pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
-    let facts = observe(lab, layout);
+    let facts = observe(lab, layout, None);
     let report = client::report(lab)?;
     let mut text = String::from("What runs where:\n");
     let nodes = lab.nodes()?;
@@ -231,7 +261,11 @@ pub fn sync_setting(lab: &Lab) -> String {
 /// a connected node's crm_mon; replication from the primary's
 /// `pg_stat_replication`; a cut-off node's own view from its crm_mon; then
 /// the layout's probes. What cannot be established is left out (unknown).
-pub fn observe(lab: &Lab, layout: &Layout) -> Facts {
+///
+/// Cluster facts come from a connected node other than `avoid` when there
+/// is one: a node that has just rejoined (the faulted one) reports the
+/// others as lost for a moment, which is its own view, not news.
+pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
     let mut facts = Facts::default();
     let Ok(state) = lab.state() else {
         return facts;
@@ -257,7 +291,17 @@ pub fn observe(lab: &Lab, layout: &Layout) -> Facts {
             }
         }
     }
-    let Ok(view) = postgres::observer(lab).and_then(|o| lab.view(&o)) else {
+    let connected: Vec<&str> = state
+        .nodes
+        .iter()
+        .filter(|n| !n.partitioned && n.holder.as_ref().is_some_and(|h| h.is_running()))
+        .map(|n| n.name.as_str())
+        .collect();
+    let observer = connected
+        .iter()
+        .find(|n| Some(**n) != avoid)
+        .or(connected.first());
+    let Some(Ok(view)) = observer.map(|o| lab.view(o)) else {
         return facts;
     };
     facts.set(CLUSTER, DC, view.dc().unwrap_or("none"));
@@ -325,13 +369,8 @@ pub fn observe(lab: &Lab, layout: &Layout) -> Facts {
         );
     }
     let primaries = view.nodes_in_role(postgres::RESOURCE, "Promoted");
-    let connected = |n: &str| {
-        state
-            .node(n)
-            .is_ok_and(|r| !r.partitioned && r.holder.as_ref().is_some_and(|h| h.is_running()))
-    };
     if let [primary] = primaries.as_slice() {
-        if connected(primary) {
+        if connected.contains(primary) {
             if let Ok(replicas) = postgres::replication(lab, primary) {
                 for node in &layout.pg_nodes {
                     let value = if node == primary {
@@ -370,7 +409,7 @@ fn own_view(node: &str, view: &ClusterState) -> String {
     } else {
         "stopped"
     };
-    format!("{quorum}, PostgreSQL here {role}")
+    format!("{quorum}, PostgreSQL {role}")
 }
 
 /// What a fault ended with.
@@ -408,7 +447,7 @@ pub fn run_fault(
         bail!("the demo's client does not run (`demo` starts it with the lab)");
     }
     let sync = sync_setting(lab);
-    let mut facts = observe(lab, layout);
+    let mut facts = observe(lab, layout, Some(&old));
     let target = match (fault, to) {
         (Fault::Switchover, Some(to)) => {
             if to == old || !layout.pg_nodes.iter().any(|n| n == to) {
@@ -495,7 +534,7 @@ pub fn run_fault(
     let mut last_reason = String::new();
     loop {
         let polled = Instant::now();
-        let next = facts.merge(&observe(lab, layout));
+        let next = facts.merge(&observe(lab, layout, Some(&old)));
         let mut lines: Vec<(Instant, String)> = facts
             .changes(&next)
             .into_iter()
@@ -530,7 +569,13 @@ pub fn run_fault(
         }
         out.flush()?;
 
-        let primary = settled(&facts, &layout.pg_nodes, &old, true, target.as_deref());
+        let expect = Expect {
+            old: &old,
+            must_move: true,
+            target: target.as_deref(),
+            sync: sync != "off",
+        };
+        let primary = settled(&facts, &layout.pg_nodes, expect);
         if !healed && ready_to_heal(lab, &facts, &old, old_boot.as_deref(), fault_at) {
             lab.heal(&old)?;
             healed = true;

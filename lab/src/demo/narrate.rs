@@ -121,7 +121,7 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         (POWER, _, "off") => format!("{s} is powered off"),
         // A boot says it better.
         (POWER, _, _) => return None,
-        (BOOT, Some(_), _) => format!("{s} boots again (power-cycled)"),
+        (BOOT, Some(_), _) => format!("{s} boots again (power-cycled by the fence device)"),
         (CABLE, _, "out") => {
             format!("{s}'s cable is out: it is cut off from the other nodes and from clients")
         }
@@ -147,6 +147,10 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
             format!("PostgreSQL on {s} is stopped (it was the primary)")
         }
         (POSTGRESQL, _, "stopped") => format!("PostgreSQL on {s} is stopped"),
+        (POSTGRESQL, _, "Promoting") => format!("PostgreSQL on {s} is being promoted"),
+        (POSTGRESQL, _, "Demoting") => format!("PostgreSQL on {s} is being demoted"),
+        (POSTGRESQL, _, "Starting") => format!("PostgreSQL on {s} is starting"),
+        (POSTGRESQL, _, "Stopping") => format!("PostgreSQL on {s} is stopping"),
         (POSTGRESQL, _, other) => format!("PostgreSQL on {s}: {other}"),
         (ADDRESS, _, "nowhere") => "the floating address is down: no node holds it".to_string(),
         (ADDRESS, _, node) => format!("the floating address is up on {node}"),
@@ -165,7 +169,7 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         (SYNC, _, "async") => {
             format!("commits on {s} no longer wait for a standby: none streams (pg-sync=async)")
         }
-        (OWN_VIEW, _, view) => format!("{s}, cut off, sees: {view}"),
+        (OWN_VIEW, _, view) => format!("{s} (cut off) sees itself: {view}"),
         (failed, _, how) if failed.starts_with(FAILED) => {
             format!("{s}: the {} failed ({how})", &failed[FAILED.len()..])
         }
@@ -174,17 +178,30 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
     })
 }
 
-/// The outcome every fault ends with: exactly one primary (other than
-/// `old` when `must_move`, and `target` when given), the floating address
-/// on it, every other PostgreSQL node a standby streaming from it, every
-/// node online. Returns the primary, or what is still missing.
-pub fn settled(
-    facts: &Facts,
-    pg_nodes: &[String],
-    old: &str,
-    must_move: bool,
-    target: Option<&str>,
-) -> Result<String, String> {
+/// What a settled cluster looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect<'a> {
+    /// The primary before; with `must_move`, another node must be primary.
+    pub old: &'a str,
+    pub must_move: bool,
+    /// The node that must be primary, if any.
+    pub target: Option<&'a str>,
+    /// The primary's commits wait for a synchronous standby (pg-sync=sync):
+    /// what `sync=available` and `strict` settle to while standbys stream.
+    pub sync: bool,
+}
+
+/// The steady state every fault ends with: exactly one primary (as
+/// `expect` says), the floating address on it, every other PostgreSQL node
+/// online, a standby streaming from it, on its timeline; pg-sync=sync when
+/// expected. Returns the primary, or what is still missing.
+pub fn settled(facts: &Facts, pg_nodes: &[String], expect: Expect) -> Result<String, String> {
+    let Expect {
+        old,
+        must_move,
+        target,
+        sync,
+    } = expect;
     let primaries = facts.with(POSTGRESQL, "primary");
     let [primary] = primaries.as_slice() else {
         return Err(format!("{} primaries: {primaries:?}", primaries.len()));
@@ -214,6 +231,14 @@ pub fn settled(
         {
             return Err(format!("{node} does not stream from {primary}"));
         }
+        if facts.get(node, TIMELINE) != facts.get(primary, TIMELINE) {
+            return Err(format!("{node} has not published {primary}'s timeline yet"));
+        }
+    }
+    if sync && facts.get(primary, SYNC) != Some("sync") {
+        return Err(format!(
+            "{primary}'s commits do not wait for a synchronous standby yet (pg-sync)"
+        ));
     }
     Ok(primary.to_string())
 }
@@ -311,7 +336,7 @@ mod tests {
         assert_eq!(
             fenced.changes(&back),
             vec![
-                "node1 boots again (power-cycled)",
+                "node1 boots again (power-cycled by the fence device)",
                 "node1 is online again: it rejoined the cluster",
                 "PostgreSQL on node1 runs as a standby",
                 "node1 streams from the primary (async)",
@@ -339,33 +364,56 @@ mod tests {
     #[test]
     fn settled_means_one_primary_with_every_other_node_streaming() {
         let f = healthy();
+        let stay = Expect {
+            old: "node1",
+            must_move: false,
+            target: None,
+            sync: true,
+        };
+        let moves = Expect {
+            must_move: true,
+            ..stay
+        };
+        assert_eq!(settled(&f, &nodes(), stay), Ok("node1".into()));
         assert_eq!(
-            settled(&f, &nodes(), "node1", false, None),
-            Ok("node1".into())
-        );
-        assert_eq!(
-            settled(&f, &nodes(), "node1", true, None),
-            Err("node1 is still the primary".into())
-        );
-        assert_eq!(
-            settled(&f, &nodes(), "node1", true, Some("node2")),
+            settled(&f, &nodes(), moves),
             Err("node1 is still the primary".into())
         );
         let mut two = f.clone();
         two.set("node2", POSTGRESQL, "primary");
-        assert!(settled(&two, &nodes(), "node3", false, None).is_err());
+        assert!(settled(&two, &nodes(), stay).is_err());
         let mut moved = f.clone();
         moved.set("node1", POSTGRESQL, "standby");
         moved.set("node1", REPLICATION, "streaming, async");
         moved.set("node2", POSTGRESQL, "primary");
+        moved.set("node2", TIMELINE, "2");
         moved.set(CLUSTER, ADDRESS, "node2");
+        let to_node2 = Expect {
+            target: Some("node2"),
+            sync: false,
+            ..moves
+        };
         assert_eq!(
-            settled(&moved, &nodes(), "node1", true, Some("node2")),
-            Ok("node2".into())
+            settled(&moved, &nodes(), to_node2),
+            Err("node1 has not published node2's timeline yet".into())
+        );
+        moved.set("node1", TIMELINE, "2");
+        moved.set("node3", TIMELINE, "2");
+        assert_eq!(settled(&moved, &nodes(), to_node2), Ok("node2".into()));
+        assert_eq!(
+            settled(
+                &moved,
+                &nodes(),
+                Expect {
+                    sync: true,
+                    ..to_node2
+                }
+            ),
+            Err("node2's commits do not wait for a synchronous standby yet (pg-sync)".into())
         );
         moved.set("node1", REPLICATION, "not streaming");
         assert_eq!(
-            settled(&moved, &nodes(), "node1", true, None),
+            settled(&moved, &nodes(), moves),
             Err("node1 does not stream from node2".into())
         );
     }
