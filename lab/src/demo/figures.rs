@@ -25,6 +25,15 @@ impl Fault {
             Fault::Partition => "partition",
         }
     }
+
+    /// The moment the figures count from, in words.
+    pub fn moment(self) -> &'static str {
+        match self {
+            Fault::Failover => "the power loss",
+            Fault::Switchover => "the move was asked for",
+            Fault::Partition => "the cable was pulled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +78,12 @@ impl Figures {
         }
     }
 
-    pub fn render(&self, primary: &str) -> String {
+    pub fn render(&self, primary: &str, fault: Fault) -> String {
         let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
         let first = match self.first_on_new_primary {
-            Some((d, timeline)) => format!("{} after the fault (timeline {timeline})", secs(d)),
+            Some((d, timeline)) => {
+                format!("{} after {} (timeline {timeline})", secs(d), fault.moment())
+            }
             None => "none yet".to_string(),
         };
         let lost = if self.lost.is_empty() {
@@ -164,16 +175,16 @@ mod tests {
         );
         assert_eq!(f.longest_gap, Some(Duration::from_millis(4000)));
         assert_eq!(f.failed, 2);
-        let text = f.render("node2");
+        let text = f.render("node2", Fault::Failover);
         assert!(
-            text.contains("4.0 s after the fault (timeline 2)"),
+            text.contains("4.0 s after the power loss (timeline 2)"),
             "{text}"
         );
         assert!(text.contains("0 of 4 (every one is on node2)"), "{text}");
 
         let f = Figures::of(&report, fault, at(5000), &[1, 5, 6]);
         assert_eq!(f.lost, vec![2]);
-        assert!(f.render("node2").contains("1 of 4: 2\n"));
+        assert!(f.render("node2", Fault::Failover).contains("1 of 4: 2\n"));
     }
 
     #[test]

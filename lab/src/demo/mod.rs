@@ -177,7 +177,8 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
                 postgres::primary_address(lab)
             ));
         }
-        if let Some(sync) = get(SYNC) {
+        // Only the primary's: a former primary keeps its last pg-sync.
+        if let Some(sync) = get(SYNC).filter(|_| get(POSTGRESQL) == Some("primary")) {
             parts.push(format!("pg-sync={sync}"));
         }
         text += &format!("  {node:<6} {}\n", parts.join(", "));
@@ -643,7 +644,7 @@ NOT settled: {last_reason}"
         "Figures (the client writes a row every {} ms):",
         client::EVERY.as_millis()
     )?;
-    write!(out, "{}", figures.render(&primary_name))?;
+    write!(out, "{}", figures.render(&primary_name, fault))?;
     writeln!(out, "Promised: {}", figures::promise(fault, &sync))?;
     Ok(Outcome {
         old_primary: old,
