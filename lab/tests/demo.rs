@@ -1,7 +1,7 @@
 //! The README's demo, run as a user runs it: `tusk-lab demo` (what `./demo`
 //! runs) brings up three nodes with PostgreSQL as a promotable clone and a
-//! client writing in the background; `demo switchover` and `demo failover`
-//! each move the primary while the client writes. Asserted on outcomes,
+//! client writing in the background; `demo switchover`, `demo failover`
+//! and `demo partition` each move the primary while the client writes. Asserted on outcomes,
 //! not timings: one primary with the floating address, nothing blocked,
 //! the old primary streaming again on the new timeline, every write the
 //! client saw acknowledged present on the new primary, the client still
@@ -87,7 +87,7 @@ fn assert_moved_and_nothing_lost(lab: &Lab, old: &str, output: &str) -> String {
 }
 
 #[test]
-fn the_demo_switches_over_and_fails_over_without_losing_a_write() {
+fn the_demo_switches_over_fails_over_and_partitions_without_losing_a_write() {
     require_root();
     let _turn = tusk_lab::wait_turn().unwrap();
     let dir = test_dir("demo");
@@ -105,6 +105,14 @@ fn the_demo_switches_over_and_fails_over_without_losing_a_write() {
     );
     assert!(demo::client::is_running(&lab), "no client after `demo`");
     let client = lab.state().unwrap().client.unwrap();
+    // It writes from inside the lab: its writer thread is in the switch's
+    // network namespace.
+    let switch = std::fs::read_link(lab.switch_netns().unwrap()).unwrap();
+    let in_switch = std::fs::read_dir(format!("/proc/{}/task", client.pid))
+        .unwrap()
+        .filter_map(|t| std::fs::read_link(t.ok()?.path().join("ns/net")).ok())
+        .any(|ns| ns == switch);
+    assert!(in_switch, "no thread of the client is in the lab's network");
 
     let switched = run_demo(&dir, &["switchover"]);
     let second = assert_moved_and_nothing_lost(&lab, &first, &switched);
@@ -130,6 +138,17 @@ fn the_demo_switches_over_and_fails_over_without_losing_a_write() {
             .any(|e| e.succeeded()),
         "{second} was not fenced"
     );
+    let partitioned = run_demo(&dir, &["partition"]);
+    let fourth = assert_moved_and_nothing_lost(&lab, &third, &partitioned);
+    assert!(
+        partitioned.contains(&format!("{third} is fenced")),
+        "{partitioned}"
+    );
+    assert!(
+        partitioned.contains(&format!("PostgreSQL on {fourth} is promoted")),
+        "{partitioned}"
+    );
+
     let status = run_demo(&dir, &["status"]);
     assert!(status.contains("client (running)"), "{status}");
 

@@ -6,12 +6,12 @@
 //! which each `demo` command reads to narrate and measure.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::tail::LineTail;
 use crate::harness::workload::{Entry, Journal, MonotonicClock, Writer, WriterReport};
 use crate::process::{self, wait_for};
 use crate::state::MARKER;
@@ -77,42 +77,24 @@ pub fn report(lab: &Lab) -> Result<WriterReport> {
 }
 
 /// Reads what the client records from now on, as it comes.
-pub struct Tail {
-    path: PathBuf,
-    offset: u64,
-    partial: String,
-}
+pub struct Tail(LineTail);
 
 impl Tail {
     /// From the journal's current end.
     pub fn from_end(lab: &Lab) -> Tail {
-        let path = journal_path(lab.dir());
-        let offset = fs::metadata(&path).map_or(0, |m| m.len());
-        Tail {
-            path,
-            offset,
-            partial: String::new(),
-        }
+        Tail(LineTail::from_end(journal_path(lab.dir())))
     }
 
     /// The entries completed since the last call.
     pub fn read(&mut self) -> Result<Vec<(Instant, Entry)>> {
-        let mut file = fs::File::open(&self.path)
-            .with_context(|| format!("opening {}", self.path.display()))?;
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut bytes = Vec::new();
-        let read = file.read_to_end(&mut bytes)?;
-        self.offset += read as u64;
-        self.partial += &String::from_utf8_lossy(&bytes);
         let clock = MonotonicClock::now();
-        let mut entries = Vec::new();
-        while let Some(end) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=end).collect();
-            if let Some((at, entry)) = Journal::parse(line.trim_end()) {
-                entries.push((clock.instant(at), entry));
-            }
-        }
-        Ok(entries)
+        Ok(self
+            .0
+            .read()?
+            .iter()
+            .filter_map(|line| Journal::parse(line))
+            .map(|(at, entry)| (clock.instant(at), entry))
+            .collect())
     }
 }
 

@@ -113,33 +113,35 @@ impl Figures {
 /// What the agent's `sync` setting promises about acknowledged writes for
 /// `fault`, in the demo's words.
 pub fn promise(fault: Fault, sync: &str) -> String {
+    // What the promotion relies on, and where it does not hold.
+    const ELECTION: &str = "a standby is not promoted while another candidate published \
+         more WAL at pre-promote; a candidate that publishes nothing within 3 s is not \
+         compared (the agent logs a WARNING saying so), and the promise then rests on the \
+         promoted standby being the synchronous one";
     match (fault, sync) {
         (Fault::Switchover, _) => format!(
             "sync={sync}: nothing is lost in a planned switchover, whatever the sync setting: \
              the primary is shut down cleanly first, and the target is promoted only once it \
              has replayed that shutdown checkpoint (checked by LSN)."
         ),
-        (Fault::Failover, "available") => {
-            "sync=available: nothing acknowledged is lost when the primary's node dies \
-             while a standby streams: a commit returns only once the synchronous standby has \
-             flushed it, and the agent promotes the standby with the most WAL. Not promised \
-             when no standby streamed at the time (the primary then writes alone, pg-sync=async); \
-             sync=strict promises it then too, by blocking writes instead."
-                .to_string()
-        }
-        (Fault::Partition, "available") => {
-            "sync=available with fencing: nothing acknowledged is lost. The cut-off \
-             primary's commits still wait for its synchronous standby, which it cannot reach, \
-             and it is fenced (in about 5 s) long before its WAL senders give that standby up \
-             (wal_sender_timeout, 60 s) and it could write alone; clients here cannot reach it \
-             anyway. sync=strict promises it whatever the timing."
-                .to_string()
-        }
-        (Fault::Failover | Fault::Partition, "strict") => {
-            "sync=strict: nothing acknowledged is lost: every commit waits for a \
-             synchronous standby, and the agent promotes the standby with the most WAL."
-                .to_string()
-        }
+        (Fault::Failover, "available") => format!(
+            "sync=available: nothing acknowledged is lost when the primary's node dies while \
+             a standby streams: a commit returns only once the synchronous standby has flushed \
+             it, and {ELECTION}. Not promised when no standby streamed at the time (the \
+             primary then writes alone, pg-sync=async); sync=strict promises it then too, by \
+             blocking writes instead."
+        ),
+        (Fault::Partition, "available") => format!(
+            "sync=available with fencing: nothing acknowledged is lost. The cut-off primary's \
+             commits still wait for its synchronous standby, which it cannot reach, and it is \
+             fenced (in about 5 s) long before its WAL senders give that standby up \
+             (wal_sender_timeout, 60 s) and it could write alone (clients here cannot reach it \
+             anyway); {ELECTION}. sync=strict promises it whatever the timing."
+        ),
+        (Fault::Failover | Fault::Partition, "strict") => format!(
+            "sync=strict: nothing acknowledged is lost: every commit waits for a synchronous \
+             standby, and {ELECTION}."
+        ),
         (Fault::Failover | Fault::Partition, other) => format!(
             "sync={other}: no promise: commits do not wait for a standby, so what the primary \
              had not sent yet is lost with it."

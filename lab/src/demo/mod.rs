@@ -12,6 +12,7 @@
 pub mod client;
 pub mod figures;
 pub mod narrate;
+pub mod tail;
 
 use std::io::Write;
 use std::process::{Child, Stdio};
@@ -476,6 +477,16 @@ pub fn run_fault(
     let before = client::report(lab)?;
     let timeline_before = before.timelines.last().map_or(0, |(_, tl)| *tl);
     let mut tail = client::Tail::from_end(lab);
+    // The agents log each decision (why a promotion waited, what a start
+    // found) in the node's pacemaker.log: told as they come.
+    let mut agent_logs: Vec<(String, tail::LineTail)> = lab
+        .nodes()?
+        .into_iter()
+        .map(|node| {
+            let path = crate::node::NodeDir::new(lab.dir(), &node).log("pacemaker/pacemaker.log");
+            (node, tail::LineTail::from_end(path))
+        })
+        .collect();
     let mut narration = client::ClientNarration::new(timeline_before);
     writeln!(
         out,
@@ -542,6 +553,11 @@ pub fn run_fault(
             .map(|l| (polled, l))
             .collect();
         facts = next;
+        for (node, log) in &mut agent_logs {
+            for line in log.read()?.iter().filter_map(|l| tail::agent_line(l)) {
+                lines.push((polled, format!("{node}: {line}")));
+            }
+        }
         for (at, entry) in tail.read()? {
             if let Some(line) = narration.feed(&entry) {
                 lines.push((at, line));
