@@ -421,6 +421,10 @@ pub struct Outcome {
     /// The primary at the end (None: it did not settle in time).
     pub primary: Option<String>,
     pub figures: Figures,
+    /// The new primary was not the synchronous standby before the fault,
+    /// and the agent said it did not compare it with the one that was: no
+    /// loss is promised for such a promotion, whatever the figures show.
+    pub unchecked_promotion: Option<String>,
 }
 
 impl Outcome {
@@ -496,6 +500,12 @@ pub fn run_fault(
     )?;
 
     let old_boot = facts.get(&old, BOOT).map(str::to_string);
+    let sync_before: Option<String> = layout
+        .pg_nodes
+        .iter()
+        .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"))
+        .cloned();
+    let mut not_compared = false;
     let mut pcs: Option<Child> = None;
     let fault_at = Instant::now();
     let stamp = |at: Instant| {
@@ -555,6 +565,7 @@ pub fn run_fault(
         facts = next;
         for (node, log) in &mut agent_logs {
             for line in log.read()?.iter().filter_map(|l| tail::agent_line(l)) {
+                not_compared |= line.contains("not compared");
                 lines.push((polled, format!("{node}: {line}")));
             }
         }
@@ -662,7 +673,17 @@ NOT settled: {last_reason}"
     )?;
     write!(out, "{}", figures.render(&primary_name, fault))?;
     writeln!(out, "Promised: {}", figures::promise(fault, &sync))?;
+    let unchecked_promotion = unchecked_promotion(
+        fault,
+        settled_as.as_deref(),
+        sync_before.as_deref(),
+        not_compared,
+    );
+    if let Some(caution) = &unchecked_promotion {
+        writeln!(out, "Caution: {caution}")?;
+    }
     Ok(Outcome {
+        unchecked_promotion,
         old_primary: old,
         primary: settled_as,
         figures,
@@ -690,4 +711,45 @@ fn ready_to_heal(
         && lab
             .view(old)
             .is_ok_and(|v| v.dc() == Some(old) && !v.has_quorum())
+}
+
+/// Whether a promotion after a crash or a partition went to a standby that
+/// was not the synchronous one, with the agent saying it did not compare
+/// WAL positions: then the synchronous standby alone may have held the
+/// last acknowledged commits, and nothing ruled that out.
+pub fn unchecked_promotion(
+    fault: Fault,
+    promoted: Option<&str>,
+    sync_before: Option<&str>,
+    not_compared: bool,
+) -> Option<String> {
+    let (Some(promoted), Some(sync_before)) = (promoted, sync_before) else {
+        return None;
+    };
+    (fault != Fault::Switchover && promoted != sync_before && not_compared).then(|| {
+        format!(
+            "{promoted} was promoted, but {sync_before} was the synchronous standby before \
+             the fault and the agent did not compare their WAL (its WARNING above): a write \
+             acknowledged just before the fault may have been on {sync_before} only, and no \
+             setting promises that such a promotion loses nothing (the figures above say \
+             whether this one did)."
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_promotion_is_unchecked_only_when_it_skipped_the_synchronous_standby_uncompared() {
+        let f = Fault::Failover;
+        assert!(unchecked_promotion(f, Some("node2"), Some("node3"), true).is_some());
+        assert!(unchecked_promotion(f, Some("node3"), Some("node3"), true).is_none());
+        assert!(unchecked_promotion(f, Some("node2"), Some("node3"), false).is_none());
+        assert!(
+            unchecked_promotion(Fault::Switchover, Some("node2"), Some("node3"), true).is_none()
+        );
+        assert!(unchecked_promotion(f, None, Some("node3"), true).is_none());
+    }
 }
