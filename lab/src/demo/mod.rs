@@ -75,14 +75,22 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
         config.dir.display()
     )?;
     let lab = Lab::up(config)?;
-    let layout = Layout::streaming(&lab)?;
+    set_up(&lab, command, started, out).with_context(|| {
+        format!("the lab stays up for a look (`{command} status`); end it with `{command} down`")
+    })?;
+    Ok(lab)
+}
+
+fn set_up(lab: &Lab, command: &str, started: Instant, out: &mut dyn Write) -> Result<()> {
+    let nodes = lab.nodes()?.len();
+    let layout = Layout::streaming(lab)?;
     writeln!(
         out,
         "{:5.1} s  {} nodes online with quorum, fence device lab-fence started",
         started.elapsed().as_secs_f64(),
-        config.nodes
+        nodes
     )?;
-    postgres::replicate_by_hand(&lab, &layout.pg_nodes)?;
+    postgres::replicate_by_hand(lab, &layout.pg_nodes)?;
     writeln!(
         out,
         "{:5.1} s  PostgreSQL 15: initdb on {}, base backups on the others (pg_basebackup)",
@@ -90,7 +98,7 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
         layout.pg_nodes[0]
     )?;
     let primary = postgres::create_promotable(
-        &lab,
+        lab,
         &Promotable::on(&layout.pg_nodes),
         Duration::from_secs(120),
     )?;
@@ -100,13 +108,13 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
         started.elapsed().as_secs_f64(),
         layout.pg_nodes.len() - 1
     )?;
-    wait_settled(&lab, &layout, &primary, Duration::from_secs(60))?;
+    wait_settled(lab, &layout, &primary, Duration::from_secs(60))?;
     writeln!(
         out,
         "{:5.1} s  every standby on {primary}'s timeline, {primary}'s commits wait for a synchronous standby",
         started.elapsed().as_secs_f64()
     )?;
-    client::start(&lab, &layout.client_conninfo)?;
+    client::start(lab, &layout.client_conninfo)?;
     writeln!(
         out,
         "{:5.1} s  client writing a row every {} ms through {}\n",
@@ -114,9 +122,9 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
         client::EVERY.as_millis(),
         layout.client_target
     )?;
-    write!(out, "{}", summary(&lab, &layout)?)?;
-    write!(out, "{}", next_commands(&lab, command))?;
-    Ok(lab)
+    write!(out, "{}", summary(lab, &layout)?)?;
+    write!(out, "{}", next_commands(lab, command))?;
+    Ok(())
 }
 
 /// Waits until the cluster is in its steady state with `primary` (see
