@@ -1,5 +1,7 @@
-//! The pgpool-II resource agent's library: what the agent knows of pgpool
-//! and how it talks to it. The OCF actions come on top of these modules.
+//! `ocf:tusk:pgpool`, the pgpool-II resource agent, and what it knows of
+//! pgpool and how it talks to it.
 
+pub mod config;
 pub mod pcp;
 pub mod pcppass;
+pub mod settings;
