@@ -2,6 +2,7 @@
 //! pgpool and how it talks to it.
 
 pub mod config;
+pub mod daemon;
 pub mod pcp;
 pub mod pcppass;
 pub mod settings;
