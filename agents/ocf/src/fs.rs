@@ -133,6 +133,31 @@ pub fn create_owned(
     Ok(())
 }
 
+/// Creates `dir` (and its parents) when missing, with `mode` and given to
+/// `owner`: a socket or pid file directory on a tmpfs that a reboot
+/// emptied, a log directory not yet made. Returns whether it created it;
+/// an existing directory is left as it is.
+pub fn ensure_dir(
+    dir: &Path,
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> io::Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)?;
+    // The umask may have taken bits away (a setgid directory wants 2775).
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::chown(dir, Some(uid), Some(gid))?;
+    }
+    Ok(true)
+}
+
 fn symlink_error(e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(nix::libc::ELOOP) {
         io::Error::new(io::ErrorKind::InvalidData, "is a symbolic link")

@@ -7,7 +7,6 @@ use crate::postmaster::{self, State};
 use crate::{sql, standby, stop, validate};
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 /// How the server starts.
@@ -172,17 +171,11 @@ fn prepare_directories(cfg: &PgConfig, user: &OsUser) -> Result<()> {
 }
 
 fn ensure_dir(dir: &Path, user: &OsUser, mode: u32) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
-        .and_then(|_| nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(Into::into))
+    let created = ocf::fs::ensure_dir(dir, mode, Some((user.uid, user.gid)))
         .map_err(|e| OcfError::perm(format!("cannot create {}: {e}", dir.display())))?;
-    info!("created {}", dir.display());
+    if created {
+        info!("created {}", dir.display());
+    }
     Ok(())
 }
 
