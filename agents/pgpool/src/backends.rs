@@ -40,7 +40,7 @@ pub fn reconcile(
         changed: Vec::new(),
     };
     for (node, e) in &outcome.missing {
-        warning!("pgpool's view of node {node} did not come: {e}");
+        debug!("pgpool's view of node {node} did not come: {e}");
     }
     let mut live: Option<LiveView> = None;
     for _ in 0..ROUNDS {

@@ -55,19 +55,26 @@ pub fn monitor(cfg: &PoolConfig, ctx: &Context) -> Result<Status> {
         OcfError::generic(format!("pgpool {} runs but does not answer: {e}", main.pid))
     })?;
     accepts_clients(&pgpool, &main, &layout)?;
-    let nodes = if cfg.reconcile {
-        let backends = settings.backends()?;
-        match start::asker(cfg, (Uid::from_raw(main.uid), Gid::from_raw(main.gid))) {
-            Ok(asker) => backends::reconcile(&pcp, count, &asker, &backends, deadline).nodes,
-            Err(e) => {
-                warning!("not reconciling: {}", e.reason());
-                pcp.node_infos(count, deadline).nodes
-            }
+    let asker = cfg
+        .reconcile
+        .then(|| start::asker(cfg, (Uid::from_raw(main.uid), Gid::from_raw(main.gid))))
+        .transpose()
+        .unwrap_or_else(|e| {
+            warning!("not reconciling: {}", e.reason());
+            None
+        });
+    let (nodes, missing) = match asker {
+        Some(asker) => {
+            let o = backends::reconcile(&pcp, count, &asker, &settings.backends()?, deadline);
+            (o.nodes, o.missing)
         }
-    } else {
-        pcp.node_infos(count, deadline).nodes
+        None => {
+            let infos = pcp.node_infos(count, deadline);
+            (infos.nodes, infos.missing)
+        }
     };
-    report(ctx, &nodes);
+    let unknown: Vec<u32> = missing.iter().map(|(n, _)| *n).collect();
+    report(ctx, &nodes, &unknown);
     Ok(Status::Success)
 }
 
@@ -119,11 +126,11 @@ fn accepts_clients(pgpool: &Pgpool, main: &ProcInfo, layout: &Layout) -> Result<
 /// The backends' state: a log line when it changed, and the node
 /// attribute `RESOURCE-backends` when Pacemaker runs the agent (outside a
 /// cluster there is no attribute daemon to ask).
-pub fn report(ctx: &Context, nodes: &[NodeInfo]) {
-    if nodes.is_empty() {
+pub fn report(ctx: &Context, nodes: &[NodeInfo], unknown: &[u32]) {
+    if nodes.is_empty() && unknown.is_empty() {
         return;
     }
-    let summary = reconcile::summary(nodes);
+    let summary = reconcile::summary(nodes, unknown);
     let attributes = ctx.attributes();
     if attributes.note("backends").as_deref() != Some(summary.as_str()) {
         if reconcile::none_attached(nodes) {

@@ -291,8 +291,9 @@ pub fn reason(change: Change, nodes: &[NodeInfo], live: &LiveView) -> String {
 }
 
 /// pgpool's view in a few words, for the log and the node attribute
-/// `RESOURCE-backends`: `2/2 attached, primary node 0`.
-pub fn summary(nodes: &[NodeInfo]) -> String {
+/// `RESOURCE-backends`: `2/2 attached, primary node 0`; `unknown` are the
+/// nodes whose info did not come (a backend that hangs).
+pub fn summary(nodes: &[NodeInfo], unknown: &[u32]) -> String {
     let configured: Vec<&NodeInfo> = nodes
         .iter()
         .filter(|n| n.status != BackendStatus::Unused)
@@ -304,7 +305,14 @@ pub fn summary(nodes: &[NodeInfo]) -> String {
         .map_or("no primary".to_string(), |n| {
             format!("primary node {}", n.node_id)
         });
-    format!("{attached}/{} attached, {primary}", configured.len())
+    let mut text = format!(
+        "{attached}/{} attached, {primary}",
+        configured.len() + unknown.len()
+    );
+    for node in unknown {
+        text.push_str(&format!(", node {node} unknown"));
+    }
+    text
 }
 
 /// Whether no backend is attached: pgpool then refuses every client.
@@ -656,13 +664,17 @@ mod tests {
             reason(Change::Attach(2), &nodes, &live),
             "it streams from the primary, node 1, as node2"
         );
-        assert_eq!(summary(&nodes), "2/3 attached, no primary");
+        assert_eq!(summary(&nodes, &[]), "2/3 attached, no primary");
         let after = [
             node(0, Down, PoolStandby, None),
             node(1, Waiting, PoolPrimary, LIVE_PRIMARY),
             node(2, Down, PoolStandby, LIVE_STANDBY),
         ];
-        assert_eq!(summary(&after), "1/3 attached, primary node 1");
+        assert_eq!(summary(&after, &[]), "1/3 attached, primary node 1");
+        assert_eq!(
+            summary(&after[..2], &[2]),
+            "1/3 attached, primary node 1, node 2 unknown"
+        );
         assert!(!none_attached(&after));
         assert!(none_attached(&[node(0, Down, PoolPrimary, None)]));
         let stale = view(vec![primary(1, &[]), primary(2, &[])]);
