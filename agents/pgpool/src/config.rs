@@ -297,15 +297,8 @@ fn absolute_path(p: &Params, name: &str) -> Result<Option<PathBuf>> {
 mod tests {
     use super::*;
 
-    pub(crate) fn parse(pairs: &[(&str, &str)]) -> Result<PoolConfig> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (format!("OCF_RESKEY_{k}"), v.to_string()))
-            .collect();
-        let params = Params::parse(PARAMS, |n| {
-            pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
-        })?;
-        PoolConfig::from_params(&params)
+    fn parse(pairs: &[(&str, &str)]) -> Result<PoolConfig> {
+        PoolConfig::from_params(&Params::from_pairs(PARAMS, pairs)?)
     }
 
     #[test]

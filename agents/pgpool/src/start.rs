@@ -39,9 +39,8 @@ use crate::validate::{self, Checked};
 use ocf::process::{self, PidFile};
 use ocf::service::{self, Lock, Service, State};
 use ocf::{debug, info, warning, Context, Deadline, OcfError, Result, Status};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -249,7 +248,7 @@ fn wait_until_answering(
 ) -> Result<u32> {
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let why = log_reason(&cfg.logfile, log_offset).unwrap_or_else(|| status.to_string());
+            let why = log_reason(cfg, log_offset).unwrap_or_else(|| status.to_string());
             return Err(OcfError::generic(format!("pgpool exited at start: {why}")));
         }
         let attempt = Deadline::after(deadline.remaining().min(Duration::from_secs(1)));
@@ -258,7 +257,7 @@ fn wait_until_answering(
             Err(e) if matches!(e.kind, crate::pcp::PcpErrorKind::Auth) => return Err(e.into()),
             Err(_) if !deadline.is_expired() => {}
             Err(e) => {
-                let why = log_reason(&cfg.logfile, log_offset).unwrap_or(e.reason);
+                let why = log_reason(cfg, log_offset).unwrap_or(e.reason);
                 return Err(OcfError::generic(format!(
                     "pgpool did not answer before the start timeout: {why}"
                 )));
@@ -268,15 +267,9 @@ fn wait_until_answering(
     }
 }
 
-/// pgpool's own explanation in its log since `offset`.
-fn log_reason(logfile: &Path, offset: u64) -> Option<String> {
-    let (mut f, meta) = ocf::fs::open_regular(logfile).ok()??;
-    // A log truncated in between (copytruncate) starts again at 0.
-    let from = if offset <= meta.len() { offset } else { 0 };
-    f.seek(SeekFrom::Start(from)).ok()?;
-    let mut text = String::new();
-    f.take(1 << 20).read_to_string(&mut text).ok()?;
-    reason_from_log(&text)
+/// pgpool's own words in what it logged since `offset`.
+fn log_reason(cfg: &PoolConfig, offset: u64) -> Option<String> {
+    ocf::fs::read_appended(&cfg.logfile, offset, 1 << 20).and_then(|t| reason_from_log(&t))
 }
 
 /// The last FATAL line of pgpool's log text with the DETAIL line that
@@ -284,11 +277,8 @@ fn log_reason(logfile: &Path, offset: u64) -> Option<String> {
 /// still going on (health checks log errors meanwhile); else the last
 /// ERROR line; else the last line.
 pub fn reason_from_log(text: &str) -> Option<String> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let said = |l: &&str| !l.is_empty();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(said).collect();
     let message = |line: &str, tags: &[&str]| {
         tags.iter()
             .find_map(|tag| line.find(tag).map(|i| &line[i..]))

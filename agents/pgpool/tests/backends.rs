@@ -17,8 +17,7 @@ fn a_restarted_standby_is_attached_again_by_the_monitor() {
     let s = setup("pgpool-standby-back", &[]);
     s.agent().run("start").expect(Status::Success);
     let main = s.main_pid().unwrap();
-    pg_ctl_stop(&s.standby);
-    s.wait_node(1, "detached", |n| n.status == BackendStatus::Down);
+    s.stop_backend(&s.standby, 1);
     // Detached and down: nothing to do, and the monitor says running.
     s.agent().run("monitor").expect(Status::Success);
     pg_ctl_start(&s.standby);
@@ -54,8 +53,7 @@ fn a_restarted_standby_is_attached_again_by_the_monitor() {
 fn a_standby_that_follows_nobody_stays_detached() {
     let s = setup("pgpool-standby-lost", &[]);
     s.agent().run("start").expect(Status::Success);
-    pg_ctl_stop(&s.standby);
-    s.wait_node(1, "detached", |n| n.status == BackendStatus::Down);
+    s.stop_backend(&s.standby, 1);
     tusk_testkit::append(
         &s.standby.pgdata.join("postgresql.conf"),
         "primary_conninfo = 'host=/nonexistent port=5432 user=postgres'\n",
@@ -233,10 +231,8 @@ fn reconcile_off_leaves_pgpool_alone() {
 fn backends_all_down_is_still_running() {
     let s = setup("pgpool-all-down", &[]);
     s.agent().run("start").expect(Status::Success);
-    pg_ctl_stop(&s.standby);
-    s.wait_node(1, "detached", |n| n.status == BackendStatus::Down);
-    pg_ctl_stop(&s.primary);
-    s.wait_node(0, "detached", |n| n.status == BackendStatus::Down);
+    s.stop_backend(&s.standby, 1);
+    s.stop_backend(&s.primary, 0);
     let monitor = s.agent().run("monitor").expect(Status::Success);
     assert!(
         monitor.stderr.contains("0/2 attached") && monitor.stderr.contains("refuses every client"),

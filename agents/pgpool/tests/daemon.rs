@@ -7,29 +7,16 @@ use std::collections::BTreeSet;
 use tusk_pgpool::config::{Layout, PoolConfig};
 use tusk_pgpool::daemon::Pgpool;
 use tusk_pgpool::settings::Settings;
-use tusk_testkit::pgpool::{primary_and_standby, Backend, Pgpool as Fixture};
+use tusk_testkit::pgpool::{primary_and_standby, Pgpool as Fixture};
 
 fn fixture(primary: &tusk_testkit::Instance, standby: &tusk_testkit::Instance) -> Fixture {
-    Fixture::new(&[
-        Backend {
-            instance: primary,
-            application_name: "node1",
-        },
-        Backend {
-            instance: standby,
-            application_name: "node2",
-        },
-    ])
+    Fixture::for_pair(primary, standby)
 }
 
 fn daemon(pool: &Fixture) -> Pgpool {
-    let cfg = PoolConfig::from_params(
-        &ocf::Params::parse(tusk_pgpool::config::PARAMS, |name| {
-            (name == "OCF_RESKEY_config").then(|| pool.conf.to_string_lossy().into_owned())
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    let conf = pool.conf.to_string_lossy();
+    let params = ocf::Params::from_pairs(tusk_pgpool::config::PARAMS, &[("config", &conf)]);
+    let cfg = PoolConfig::from_params(&params.unwrap()).unwrap();
     let layout = Layout::resolve(&cfg, &Settings::read(&pool.conf).unwrap()).unwrap();
     assert_eq!(layout.pid_file, pool.pid_file);
     let uid = tusk_testkit::postgres_user().uid.as_raw();

@@ -6,7 +6,6 @@ use crate::config::PgConfig;
 use crate::postmaster::{self, State};
 use crate::{sql, standby, stop, validate};
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// How the server starts.
@@ -182,14 +181,7 @@ fn ensure_dir(dir: &Path, user: &OsUser, mode: u32) -> Result<()> {
 /// The server's own explanation of a failed start: the last FATAL or PANIC
 /// it logged since `offset`, else its last line.
 fn server_log_reason(logfile: &Path, offset: u64) -> Option<String> {
-    let (mut f, meta) = ocf::fs::open_regular(logfile).ok()??;
-    let len = meta.len();
-    // A log rotated in between starts again at 0.
-    f.seek(SeekFrom::Start(if offset <= len { offset } else { 0 }))
-        .ok()?;
-    let mut text = String::new();
-    f.take(1 << 20).read_to_string(&mut text).ok()?;
-    reason_from_log(&text)
+    reason_from_log(&ocf::fs::read_appended(logfile, offset, 1 << 20)?)
 }
 
 pub fn reason_from_log(text: &str) -> Option<String> {

@@ -161,6 +161,21 @@ impl Pgpool {
         pool
     }
 
+    /// The usual pair: `primary` as node 0 (its WAL receiver would be
+    /// `node1`) and `standby`, streaming as `node2`, as node 1.
+    pub fn for_pair(primary: &Instance, standby: &Instance) -> Pgpool {
+        Pgpool::new(&[
+            Backend {
+                instance: primary,
+                application_name: "node1",
+            },
+            Backend {
+                instance: standby,
+                application_name: "node2",
+            },
+        ])
+    }
+
     fn write_configuration(&self, backends: &[Backend<'_>]) {
         let dir = quoted(&self.dir);
         let mut conf = format!(

@@ -6,8 +6,9 @@
 
 use ocf::Deadline;
 use std::time::Duration;
+use tusk_pgpool::pcp::BackendStatus;
 use tusk_pgpool::pcp::{Endpoint, NodeInfo, PcpConnection};
-use tusk_testkit::pgpool::{primary_and_standby, Backend, Pgpool, PCP_PASSWORD, PCP_USER};
+use tusk_testkit::pgpool::{pg_ctl_stop, primary_and_standby, Pgpool, PCP_PASSWORD, PCP_USER};
 use tusk_testkit::{wait_until, Agent, Instance};
 
 pub const AGENT: &str = env!("CARGO_BIN_EXE_pgpool");
@@ -26,16 +27,7 @@ pub struct Setup {
 /// `settings` appended to pgpool.conf.
 pub fn setup(resource: &str, settings: &[(&str, &str)]) -> Setup {
     let (primary, standby) = primary_and_standby("node2");
-    let pool = Pgpool::new(&[
-        Backend {
-            instance: &primary,
-            application_name: "node1",
-        },
-        Backend {
-            instance: &standby,
-            application_name: "node2",
-        },
-    ]);
+    let pool = Pgpool::for_pair(&primary, &standby);
     for (name, value) in settings {
         pool.set(name, value);
     }
@@ -100,6 +92,13 @@ impl Setup {
             self.pool.log()
         );
         last.unwrap()
+    }
+
+    /// Stops `pg` (the primary or the standby, node `node`) and waits until
+    /// pgpool has detached it.
+    pub fn stop_backend(&self, pg: &Instance, node: usize) {
+        pg_ctl_stop(pg);
+        self.wait_node(node, "detached", |n| n.status == BackendStatus::Down);
     }
 
     /// Every process of this pgpool, as the fixture finds them.
