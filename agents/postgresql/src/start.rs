@@ -4,7 +4,9 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::postmaster::{self, State};
+use crate::rewind::{self, RewindMarker};
 use crate::{sql, standby, stop, validate};
+use ocf::attributes::resource_of;
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
 use std::path::Path;
 
@@ -51,6 +53,10 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         State::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
         State::Stopped { stale: None } => {}
     }
+    let marker = RewindMarker::new(resource_of(&env.instance), &cfg.pgdata);
+    if let Some(refused) = rewind::refusal(&marker, &cfg.pgdata) {
+        return Err(refused);
+    }
     prepare_directories(cfg, &checked.user)?;
     if let Some(why) = postmaster::stale_socket_lock(cfg) {
         let lock = postmaster::socket_lock(cfg);
@@ -59,12 +65,14 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         warning!("{why}; removed it");
     }
     let cluster = Cluster::new(env);
+    cluster.keep_note(crate::monitor::SILENT_SINCE, None);
     let prepared = match mode {
         Mode::AsConfigured => None,
         Mode::Standby | Mode::DemotedStandby => Some(standby::prepare(
             cfg,
             &checked,
             &cluster.node,
+            &marker,
             mode == Mode::Standby,
             deadline,
         )?),
@@ -72,6 +80,7 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
     let mut options = server_options(cfg);
     if let Some(p) = &prepared {
         options = format!("{options} {}", p.options);
+        standby::own_score_before_start(cfg, &cluster, p, deadline);
     }
     let log_offset = std::fs::metadata(&cfg.logfile)
         .map(|m| m.len())
@@ -109,9 +118,6 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
             "primary"
         }
     );
-    if let Some(p) = &prepared {
-        standby::after_start(cfg, &cluster, p, deadline);
-    }
     Ok(Status::Success)
 }
 

@@ -1,9 +1,11 @@
-//! A real PostgreSQL 15 instance per test, and a tiny builder to run an
+//! A real PostgreSQL 15 instance per test, a real Slony-I cluster
+//! ([`slony`]), and a tiny builder to run an
 //! agent against it, for the agents' tests and the benchmarks. Everything
 //! an instance creates is removed when it is dropped, pass or fail, and only
 //! processes of its own data directory are killed.
 
 pub mod pgpool;
+pub mod slony;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{chown, Pid, User};
