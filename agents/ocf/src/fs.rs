@@ -69,6 +69,20 @@ pub fn read_bounded(path: &Path, limit: usize) -> io::Result<Option<Bounded>> {
     }))
 }
 
+/// What a log file gained since it was `offset` bytes long, read as
+/// [`open_regular`] opens it, at most `limit` bytes. A file that is now
+/// shorter was truncated or rotated in between (copytruncate): then it is
+/// read from its start.
+pub fn read_appended(path: &Path, offset: u64, limit: u64) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let (mut file, meta) = open_regular(path).ok()??;
+    let from = if offset <= meta.len() { offset } else { 0 };
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Opens a file to append to, refusing symlinks, non-regular files and
 /// files with other hard links (which could be any file of the system).
 /// A file it creates gets `mode` and is given to `owner` through the
@@ -131,6 +145,31 @@ pub fn create_owned(
         nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid))?;
     }
     Ok(())
+}
+
+/// Creates `dir` (and its parents) when missing, with `mode` and given to
+/// `owner`: a socket or pid file directory on a tmpfs that a reboot
+/// emptied, a log directory not yet made. Returns whether it created it;
+/// an existing directory is left as it is.
+pub fn ensure_dir(
+    dir: &Path,
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> io::Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)?;
+    // The umask may have taken bits away (a setgid directory wants 2775).
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::chown(dir, Some(uid), Some(gid))?;
+    }
+    Ok(true)
 }
 
 fn symlink_error(e: io::Error) -> io::Error {
@@ -200,6 +239,20 @@ mod tests {
         let e = create_owned(&hard, 0o600, None).unwrap_err();
         assert!(e.to_string().contains("hard links"), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"1", "target untouched");
+    }
+
+    #[test]
+    fn appended_text_is_read_from_the_offset_or_from_the_start_after_a_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        std::fs::write(&log, "old\nnew\n").unwrap();
+        assert_eq!(read_appended(&log, 4, 1 << 20).as_deref(), Some("new\n"));
+        assert_eq!(
+            read_appended(&log, 100, 1 << 20).as_deref(),
+            Some("old\nnew\n")
+        );
+        assert_eq!(read_appended(&log, 0, 3).as_deref(), Some("old"));
+        assert_eq!(read_appended(&dir.path().join("none"), 0, 10), None);
     }
 
     #[test]

@@ -144,6 +144,18 @@ impl Params {
         Self::parse_checked(decls, |name| Ok(lookup(name)))
     }
 
+    /// Parses `name=value` pairs (without the `OCF_RESKEY_` prefix), for
+    /// tests and tools that set parameters directly.
+    pub fn from_pairs(decls: &[Param], pairs: &[(&str, &str)]) -> Result<Params> {
+        Self::parse(decls, |env_name| {
+            let name = env_name.strip_prefix("OCF_RESKEY_")?;
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
     /// Like [`Params::parse`], with a lookup that may fail (a value that is
     /// not UTF-8).
     pub fn parse_checked(
@@ -276,6 +288,13 @@ mod tests {
         assert_eq!(p.integer("pgport"), Some(5432));
         assert_eq!(p.boolean("debug"), Some(false));
         assert_eq!(p.string("start_opts"), None);
+    }
+
+    #[test]
+    fn pairs_stand_for_the_environment() {
+        let p = Params::from_pairs(DECLS, &[("pgdata", "/d"), ("pgport", "5433")]).unwrap();
+        assert_eq!(p.string("pgdata"), Some("/d"));
+        assert_eq!(p.integer("pgport"), Some(5433));
     }
 
     #[test]

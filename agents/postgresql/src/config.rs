@@ -402,14 +402,7 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<PgConfig> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (format!("OCF_RESKEY_{k}"), v.to_string()))
-            .collect();
-        let params = Params::parse(PARAMS, |n| {
-            pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
-        })?;
-        PgConfig::from_params(&params)
+        PgConfig::from_params(&Params::from_pairs(PARAMS, pairs)?)
     }
 
     #[test]

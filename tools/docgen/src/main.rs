@@ -11,10 +11,16 @@ use std::path::{Path, PathBuf};
 const PROVIDER: &str = "tusk";
 
 /// Every agent, with the example its man page shows.
-const AGENTS: &[(&AgentInfo, &str)] = &[(
-    &tusk_postgresql::AGENT,
-    "pcs resource create pg ocf:tusk:postgresql \\\n    pgdata=/var/lib/postgresql/15/main \\\n    config=/etc/postgresql/15/main/postgresql.conf \\\n    op monitor interval=15s timeout=20s",
-)];
+const AGENTS: &[(&AgentInfo, &str)] = &[
+    (
+        &tusk_postgresql::AGENT,
+        "pcs resource create pg ocf:tusk:postgresql \\\n    pgdata=/var/lib/postgresql/15/main \\\n    config=/etc/postgresql/15/main/postgresql.conf \\\n    op monitor interval=15s timeout=20s",
+    ),
+    (
+        &tusk_pgpool::AGENT,
+        "pcs resource create pgpool ocf:tusk:pgpool \\\n    pcp_user=postgres pcp_passfile=/root/.pcppass \\\n    op monitor interval=10s timeout=20s clone",
+    ),
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
