@@ -147,27 +147,43 @@ pub fn create_owned(
     Ok(())
 }
 
-/// Creates `dir` (and its parents) when missing, with `mode` and given to
-/// `owner`: a socket or pid file directory on a tmpfs that a reboot
-/// emptied, a log directory not yet made. Returns whether it created it;
-/// an existing directory is left as it is.
+/// Makes sure the directory `dir` exists: creates it with `mode` and gives
+/// it to `owner`, for the socket, pid file and log directories a reboot (a
+/// tmpfs emptied) or a fresh install may lack. Missing parents are created
+/// first, owned by root. Returns whether it created `dir`; an existing
+/// directory is left as it is, and a symlink or a file in its place is an
+/// error.
 pub fn ensure_dir(
     dir: &Path,
     mode: u32,
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
 ) -> io::Result<bool> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if dir.is_dir() {
-        return Ok(false);
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(false),
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "is not a directory",
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)?;
-    // The umask may have taken bits away (a setgid directory wants 2775).
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode).create(dir)?;
+    // The umask took bits away (a setgid directory wants 2775); a file
+    // descriptor keeps the fchmod and fchown on this directory, not on what
+    // a path might be swapped for.
+    let fd = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY).bits())
+        .open(dir)
+        .map_err(symlink_error)?;
+    fd.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     if let Some((uid, gid)) = owner {
-        nix::unistd::chown(dir, Some(uid), Some(gid))?;
+        nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&fd), Some(uid), Some(gid))?;
     }
     Ok(true)
 }
@@ -199,6 +215,24 @@ fn kind(meta: &Metadata) -> &'static str {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn ensure_dir_creates_the_last_component_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        assert!(ensure_dir(&run, 0o2775, None).unwrap());
+        let m = std::fs::metadata(&run).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o2775);
+        assert!(!ensure_dir(&run, 0o700, None).unwrap(), "kept as it is");
+        // Missing parents are made too (a log directory's /var/log/x/y).
+        assert!(ensure_dir(&dir.path().join("a/b"), 0o755, None).unwrap());
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(ensure_dir(&file, 0o755, None).is_err());
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&run, &link).unwrap();
+        assert!(ensure_dir(&link, 0o755, None).is_err());
+    }
 
     #[test]
     fn reads_a_regular_file_to_its_bound() {

@@ -144,8 +144,9 @@ impl Params {
         Self::parse_checked(decls, |name| Ok(lookup(name)))
     }
 
-    /// Parses `name=value` pairs (without the `OCF_RESKEY_` prefix), for
-    /// tests and tools that set parameters directly.
+    /// Parses `(name, value)` pairs given by parameter name (`pgdata`, not
+    /// `OCF_RESKEY_pgdata`): for tests and tools that build a
+    /// configuration without an environment.
     pub fn from_pairs(decls: &[Param], pairs: &[(&str, &str)]) -> Result<Params> {
         Self::parse(decls, |env_name| {
             let name = env_name.strip_prefix("OCF_RESKEY_")?;
@@ -291,10 +292,14 @@ mod tests {
     }
 
     #[test]
-    fn pairs_stand_for_the_environment() {
-        let p = Params::from_pairs(DECLS, &[("pgdata", "/d"), ("pgport", "5433")]).unwrap();
+    fn pairs_are_given_by_parameter_name() {
+        let p = Params::from_pairs(DECLS, &[("pgdata", "/d"), ("OCF_RESKEY_pgport", "1")]).unwrap();
         assert_eq!(p.string("pgdata"), Some("/d"));
-        assert_eq!(p.integer("pgport"), Some(5433));
+        assert_eq!(
+            p.integer("pgport"),
+            Some(5432),
+            "a prefixed name is no parameter"
+        );
     }
 
     #[test]

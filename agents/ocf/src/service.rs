@@ -163,28 +163,7 @@ impl Step {
 /// Signals go to a PID only while it still names the process observed.
 pub fn stop(service: &dyn Service, ladder: &[Step], deadline: &Deadline) -> Result<()> {
     match observe(service)? {
-        State::Running(main) => {
-            for step in ladder {
-                if !process::signal_if_same(&main, step.signal) {
-                    break; // already gone
-                }
-                if wait_gone(&main, &deadline.share(step.share)) {
-                    info!(
-                        "stopped {} (PID {}, {})",
-                        service.name(),
-                        main.pid,
-                        step.name
-                    );
-                    break;
-                }
-                warning!(
-                    "{} of {} {} did not finish in time",
-                    step.name,
-                    service.name(),
-                    main.pid
-                );
-            }
-        }
+        State::Running(main) => stop_main(service, &main, ladder, deadline),
         State::Orphaned { members, stale } => warning!(
             "killing processes of {} left without a main process{}: PIDs {}",
             service.name(),
@@ -194,6 +173,33 @@ pub fn stop(service: &dyn Service, ladder: &[Step], deadline: &Deadline) -> Resu
         State::Stopped { .. } => {}
     }
     kill_members(service, deadline)
+}
+
+/// The ladder of [`stop`] for a main process the agent found itself (slon's
+/// watchdog after a second slon removed its pid file): each step's signal
+/// while `main` is still the same process, until it exits. What it leaves
+/// is for [`kill_members`].
+pub fn stop_main(service: &dyn Service, main: &ProcInfo, ladder: &[Step], deadline: &Deadline) {
+    for step in ladder {
+        if !process::signal_if_same(main, step.signal) {
+            break; // already gone
+        }
+        if wait_gone(main, &deadline.share(step.share)) {
+            info!(
+                "stopped {} (PID {}, {})",
+                service.name(),
+                main.pid,
+                step.name
+            );
+            break;
+        }
+        warning!(
+            "{} of {} {} did not finish in time",
+            step.name,
+            service.name(),
+            main.pid
+        );
+    }
 }
 
 /// SIGKILLs whatever of `service` still runs until nothing does.

@@ -53,6 +53,11 @@
 //! space) or read them differently (`'`, `\`), so that no value an operator
 //! typed can end early and add keys of its own.
 //!
+//! # SQL text
+//!
+//! Where a value cannot be a query parameter (the simple query protocol,
+//! a schema name), [`quote::identifier`] and [`quote::literal`] write it.
+//!
 //! # Password files
 //!
 //! [`Passfile`] reads a `.pgpass`-format file safely (no symbolic link, no
@@ -64,10 +69,12 @@ pub mod error;
 pub mod identity;
 pub mod passfile;
 pub mod query;
+pub mod quote;
 
 pub use conninfo::Conninfo;
 pub use error::{classify, describe, Error, ErrorKind, Result};
 pub use identity::Identity;
 pub use passfile::Passfile;
+pub use postgres::config::Host;
 pub use postgres::Config;
 pub use query::{query, query_each, value, Rows};

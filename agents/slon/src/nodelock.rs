@@ -12,10 +12,11 @@
 //! slon of this cluster.
 
 use crate::cluster::ClusterName;
+use crate::database::NodeDb;
 use crate::peer::{self, Client, Peer};
-use crate::quote;
 use ocf::process::ProcInfo;
-use ocf::{OcfError, Result};
+use ocf::{Deadline, OcfError, Result};
+use pgclient::quote;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -83,12 +84,9 @@ pub fn query(cluster: &ClusterName) -> String {
     )
 }
 
-/// The text rows of one statement, NULL as `None`.
-pub type Rows = Vec<Vec<Option<String>>>;
-
 impl NodeLock {
     /// Reads the rows of [`query`].
-    pub fn from_rows(rows: &Rows) -> Result<NodeLock> {
+    pub fn from_rows(rows: &[Vec<Option<String>>]) -> Result<NodeLock> {
         let bad =
             |what: &str| OcfError::generic(format!("unexpected sl_nodelock query result: {what}"));
         let first = rows.first().ok_or_else(|| bad("no row"))?;
@@ -111,7 +109,7 @@ impl NodeLock {
                 application_name: text(row, 6).map(str::to_string),
                 usename: text(row, 7).map(str::to_string),
                 backend_start: text(row, 8).map(str::to_string),
-                client: client(text(row, 9), int(row, 10)),
+                client: crate::connections::client(text(row, 9), int(row, 10)),
             });
             lock.rows.push(LockRow {
                 node_id: local_node,
@@ -137,46 +135,80 @@ fn int(row: &[Option<String>], i: usize) -> Option<i32> {
     text(row, i)?.parse().ok()
 }
 
-/// `client_port` is -1 for a unix socket and NULL when hidden or absent.
-fn client(addr: Option<&str>, port: Option<i32>) -> Client {
-    match (addr.and_then(|a| a.parse::<IpAddr>().ok()), port) {
-        (_, Some(-1)) => Client::UnixSocket,
-        (Some(addr), Some(port)) => match u16::try_from(port) {
-            Ok(port) => Client::Tcp { addr, port },
-            Err(_) => Client::Hidden,
-        },
-        _ => Client::Hidden,
-    }
+/// Reads this node's lock rows: one round trip. A failure keeps its kind
+/// (a probe tells an unreachable database from a refusing one).
+pub fn read(db: &NodeDb, cluster: &ClusterName, deadline: &Deadline) -> pgclient::Result<NodeLock> {
+    let results = db
+        .query(deadline, &query(cluster))
+        .map_err(|e| e.context(format!("reading {}.sl_nodelock", cluster.schema())))?;
+    NodeLock::from_rows(results.first().map(Vec::as_slice).unwrap_or_default())
+        .map_err(|e| pgclient::Error::new(pgclient::ErrorKind::Other, e.reason()))
 }
 
-/// Reads this node's lock rows: one round trip of the simple query protocol.
-pub fn read(db: &mut postgres::Client, cluster: &ClusterName) -> Result<NodeLock> {
-    let messages = db.simple_query(&query(cluster)).map_err(|e| {
-        OcfError::generic(format!(
-            "cannot read {}.sl_nodelock: {}",
-            cluster.schema(),
-            describe(&e)
-        ))
-    })?;
-    let rows: Rows = messages
-        .iter()
-        .filter_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
-    NodeLock::from_rows(&rows)
+/// The lock's backend, when the lock row names a live `slon.local_listen`
+/// backend of this database whose client is `worker`: that slon serves
+/// the node. Reads `worker`'s descriptors only, no scan of /proc.
+pub fn held_by(lock: &NodeLock, worker: &ProcInfo) -> Option<i32> {
+    let row = lock.slon_lock()?;
+    let backend = row.backend.as_ref()?;
+    if !backend.in_this_database || backend.application_name.as_deref() != Some(LOCAL_LISTEN) {
+        return None;
+    }
+    peer::is_client(
+        row.backend_pid,
+        &backend.client,
+        lock.server_port,
+        worker.pid,
+    )
+    .ok()?
+    .then_some(row.backend_pid)
 }
 
-fn describe(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
+/// Deletes this node's lock row `(node, 0)` if it still names
+/// `backend_pid`: the row start judged stale, and no other.
+pub fn delete_stale(
+    db: &NodeDb,
+    cluster: &ClusterName,
+    node: i32,
+    backend_pid: i32,
+    deadline: &Deadline,
+) -> pgclient::Result<bool> {
+    let sql = format!(
+        "DELETE FROM {}.sl_nodelock \
+         WHERE nl_nodeid = {node} AND nl_conncnt = 0 AND nl_backendpid = {backend_pid} \
+         RETURNING 1",
+        cluster.schema_sql()
+    );
+    let results = db
+        .query(deadline, &sql)
+        .map_err(|e| e.context(format!("deleting node {node}'s lock row")))?;
+    Ok(results.first().is_some_and(|rows| !rows.is_empty()))
+}
+
+/// After a stop: deletes this node's lock row unless a live
+/// `slon.local_listen` backend of this database has its PID (or hides its
+/// name), so that the next start finds no row. Returns the PID the
+/// deleted row named.
+pub fn release(
+    db: &NodeDb,
+    cluster: &ClusterName,
+    deadline: &Deadline,
+) -> pgclient::Result<Option<i32>> {
+    let schema = cluster.schema_sql();
+    let schema_value =
+        quote::literal(&cluster.schema()).expect("a validated cluster name is a valid SQL string");
+    let sql = format!(
+        "DELETE FROM {schema}.sl_nodelock l \
+         WHERE l.nl_nodeid = {schema}.getLocalNodeId({schema_value}) AND l.nl_conncnt = 0 \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
+                         WHERE a.pid = l.nl_backendpid AND a.datname = current_database() \
+                         AND coalesce(a.application_name, '{LOCAL_LISTEN}') = '{LOCAL_LISTEN}') \
+         RETURNING l.nl_backendpid"
+    );
+    let results = db
+        .query(deadline, &sql)
+        .map_err(|e| e.context("removing this node's lock row"))?;
+    Ok(pgclient::value(&results, 0, 0, 0).and_then(|p| p.parse().ok()))
 }
 
 /// A lock row with what this host knows about the other end of its
@@ -328,26 +360,59 @@ fn is_slon(p: &ProcInfo, slon_binary: &Path) -> bool {
 }
 
 /// The cluster name a slon command line gives: its first operand
-/// (`slon [options] clustername conninfo`), after the options of 2.2.11,
-/// which take a value either attached (`-s500`) or as the next argument.
-/// `None` when there is no operand (the name is in a `-f` file).
+/// (`slon [options] clustername conninfo`). `None` when there is no operand
+/// (the name is in a `-f` file).
 pub fn slon_cluster(cmdline: &[std::ffi::OsString]) -> Option<String> {
-    const WITH_VALUE: &[u8] = b"dstogcpfaxqrl";
-    let mut args = cmdline.iter().skip(1).map(|a| a.to_string_lossy());
-    while let Some(arg) = args.next() {
-        if arg == "--" {
-            return args.next().map(|a| a.into_owned());
-        }
-        match arg.as_bytes() {
-            [b'-', opt, rest @ ..] => {
-                if WITH_VALUE.contains(opt) && rest.is_empty() {
-                    args.next();
-                }
+    SlonArgs::parse(cmdline).operands.into_iter().next()
+}
+
+/// A slon command line, read as slon 2.2.11's getopt reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlonArgs {
+    /// Each option with its value (`-s500` and `-s 500` alike); a flag
+    /// without a value (`-v`) has an empty one.
+    pub options: Vec<(char, String)>,
+    /// The cluster name and the conninfo, when given.
+    pub operands: Vec<String>,
+}
+
+impl SlonArgs {
+    /// Options take a value either attached (`-s500`) or as the next
+    /// argument; glibc's getopt finds options after operands too.
+    pub fn parse(cmdline: &[std::ffi::OsString]) -> SlonArgs {
+        const WITH_VALUE: &[u8] = b"dstogcpfaxqrl";
+        let mut args = cmdline.iter().skip(1).map(|a| a.to_string_lossy());
+        let mut parsed = SlonArgs::default();
+        while let Some(arg) = args.next() {
+            if arg == "--" {
+                parsed.operands.extend(args.map(|a| a.into_owned()));
+                break;
             }
-            _ => return Some(arg.into_owned()),
+            match arg.as_bytes() {
+                [b'-', opt, rest @ ..] => {
+                    let value = if !WITH_VALUE.contains(opt) {
+                        String::new()
+                    } else if rest.is_empty() {
+                        args.next().map(|a| a.into_owned()).unwrap_or_default()
+                    } else {
+                        String::from_utf8_lossy(rest).into_owned()
+                    };
+                    parsed.options.push((*opt as char, value));
+                }
+                _ => parsed.operands.push(arg.into_owned()),
+            }
         }
+        parsed
     }
-    None
+
+    /// The value of the last `-opt` (getopt's last one wins).
+    pub fn option(&self, opt: char) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(o, _)| *o == opt)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A process for an operator: `/usr/bin/sleep (uid 104)`, `no process`.
@@ -724,6 +789,24 @@ mod tests {
         );
         assert_eq!(slon_cluster(&args(&["slon", "-f", "/etc/slon.conf"])), None);
         assert_eq!(slon_cluster(&args(&["slon"])), None);
+        let a = SlonArgs::parse(&args(&[
+            "slon",
+            "-s",
+            "500",
+            "-p/r/x.pid",
+            "tusk",
+            "host=/run dbname=a",
+        ]));
+        assert_eq!(a.operands, ["tusk", "host=/run dbname=a"]);
+        assert_eq!(a.option('s'), Some("500"));
+        assert_eq!(a.option('p'), Some("/r/x.pid"));
+        assert_eq!(a.option('f'), None);
+        let a = SlonArgs::parse(&args(&[
+            "slon", "tusk", "-p", "/a", "dbname=a", "-p", "/b", "-v",
+        ]));
+        assert_eq!(a.operands, ["tusk", "dbname=a"]);
+        assert_eq!(a.option('p'), Some("/b"));
+        assert_eq!(a.option('v'), Some(""));
     }
 
     fn text_row(values: &[Option<&str>]) -> Vec<Option<String>> {

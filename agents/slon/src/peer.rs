@@ -47,22 +47,11 @@ pub enum Peer {
 /// socket is connected to. The server runs on this host (the agent reaches
 /// it over its unix socket), so its backends are visible in /proc here.
 pub fn find(backend_pid: i32, client: &Client, server_port: u16) -> Peer {
-    let found = match client {
-        Client::Hidden => return Peer::Hidden,
-        Client::UnixSocket => unix_peer_holder(backend_pid, server_port),
-        Client::Tcp { addr, port } => match tcp_socket(*addr, *port, server_port) {
-            Ok(Some(inode)) => socket_holder(inode, backend_pid),
-            Ok(None) if addr.is_loopback() => Ok(None),
-            // No socket of this host has that address and port: the client
-            // is elsewhere.
-            Ok(None) => {
-                return Peer::Remote {
-                    addr: *addr,
-                    port: *port,
-                }
-            }
-            Err(e) => Err(e),
-        },
+    let found = match client_end(backend_pid, client, server_port) {
+        Ok(ClientEnd::Hidden) => return Peer::Hidden,
+        Ok(ClientEnd::Remote { addr, port }) => return Peer::Remote { addr, port },
+        Ok(ClientEnd::Sockets(inodes)) => first_holder(&inodes, backend_pid),
+        Err(e) => Err(e),
     };
     match found {
         Ok(Some(p)) => Peer::Local(p),
@@ -73,22 +62,75 @@ pub fn find(backend_pid: i32, client: &Client, server_port: u16) -> Peer {
     }
 }
 
-/// The process holding the other end of the backend's unix socket.
-fn unix_peer_holder(backend_pid: i32, server_port: u16) -> io::Result<Option<ProcInfo>> {
+/// Whether the process `candidate` holds the client's end of
+/// `backend_pid`'s connection: [`find`] for a client the caller expects,
+/// which reads the candidate's descriptors instead of every process's.
+pub fn is_client(
+    backend_pid: i32,
+    client: &Client,
+    server_port: u16,
+    candidate: i32,
+) -> io::Result<bool> {
+    match client_end(backend_pid, client, server_port)? {
+        ClientEnd::Sockets(inodes) => {
+            let held = socket_inodes(candidate)?;
+            Ok(inodes.iter().any(|i| held.contains(i)))
+        }
+        ClientEnd::Hidden | ClientEnd::Remote { .. } => Ok(false),
+    }
+}
+
+/// The client's end of a backend's connection, as this host knows it.
+enum ClientEnd {
+    Hidden,
+    Remote {
+        addr: IpAddr,
+        port: u16,
+    },
+    /// The socket inodes (on this host) that may be the client's end; none
+    /// when the client is gone.
+    Sockets(Vec<u64>),
+}
+
+fn client_end(backend_pid: i32, client: &Client, server_port: u16) -> io::Result<ClientEnd> {
+    Ok(match client {
+        Client::Hidden => ClientEnd::Hidden,
+        Client::UnixSocket => ClientEnd::Sockets(unix_peers(backend_pid, server_port)?),
+        Client::Tcp { addr, port } => match tcp_socket(*addr, *port, server_port)? {
+            Some(inode) => ClientEnd::Sockets(vec![inode]),
+            None if addr.is_loopback() => ClientEnd::Sockets(Vec::new()),
+            // No socket of this host has that address and port: the client
+            // is elsewhere.
+            None => ClientEnd::Remote {
+                addr: *addr,
+                port: *port,
+            },
+        },
+    })
+}
+
+/// The peers of the backend's client connections over the unix socket.
+fn unix_peers(backend_pid: i32, server_port: u16) -> io::Result<Vec<u64>> {
     // The client's connection is the backend's stream socket accepted on
     // the server's `.s.PGSQL.PORT` (an accepted socket carries its
     // listener's name). A backend may hold other connected sockets, such as
     // a datagram socket to syslog's /dev/log, whose peer is no client.
     let listener = format!("/.s.PGSQL.{server_port}");
+    let mut peers = Vec::new();
     for inode in socket_inodes(backend_pid)? {
         let Some(socket) = sock_diag::unix_socket(inode)? else {
             continue;
         };
         let accepted_here = socket.stream && socket.name.ends_with(listener.as_bytes());
-        let Some(peer) = socket.peer.filter(|_| accepted_here) else {
-            continue;
-        };
-        if let Some(p) = socket_holder(peer, backend_pid)? {
+        peers.extend(socket.peer.filter(|_| accepted_here));
+    }
+    Ok(peers)
+}
+
+/// The first live process, other than `except`, holding one of `inodes`.
+fn first_holder(inodes: &[u64], except: i32) -> io::Result<Option<ProcInfo>> {
+    for inode in inodes {
+        if let Some(p) = socket_holder(*inode, except)? {
             return Ok(Some(p));
         }
     }

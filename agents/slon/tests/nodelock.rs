@@ -9,6 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use tusk_slon::database::NodeDb;
 use tusk_slon::nodelock::{self, Expected, HolderClient, Verdict};
 use tusk_testkit::slony::{SlonyCluster, SLON};
 use tusk_testkit::{postgres_user, Guard};
@@ -20,8 +21,14 @@ fn secs(n: u64) -> Deadline {
 /// The judgement of `node`'s slon lock row, observed as the agent will:
 /// one query, then /proc.
 fn judge_lock(cluster: &SlonyCluster, node: u32) -> Verdict {
-    let mut db = cluster.node(node).connect().unwrap();
-    let lock = nodelock::read(&mut db, cluster.name()).unwrap();
+    let pg = postgres_user();
+    let db = NodeDb::from_conninfo(
+        &cluster.node(node).conninfo(),
+        "postgres",
+        Some((pg.uid, pg.gid)),
+    )
+    .unwrap();
+    let lock = nodelock::read(&db, cluster.name(), &secs(10)).unwrap();
     assert_eq!(lock.local_node, node as i32, "getLocalNodeId");
     let observed = nodelock::observe(&lock);
     let slon_lock = observed

@@ -1,5 +1,7 @@
 //! `tusk-bench pgpool [AGENT_BINARY] [RUNS]`: the same for the pgpool agent
 //! (see `pgpool.rs`).
+//! `tusk-bench slon [AGENT_BINARY] [RUNS]`: the slon agent's monitor beside
+//! the init script's check and a psql query of sl_status (see `slon.rs`).
 //!
 //! `tusk-bench [AGENT_BINARY] [RUNS]`: what one call of a PostgreSQL agent
 //! costs, against a real PostgreSQL 15 primary and its streaming standby that
@@ -50,10 +52,14 @@ pub(crate) const CALL_DEADLINE: Duration = Duration::from_secs(20);
 
 mod pgpool;
 
+mod slon;
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("pgpool") {
-        return pgpool::bench(args.skip(1));
+    match args.peek().map(String::as_str) {
+        Some("pgpool") => return pgpool::bench(args.skip(1)),
+        Some("slon") => return slon::main(args.skip(1)),
+        _ => {}
     }
     let binary = PathBuf::from(
         args.next()

@@ -20,6 +20,10 @@ const AGENTS: &[(&AgentInfo, &str)] = &[
         &tusk_pgpool::AGENT,
         "pcs resource create pgpool ocf:tusk:pgpool \\\n    pcp_user=postgres pcp_passfile=/root/.pcppass \\\n    op monitor interval=10s timeout=20s clone",
     ),
+    (
+        &tusk_slon::AGENT,
+        "pcs resource create slon-app ocf:tusk:slon \\\n    cluster_name=app \\\n    conninfo=\"host=/var/run/postgresql dbname=app user=slony\" \\\n    op monitor interval=10s timeout=20s",
+    ),
 ];
 
 fn main() -> Result<()> {

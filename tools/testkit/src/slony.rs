@@ -60,7 +60,7 @@ impl SlonyNode {
     /// libpq conninfo of this node's database over its unix socket, as the
     /// postgres user (peer authentication), every value quoted.
     pub fn conninfo(&self) -> String {
-        let q = |v: &str| quote::conninfo_value(v).unwrap();
+        let q = |v: &str| pgclient::conninfo::quote(v).into_owned();
         format!(
             "host={} port=5432 dbname={} user=postgres",
             q(self.instance.socketdir.to_str().unwrap()),
@@ -645,7 +645,7 @@ fn start_instance() -> Instance {
     admin
         .batch_execute(&format!(
             "CREATE DATABASE {}",
-            quote::identifier(DATABASE).unwrap()
+            pgclient::quote::identifier(DATABASE).unwrap()
         ))
         .unwrap();
     let mut app = postgres::Config::new()

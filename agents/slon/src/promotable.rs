@@ -1,0 +1,213 @@
+//! What the promotable role's actions share: this node's view of the sets'
+//! origin, the promotion scores, the Slony node id of each Pacemaker node,
+//! and the planned move.
+//!
+//! How demote and promote split the work:
+//! - **demote** (on the origin, which is alive) makes the planned move:
+//!   LOCK SET, MOVE SET, WAIT FOR EVENT in one slonik run, bounded by the
+//!   demote's timeout, to the node Pacemaker is about to promote
+//!   (`notify_promote_uname`) or, without one, to the subscriber that has
+//!   confirmed the most. It then gives the new origin the origin's score at
+//!   once, so that a transition aborted between demote and promote
+//!   promotes where the sets are.
+//! - **promote** finds the sets already here after a planned move and only
+//!   takes the origin's score. Otherwise the old origin is asked: if it
+//!   answers, promote makes the planned move itself (a demote that did not
+//!   run or did not move); if not, FAILOVER (through slonik, which picks
+//!   the most advanced subscriber as provider) and DROP NODE of the old
+//!   origin, only once its PostgreSQL is known stopped or its node known
+//!   fenced (`failover`).
+
+use crate::config::SlonConfig;
+use crate::database::NodeDb;
+use crate::origin::{self, Role};
+use crate::slonik;
+use ocf::attributes::NodeAttributes;
+use ocf::{info, warning, Deadline, OcfError, OsUser, Result};
+use std::time::{Duration, Instant};
+
+/// This node's view of the resource's sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub local: i32,
+    pub role: Role,
+    /// (receiver, newest confirmed event of the origin).
+    pub confirms: Vec<(i64, i64)>,
+}
+
+/// Whether Pacemaker promoted this instance (promote records it, demote,
+/// start and stop forget it): a note in /run, gone with a reboot, as the
+/// instance is.
+pub fn is_promoted(attrs: &NodeAttributes) -> bool {
+    attrs.note("promoted").is_some()
+}
+
+pub fn set_promoted(attrs: &NodeAttributes, promoted: bool) {
+    attrs.keep_note("promoted", promoted.then_some("yes"));
+}
+
+/// One round trip: the local node id, the sets' origins, the confirms.
+pub fn observe(db: &NodeDb, cfg: &SlonConfig, deadline: &Deadline) -> Result<Observed> {
+    let cluster = &cfg.instance.cluster;
+    let sql = format!(
+        "{}; {}",
+        origin::local_node_query(cluster),
+        origin::query(cluster, &cfg.origin.sets)
+    );
+    let results = db
+        .query(deadline, &sql)
+        .map_err(|e| crate::start::lock_error(db, &cfg.instance, e))?;
+    let local = pgclient::value(&results, 0, 0, 0)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| OcfError::generic("getLocalNodeId returned nothing"))?;
+    from_results(&results[1..], cfg, local)
+}
+
+/// The statements of [`origin::query`] read, for `local`.
+pub fn from_results(results: &[pgclient::Rows], cfg: &SlonConfig, local: i32) -> Result<Observed> {
+    let rows = |i: usize| results.get(i).map(Vec::as_slice).unwrap_or_default();
+    Ok(Observed {
+        local,
+        role: origin::role(&cfg.origin.sets, &origin::pairs(rows(0)), local)?,
+        confirms: origin::pairs(rows(1)),
+    })
+}
+
+/// Sets this node's promotion score from what it observed; forks only when
+/// the score changes. A failure is logged: the monitor's answer is about
+/// this node, and stays true.
+pub fn score_self(attrs: &NodeAttributes, obs: &Observed, deadline: &Deadline) {
+    let (score, basis) = match origin::score(obs.role, &obs.confirms, obs.local) {
+        Some((s, basis)) => (Some(s), basis),
+        None => (None, "nothing confirmed"),
+    };
+    if let Err(e) = attrs.set_score(&attrs.node, score, basis, deadline) {
+        warning!("{}", e.reason());
+    }
+}
+
+/// Publishes this node's Slony node id (`RESOURCE-node-id`) and notes the
+/// ids other nodes published, so that a node whose attributes went with it
+/// (fenced) is still known by name.
+pub fn publish_node_id(attrs: &NodeAttributes, local: i32, deadline: &Deadline) {
+    if let Err(e) = attrs.publish("node-id", Some(&local.to_string()), false, deadline) {
+        warning!("{}", e.reason());
+    }
+    if let Ok(all) = attrs.everywhere("node-id", deadline) {
+        for (node, id) in all {
+            attrs.keep_note(&format!("node-{id}"), Some(&node));
+        }
+    }
+}
+
+/// The Pacemaker node that runs Slony node `id`, as published or noted.
+pub fn node_name_of(attrs: &NodeAttributes, id: u32, deadline: &Deadline) -> Option<String> {
+    if let Ok(all) = attrs.everywhere("node-id", deadline) {
+        if let Some((node, _)) = all.iter().find(|(_, v)| v.trim() == id.to_string()) {
+            return Some(node.clone());
+        }
+    }
+    attrs.note(&format!("node-{id}"))
+}
+
+/// The Slony node id Pacemaker node `uname` published.
+pub fn node_id_of(attrs: &NodeAttributes, uname: &str, deadline: &Deadline) -> Option<u32> {
+    attrs
+        .everywhere("node-id", deadline)
+        .ok()?
+        .get(uname)
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// LOCK SET, MOVE SET, WAIT FOR EVENT from `from` to `to` inside
+/// `deadline`; returns how long slonik took (the longest writes can have
+/// waited). A move that fails leaves the sets locked on the old origin
+/// unless it went through: they are unlocked when `from`'s catalog still
+/// names it the origin.
+pub fn planned_move(
+    cfg: &SlonConfig,
+    user: &OsUser,
+    db_of_from: Option<&NodeDb>,
+    from: u32,
+    to: u32,
+    deadline: &Deadline,
+) -> Result<Duration> {
+    let sets = &cfg.origin.sets;
+    let run_for = deadline.share(0.8);
+    let timeout_s = run_for.remaining().as_secs().saturating_sub(1);
+    info!(
+        "moving sets {sets:?} from node {from} to node {to} (LOCK SET, MOVE SET, WAIT FOR EVENT)"
+    );
+    let started = Instant::now();
+    match slonik::run(
+        cfg,
+        user,
+        &slonik::move_sets(sets, from, to, timeout_s),
+        &run_for,
+    ) {
+        Ok(()) => Ok(started.elapsed()),
+        Err(e) => {
+            let still_origin = db_of_from
+                .and_then(|db| observe(db, cfg, deadline).ok())
+                .is_some_and(|o| o.role == Role::Origin);
+            if still_origin {
+                match slonik::run(cfg, user, &slonik::unlock_sets(sets, from), deadline) {
+                    Ok(()) => warning!("the move failed; sets {sets:?} unlocked on node {from}"),
+                    Err(u) => warning!("the move failed and unlocking failed too: {}", u.reason()),
+                }
+            }
+            Err(e.context(format!(
+                "moving sets {sets:?} from node {from} to node {to}"
+            )))
+        }
+    }
+}
+
+/// On a node whose own catalog names it the origin: whether another node
+/// knows better. After a FAILOVER the old origin's catalog still names it
+/// the origin, and it accepts writes, until its slon processes the
+/// FAILOVER (docs/slony-facts.md); the other nodes say so at once: their
+/// origin is another node, or they list this node as failed, or no longer
+/// list it (DROP NODE). Nodes that do not answer are skipped.
+pub fn failed_over(
+    cfg: &SlonConfig,
+    user: &OsUser,
+    local: i32,
+    deadline: &Deadline,
+) -> Option<String> {
+    let schema = cfg.instance.cluster.schema_sql();
+    let first = cfg.origin.sets.first()?;
+    let sql = format!(
+        "SELECT set_origin FROM {schema}.sl_set WHERE set_id = {first}; \
+         SELECT no_failed FROM {schema}.sl_node WHERE no_id = {local}"
+    );
+    for (id, conninfo) in &cfg.origin.admin_conninfo {
+        if *id as i32 == local {
+            continue;
+        }
+        let Ok(db) = NodeDb::from_conninfo(conninfo, &user.name, Some((user.uid, user.gid))) else {
+            continue;
+        };
+        let ask = Deadline::after(deadline.share(0.1).remaining().min(Duration::from_secs(3)));
+        let Ok(results) = db.query(&ask, &sql) else {
+            continue;
+        };
+        if let Some(origin) = pgclient::value(&results, 0, 0, 0) {
+            if origin != local.to_string() {
+                return Some(format!(
+                    "node {id} names node {origin} the origin of set {first}"
+                ));
+            }
+        }
+        match pgclient::value(&results, 1, 0, 0) {
+            None => {
+                return Some(format!(
+                    "node {id} no longer lists node {local} (DROP NODE)"
+                ))
+            }
+            Some("t") => return Some(format!("node {id} lists node {local} as failed")),
+            Some(_) => {}
+        }
+    }
+    None
+}
