@@ -162,6 +162,7 @@ impl Lab {
             exe: exe.clone(),
             switch: None,
             fence_daemon: None,
+            client: None,
             nodes: nodes
                 .iter()
                 .map(|(name, addr)| NodeRecord {
@@ -636,6 +637,48 @@ impl Lab {
         })
     }
 
+    /// Starts the lab's client: the lab's own copy of tusk-lab with `args`
+    /// (a `demo-client` command), detached, its output in `DIR/client.log`,
+    /// recorded so that `down` ends it (by PID, once /proc confirms it).
+    /// Refuses while one runs.
+    pub fn start_client<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Recorded> {
+        let lock = StateLock::acquire(&self.dir)?;
+        let mut state = self.state()?;
+        if let Some(running) = state.client.as_ref().filter(|c| c.is_running()) {
+            bail!("the lab's client runs already (PID {})", running.pid);
+        }
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("client.log"))?;
+        let mut command = Command::new(&state.exe);
+        command
+            .args(args)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let child = process::detach(&mut command)
+            .spawn()
+            .context("starting the lab's client")?;
+        // Not waited for: it outlives this command; `down` ends it by PID.
+        let client = Recorded::of(child.id() as i32)?;
+        state.client = Some(client);
+        state.save(&self.dir, &lock)?;
+        Ok(client)
+    }
+
+    /// Ends the lab's client, if one runs.
+    pub fn stop_client(&self) -> Result<()> {
+        let lock = StateLock::acquire(&self.dir)?;
+        let mut state = self.state()?;
+        if let Some(client) = state.client.take() {
+            client.kill_and_wait(Duration::from_secs(10))?;
+            state.save(&self.dir, &lock)?;
+        }
+        Ok(())
+    }
+
     /// Ends the lab; see [`down`].
     pub fn down(&self) -> Result<()> {
         down(&self.dir)
@@ -730,6 +773,12 @@ pub fn down(dir: &Path) -> Result<()> {
         }
     };
     if let Ok(state) = State::load(dir) {
+        if let Some(client) = &state.client {
+            attempt(
+                "ending the client",
+                client.kill_and_wait(Duration::from_secs(10)),
+            );
+        }
         if let Some(daemon) = &state.fence_daemon {
             attempt(
                 "ending the fence daemon",
@@ -776,7 +825,7 @@ pub fn down(dir: &Path) -> Result<()> {
 }
 
 /// Processes running this lab's copy of tusk-lab (namespace inits, the fence
-/// daemon), with the `unshare` that started an init. The binary's path lies
+/// daemon, the demo's client), with the `unshare` that started an init. The binary's path lies
 /// inside this lab's directory, so no other lab's process matches; the
 /// kernel's exe link is checked, not only argv[0], which a process sets
 /// itself. The fence agent is left alone: it runs inside a node and dies
@@ -794,7 +843,7 @@ fn leftover_processes(dir: &Path) -> Vec<(Recorded, Option<Recorded>)> {
                 && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == installed)
                 && matches!(
                     args.get(1).map(String::as_str),
-                    Some("init" | "fence-daemon")
+                    Some("init" | "fence-daemon" | "demo-client")
                 )
         })
         .filter_map(|pid| {
@@ -821,6 +870,7 @@ fn is_up(dir: &Path) -> bool {
     let recorded = State::load(dir).is_ok_and(|s| {
         s.switch.as_ref().is_some_and(Holder::is_running)
             || s.fence_daemon.as_ref().is_some_and(Recorded::is_running)
+            || s.client.as_ref().is_some_and(Recorded::is_running)
             || s.nodes
                 .iter()
                 .any(|n| n.holder.as_ref().is_some_and(Holder::is_running))

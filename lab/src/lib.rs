@@ -18,6 +18,7 @@
 
 pub mod corosync;
 pub mod crm_mon;
+pub mod demo;
 pub mod error;
 pub mod fence;
 pub mod harness;

@@ -559,6 +559,22 @@ pub fn wait_replicating(lab: &Lab, standbys: usize, timeout: Duration) -> Result
     Ok(primary)
 }
 
+/// Waits until the primary's commits wait for a standby: under
+/// sync=available that starts only with the primary monitor that first sees
+/// a standby stream, up to one monitor interval after the standbys
+/// connect. A scenario that counts acknowledged writes as safe must start
+/// its writer after that.
+pub fn wait_synchronous(lab: &Lab, primary: &str, timeout: Duration) -> Result<()> {
+    let mut last = Vec::new();
+    wait_for("a synchronous standby", timeout, || {
+        last = replication(lab, primary).unwrap_or_default();
+        Ok(last
+            .iter()
+            .any(|r| r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum")))
+    })
+    .with_context(|| format!("last seen: {last:?}"))
+}
+
 /// Runs SQL on `node`'s instance through its unix socket as postgres and
 /// returns psql's unaligned, tuples-only output (`|` between columns).
 pub fn sql(lab: &Lab, node: &str, query: &str) -> Result<String> {

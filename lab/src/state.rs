@@ -12,6 +12,7 @@
 //! exe /tmp/tusk-lab/bin/tusk-lab
 //! switch init=812:4410 pidns=pid:[4026532301] netns=net:[4026532303] unshare=811:4409
 //! fence-daemon 830:4470
+//! client 850:4480
 //! node node1 addr=10.213.77.11 partitioned=no init=840:4471 pidns=... netns=... unshare=839:4471
 //! node node2 addr=10.213.77.12 partitioned=no off
 //! ```
@@ -75,6 +76,9 @@ pub struct State {
     pub exe: PathBuf,
     pub switch: Option<Holder>,
     pub fence_daemon: Option<Recorded>,
+    /// The demo's client (`tusk-lab demo-client`), writing through the
+    /// cluster for as long as the lab runs.
+    pub client: Option<Recorded>,
     pub nodes: Vec<NodeRecord>,
 }
 
@@ -123,6 +127,9 @@ impl State {
         if let Some(d) = &self.fence_daemon {
             let _ = writeln!(out, "fence-daemon {}", render_recorded(d));
         }
+        if let Some(c) = &self.client {
+            let _ = writeln!(out, "client {}", render_recorded(c));
+        }
         for n in &self.nodes {
             let power = n
                 .holder
@@ -146,6 +153,7 @@ impl State {
         let mut exe = None;
         let mut switch = None;
         let mut fence_daemon = None;
+        let mut client = None;
         let mut nodes = Vec::new();
         for line in lines {
             let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -153,6 +161,7 @@ impl State {
                 "exe" => exe = Some(PathBuf::from(rest)),
                 "switch" => switch = Some(parse_holder(&fields(rest)?)?),
                 "fence-daemon" => fence_daemon = Some(parse_recorded(rest)?),
+                "client" => client = Some(parse_recorded(rest)?),
                 "node" => {
                     let (name, rest) = rest
                         .split_once(' ')
@@ -176,6 +185,7 @@ impl State {
             exe: exe.ok_or_else(|| anyhow!("no exe line"))?,
             switch,
             fence_daemon,
+            client,
             nodes,
         })
     }
@@ -283,6 +293,10 @@ mod tests {
             fence_daemon: Some(Recorded {
                 pid: 20,
                 start: 2020,
+            }),
+            client: Some(Recorded {
+                pid: 25,
+                start: 2525,
             }),
             nodes: vec![
                 NodeRecord {

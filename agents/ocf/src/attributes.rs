@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 const CRM_ATTRIBUTE: &str = "/usr/sbin/crm_attribute";
 const ATTRD_UPDATER: &str = "/usr/sbin/attrd_updater";
+const CRM_NODE: &str = "/usr/sbin/crm_node";
 
 /// A Pacemaker command-line tool, told the node explicitly. Pacemaker 2.1.5's
 /// tools take the node from the agent's environment
@@ -44,6 +45,40 @@ impl std::fmt::Display for Score {
             Score::Value(v) => write!(f, "{v}"),
         }
     }
+}
+
+impl std::str::FromStr for Score {
+    type Err = OcfError;
+    /// As attrd and crm_attribute print it: a number, `-INFINITY`.
+    fn from_str(s: &str) -> Result<Score> {
+        match s.trim() {
+            "-INFINITY" => Ok(Score::MinusInfinity),
+            v => v
+                .parse()
+                .map(Score::Value)
+                .map_err(|_| OcfError::generic(format!("'{v}' is not a score"))),
+        }
+    }
+}
+
+/// The scores to write so that attrd holds what this node means: every
+/// node of `wanted` with its score (`None`: no score), and no score for any
+/// other node in `held` (what attrd holds now, by node).
+pub fn score_repairs(
+    wanted: &BTreeMap<String, Option<Score>>,
+    held: &BTreeMap<String, String>,
+) -> Vec<(String, Option<Score>)> {
+    let mut nodes: Vec<&String> = wanted.keys().chain(held.keys()).collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+        .into_iter()
+        .filter_map(|node| {
+            let want = wanted.get(node).copied().flatten();
+            let have = held.get(node).and_then(|v| v.parse::<Score>().ok());
+            (want != have).then(|| (node.clone(), want))
+        })
+        .collect()
 }
 
 /// The resource a clone instance belongs to: `pg:1` → `pg`.
@@ -122,6 +157,34 @@ fn parse_attrd_query(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The names of every node the cluster knows (`crm_node -l`), lost ones
+/// included: `crm_node --partition` would list only this partition's.
+pub fn cluster_node_names(deadline: &Deadline) -> Result<Vec<String>> {
+    let mut cmd = tool(CRM_NODE);
+    cmd.arg("-l");
+    let out = checked(cmd, deadline)?;
+    let names = parse_crm_node_list(&out.stdout);
+    if names.is_empty() {
+        return Err(OcfError::generic("crm_node -l listed no node"));
+    }
+    Ok(names)
+}
+
+/// `ID NAME STATE` lines (`1 node1 member`, `3 node3 lost`).
+fn parse_crm_node_list(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            fields.next()?.parse::<u64>().ok()?;
+            fields.next().map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 fn checked(cmd: Command, deadline: &Deadline) -> Result<command::Output> {
     let name = cmd.get_program().to_string_lossy().into_owned();
     let args: Vec<String> = cmd
@@ -174,6 +237,18 @@ impl Published {
         fresh && std::fs::read_to_string(&path).is_ok_and(|v| v == value)
     }
 
+    /// How long ago `key` was recorded.
+    pub fn age(&self, key: &str) -> Option<Duration> {
+        let modified = std::fs::metadata(self.dir.join(key))
+            .and_then(|m| m.modified())
+            .ok()?;
+        Some(
+            SystemTime::now()
+                .duration_since(modified)
+                .unwrap_or_default(),
+        )
+    }
+
     /// What `key` holds, however old (a note kept on this node).
     pub fn read(&self, key: &str) -> Option<String> {
         std::fs::read_to_string(self.dir.join(key)).ok()
@@ -193,6 +268,14 @@ impl Published {
         let _ = std::fs::remove_file(self.dir.join(key));
     }
 
+    /// The age of the oldest key recorded under `prefix`.
+    pub fn oldest(&self, prefix: &str) -> Option<Duration> {
+        self.entries(prefix)
+            .iter()
+            .filter_map(|(key, _)| self.age(&format!("{prefix}{key}")))
+            .max()
+    }
+
     /// Keys recorded under `prefix`, with their values.
     pub fn entries(&self, prefix: &str) -> Vec<(String, String)> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
@@ -208,6 +291,13 @@ impl Published {
             .collect();
         found.sort();
         found
+    }
+}
+
+fn score_entry(score: Option<Score>, basis: &str) -> String {
+    match score {
+        Some(s) => format!("{s}@{basis}"),
+        None => format!("none@{basis}"),
     }
 }
 
@@ -256,16 +346,82 @@ impl NodeAttributes {
         deadline: &Deadline,
     ) -> Result<()> {
         let key = format!("score-{node}");
-        let value = match score {
-            Some(s) => format!("{s}@{basis}"),
-            None => format!("none@{basis}"),
-        };
+        let value = score_entry(score, basis);
         if self.published.is_current(&key, &value) {
             return Ok(());
         }
         set_promotion_score(&self.resource, node, score, deadline)?;
         self.published.record(&key, &value);
         Ok(())
+    }
+
+    /// The promotion scores attrd holds for this resource, by node.
+    pub fn promotion_scores(&self, deadline: &Deadline) -> Result<BTreeMap<String, String>> {
+        node_attribute_everywhere(&format!("master-{}", self.resource), deadline)
+    }
+
+    /// Makes the promotion scores of the cluster what this node (the one
+    /// that scores: a primary) means them to be: `wanted` by node, each
+    /// with the basis it was computed for (see [`NodeAttributes::set_score`]),
+    /// and no score for any other node. Writes go through the cache, so
+    /// steady state forks nothing; but the cache can be wrong (the node
+    /// itself or a Pacemaker restart may have deleted a score since), so
+    /// once its oldest entry is older than `check_every`, one
+    /// `attrd_updater --query` compares it with what attrd holds, repairs
+    /// what differs, and the entries count as fresh again. Returns the
+    /// failures, each already attempted.
+    pub fn give_scores(
+        &self,
+        wanted: &BTreeMap<String, (Option<Score>, String)>,
+        check_every: Duration,
+        deadline: &Deadline,
+    ) -> Vec<OcfError> {
+        let mut failures = Vec::new();
+        for (node, (score, basis)) in wanted {
+            failures.extend(self.set_score(node, *score, basis, deadline).err());
+        }
+        // A node scored before and no longer meant: no score, then nothing
+        // to remember.
+        for node in self.scored_nodes() {
+            if !wanted.contains_key(&node) {
+                match self.set_score(&node, None, "gone", deadline) {
+                    Ok(()) => self.forget_score(&node),
+                    Err(e) => failures.push(e),
+                }
+            }
+        }
+        let due = self
+            .published
+            .oldest("score-")
+            .is_none_or(|age| age >= check_every);
+        if !due || !failures.is_empty() {
+            return failures;
+        }
+        let held = match self.promotion_scores(deadline) {
+            Ok(held) => held,
+            Err(e) => return vec![e],
+        };
+        let scores: BTreeMap<String, Option<Score>> =
+            wanted.iter().map(|(n, (s, _))| (n.clone(), *s)).collect();
+        for (node, score) in score_repairs(&scores, &held) {
+            crate::warning!(
+                "the promotion score of {node} was not what this node set: {} instead of {}; \
+                 setting it again",
+                held.get(&node).map(String::as_str).unwrap_or("none"),
+                score.map(|s| s.to_string()).unwrap_or("none".into())
+            );
+            if let Err(e) = set_promotion_score(&self.resource, &node, score, deadline) {
+                failures.push(e);
+            }
+        }
+        if failures.is_empty() {
+            // What the cache says is true now: fresh again.
+            for (node, (score, basis)) in wanted {
+                self.published
+                    .record(&format!("score-{node}"), &score_entry(*score, basis));
+            }
+        }
+        failures
     }
 
     /// Nodes this node gave a score, for forgetting those that left.
@@ -325,6 +481,42 @@ impl NodeAttributes {
         node_attribute_everywhere(&self.name(what), deadline)
     }
 
+    /// The names of the cluster's nodes, cached on this node: the list
+    /// changes when a node is added, which is rare, and asking costs a
+    /// fork. The cached list is used while `fits` accepts it (a caller
+    /// that meets a node name missing from it asks again), and when it was
+    /// asked less than a minute ago, so that a stranger (a tool connecting
+    /// under another name) costs at most a fork a minute. When crm_node
+    /// fails, an older list is better than none.
+    pub fn cluster_nodes(
+        &self,
+        fits: impl Fn(&[String]) -> bool,
+        deadline: &Deadline,
+    ) -> Result<Vec<String>> {
+        const KEY: &str = "cluster-nodes";
+        let cached: Option<Vec<String>> = self
+            .published
+            .read(KEY)
+            .map(|v| v.lines().map(str::to_string).collect())
+            .filter(|v: &Vec<String>| !v.is_empty());
+        if let Some(nodes) = &cached {
+            let recent = self
+                .published
+                .age(KEY)
+                .is_some_and(|age| age < Duration::from_secs(60));
+            if recent || fits(nodes) {
+                return Ok(nodes.clone());
+            }
+        }
+        match cluster_node_names(deadline) {
+            Ok(nodes) => {
+                self.published.record(KEY, &nodes.join("\n"));
+                Ok(nodes)
+            }
+            Err(e) => cached.ok_or(e),
+        }
+    }
+
     /// A note this node keeps for a later action of its own (for example
     /// the candidates pre-promote saw, for promote): never leaves the node.
     pub fn keep_note(&self, key: &str, value: Option<&str>) {
@@ -372,6 +564,79 @@ mod tests {
         assert_eq!(m["node3"], "1/0/3000000");
         assert_eq!(resource_of("pg:2"), "pg");
         assert_eq!(resource_of("pg"), "pg");
+    }
+
+    #[test]
+    fn scores_attrd_does_not_hold_as_meant_are_repaired_and_strangers_removed() {
+        let wanted: BTreeMap<String, Option<Score>> = [
+            ("node1", Some(Score::Value(1001))),
+            ("node2", Some(Score::Value(1000))),
+            ("node3", None),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect();
+        let held: BTreeMap<String, String> = [
+            ("node1", "1001"),
+            // node2 cleared its own score after the primary set it.
+            ("node3", "10"),
+            // A score left by a previous primary, or a self-score.
+            ("node4", "1000"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            score_repairs(&wanted, &held),
+            [
+                ("node2".to_string(), Some(Score::Value(1000))),
+                ("node3".to_string(), None),
+                ("node4".to_string(), None),
+            ]
+        );
+        let exact: BTreeMap<String, String> = [("node1", "1001"), ("node2", "1000")]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert!(score_repairs(&wanted, &exact).is_empty());
+        assert_eq!("-INFINITY".parse::<Score>().unwrap(), Score::MinusInfinity);
+        assert!("x".parse::<Score>().is_err());
+    }
+
+    #[test]
+    fn the_oldest_entry_says_when_the_cache_needs_checking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Published::at(dir.path().join("pg"), Duration::from_secs(600));
+        assert_eq!(p.oldest("score-"), None);
+        p.record("score-node1", "1001@primary");
+        p.record("attr-timeline", "2");
+        assert!(p.oldest("score-").unwrap() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn reads_crm_node_list_output() {
+        let out = "1 node1 member\n3 node3 lost\n2 node2 member\nnot a node line\n";
+        assert_eq!(parse_crm_node_list(out), ["node1", "node2", "node3"]);
+        assert!(parse_crm_node_list("").is_empty());
+    }
+
+    #[test]
+    fn the_cluster_node_list_is_cached_while_it_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        let published = Published::at(dir.path().join("pg"), Duration::from_secs(600));
+        published.record("cluster-nodes", "node1\nnode2");
+        let a = NodeAttributes::at("pg", "node1", published);
+        let deadline = Deadline::after(Duration::from_secs(5));
+        // No cluster here: a list that fits is never asked again, one that
+        // does not fit is kept when crm_node cannot answer.
+        assert_eq!(
+            a.cluster_nodes(|n| n.len() == 2, &deadline).unwrap(),
+            ["node1", "node2"]
+        );
+        assert_eq!(
+            a.cluster_nodes(|_| false, &deadline).unwrap(),
+            ["node1", "node2"]
+        );
     }
 
     #[test]

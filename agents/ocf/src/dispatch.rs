@@ -231,7 +231,12 @@ pub fn main(agent: &dyn Agent) -> ExitCode {
             // Pacemaker shows this line as the failure's exit-reason in
             // crm_mon and pcs status; the reason is one line (OcfError).
             eprintln!("ocf-exit-reason:{}", e.reason());
-            crate::error!("{action} failed: {} [{}]", e.reason(), e.status());
+            if matches!(e.status(), Status::Degraded | Status::DegradedPromoted) {
+                // Running, with something to say: not a failure.
+                crate::warning!("{action}: {} [{}]", e.reason(), e.status());
+            } else {
+                crate::error!("{action} failed: {} [{}]", e.reason(), e.status());
+            }
             ExitCode::from(e.status().code())
         }
     }

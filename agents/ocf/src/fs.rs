@@ -69,6 +69,20 @@ pub fn read_bounded(path: &Path, limit: usize) -> io::Result<Option<Bounded>> {
     }))
 }
 
+/// What a log file gained since it was `offset` bytes long, read as
+/// [`open_regular`] opens it, at most `limit` bytes. A file that is now
+/// shorter was truncated or rotated in between (copytruncate): then it is
+/// read from its start.
+pub fn read_appended(path: &Path, offset: u64, limit: u64) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let (mut file, meta) = open_regular(path).ok()??;
+    let from = if offset <= meta.len() { offset } else { 0 };
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Opens a file to append to, refusing symlinks, non-regular files and
 /// files with other hard links (which could be any file of the system).
 /// A file it creates gets `mode` and is given to `owner` through the
@@ -133,11 +147,13 @@ pub fn create_owned(
     Ok(())
 }
 
-/// Makes sure the directory `dir` exists: creates it (its parent must
-/// exist) with `mode` and gives it to `owner`, for the run and log
-/// directories a reboot or a fresh install may lack. An existing directory
-/// is left as it is; a symlink or a file in its place is an error.
-pub fn ensure_dir_owned(
+/// Makes sure the directory `dir` exists: creates it with `mode` and gives
+/// it to `owner`, for the socket, pid file and log directories a reboot (a
+/// tmpfs emptied) or a fresh install may lack. Missing parents are created
+/// first, owned by root. Returns whether it created `dir`; an existing
+/// directory is left as it is, and a symlink or a file in its place is an
+/// error.
+pub fn ensure_dir(
     dir: &Path,
     mode: u32,
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
@@ -153,9 +169,13 @@ pub fn ensure_dir_owned(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
     std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode).create(dir)?;
-    // The umask took bits away; a file descriptor keeps the fchmod and
-    // fchown on this directory, not on what a path might be swapped for.
+    // The umask took bits away (a setgid directory wants 2775); a file
+    // descriptor keeps the fchmod and fchown on this directory, not on what
+    // a path might be swapped for.
     let fd = OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY).bits())
@@ -200,20 +220,18 @@ mod tests {
     fn ensure_dir_creates_the_last_component_with_its_mode() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
-        assert!(ensure_dir_owned(&run, 0o2775, None).unwrap());
+        assert!(ensure_dir(&run, 0o2775, None).unwrap());
         let m = std::fs::metadata(&run).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o2775);
-        assert!(
-            !ensure_dir_owned(&run, 0o700, None).unwrap(),
-            "kept as it is"
-        );
-        assert!(ensure_dir_owned(&dir.path().join("a/b"), 0o755, None).is_err());
+        assert!(!ensure_dir(&run, 0o700, None).unwrap(), "kept as it is");
+        // Missing parents are made too (a log directory's /var/log/x/y).
+        assert!(ensure_dir(&dir.path().join("a/b"), 0o755, None).unwrap());
         let file = dir.path().join("f");
         std::fs::write(&file, "").unwrap();
-        assert!(ensure_dir_owned(&file, 0o755, None).is_err());
+        assert!(ensure_dir(&file, 0o755, None).is_err());
         let link = dir.path().join("l");
         std::os::unix::fs::symlink(&run, &link).unwrap();
-        assert!(ensure_dir_owned(&link, 0o755, None).is_err());
+        assert!(ensure_dir(&link, 0o755, None).is_err());
     }
 
     #[test]
@@ -255,6 +273,20 @@ mod tests {
         let e = create_owned(&hard, 0o600, None).unwrap_err();
         assert!(e.to_string().contains("hard links"), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"1", "target untouched");
+    }
+
+    #[test]
+    fn appended_text_is_read_from_the_offset_or_from_the_start_after_a_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        std::fs::write(&log, "old\nnew\n").unwrap();
+        assert_eq!(read_appended(&log, 4, 1 << 20).as_deref(), Some("new\n"));
+        assert_eq!(
+            read_appended(&log, 100, 1 << 20).as_deref(),
+            Some("old\nnew\n")
+        );
+        assert_eq!(read_appended(&log, 0, 3).as_deref(), Some("old"));
+        assert_eq!(read_appended(&dir.path().join("none"), 0, 10), None);
     }
 
     #[test]

@@ -337,6 +337,84 @@ impl Stat {
     }
 }
 
+/// A unix socket as the kernel lists it in /proc/net/unix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixSocket {
+    /// The socket's inode: /proc/PID/fd shows a descriptor on it as
+    /// `socket:[INODE]`.
+    pub inode: u64,
+    /// The path it was bound at. The kernel keeps it after the file is
+    /// unlinked or replaced, so a socket that no path reaches any more
+    /// (a listener orphaned beside a newer daemon) is still found by it.
+    pub path: PathBuf,
+    /// A stream socket accepting connections.
+    pub listening: bool,
+}
+
+/// /proc/net/unix's flag for a socket that accepts connections
+/// (`__SO_ACCEPTCON`).
+const SO_ACCEPTCON: u32 = 0x0001_0000;
+
+/// The bound sockets of a /proc/net/unix table: `Num RefCount Protocol
+/// Flags Type St Inode Path`, the path being the rest of the line (it may
+/// hold spaces) and absent for an unbound socket.
+pub fn parse_unix_sockets(table: &str) -> Vec<UnixSocket> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let mut rest = row.trim_start();
+            let mut fields = Vec::with_capacity(7);
+            for _ in 0..7 {
+                let end = rest.find(char::is_whitespace)?;
+                fields.push(&rest[..end]);
+                rest = rest[end..].trim_start();
+            }
+            if rest.is_empty() {
+                return None;
+            }
+            let flags = u32::from_str_radix(fields[3], 16).ok()?;
+            Some(UnixSocket {
+                inode: fields[6].parse().ok()?,
+                path: PathBuf::from(rest),
+                listening: flags & SO_ACCEPTCON != 0,
+            })
+        })
+        .collect()
+}
+
+/// The unix sockets bound at any of `paths` in this network namespace.
+pub fn unix_sockets_at(paths: &[&Path]) -> io::Result<Vec<UnixSocket>> {
+    let table = std::fs::read_to_string("/proc/net/unix")?;
+    Ok(parse_unix_sockets(&table)
+        .into_iter()
+        .filter(|s| paths.iter().any(|p| s.path == *p))
+        .collect())
+}
+
+/// The inodes of the sockets process `pid` holds open; empty for a
+/// process that is gone or whose descriptors cannot be read.
+pub fn socket_inodes(pid: i32) -> std::collections::BTreeSet<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Default::default();
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Whether process `pid` holds an open descriptor on any of `inodes`.
+pub fn holds_any_socket(pid: i32, inodes: &std::collections::BTreeSet<u64>) -> bool {
+    !inodes.is_empty() && !socket_inodes(pid).is_disjoint(inodes)
+}
+
 /// Every PID visible in this PID namespace.
 pub fn all_pids() -> io::Result<Vec<i32>> {
     Ok(std::fs::read_dir("/proc")?
@@ -391,6 +469,56 @@ fn boot_time(proc: &Path) -> io::Result<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_sockets_are_read_with_their_paths_and_listening_state() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/pool/.s.PGSQL.9999\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 4243 /run/pool/.s.PGSQL.9999\n\
+            0000000000000000: 00000002 00000000 00000000 0001 03 4244\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 4245 /run/a dir/with spaces\n\
+            garbage\n";
+        let sockets = parse_unix_sockets(table);
+        assert_eq!(sockets.len(), 3, "{sockets:?}");
+        assert_eq!(
+            sockets[0],
+            UnixSocket {
+                inode: 4242,
+                path: PathBuf::from("/run/pool/.s.PGSQL.9999"),
+                listening: true
+            }
+        );
+        assert!(!sockets[1].listening, "an accepted connection");
+        assert_eq!(sockets[2].path, PathBuf::from("/run/a dir/with spaces"));
+    }
+
+    #[test]
+    fn a_process_holding_a_socket_bound_at_a_path_is_found_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".s.PGSQL.9999");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let found = unix_sockets_at(&[&path, Path::new("/nonexistent")]).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].listening);
+        let inodes = found.iter().map(|s| s.inode).collect();
+        assert!(holds_any_socket(std::process::id() as i32, &inodes));
+        let mut other = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        assert!(!holds_any_socket(other.id() as i32, &inodes));
+        let _ = other.kill();
+        let _ = other.wait();
+        assert!(!holds_any_socket(
+            std::process::id() as i32,
+            &Default::default()
+        ));
+        // The kernel keeps the path of a socket whose file is gone.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(unix_sockets_at(&[&path]).unwrap().len(), 1);
+        drop(listener);
+        assert!(unix_sockets_at(&[&path]).unwrap().is_empty());
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {

@@ -7,40 +7,20 @@ use tusk_pgpool::pcp::{
     BackendStatus, Endpoint, LiveRole, LiveStatus, PcpConnection, PcpErrorKind, PoolRole,
 };
 use tusk_testkit::pgpool::{
-    pg_ctl_promote, pg_ctl_start, pg_ctl_stop, primary_and_standby, Backend, Pgpool, PCP_PASSWORD,
-    PCP_USER,
+    pg_ctl_promote, pg_ctl_start, pg_ctl_stop, Pgpool, PCP_PASSWORD, PCP_USER,
 };
-use tusk_testkit::{wait_until, Instance};
+use tusk_testkit::wait_until;
 
-struct Cluster {
-    // Field order is drop order: pgpool goes before its backends.
-    pool: Pgpool,
-    primary: Instance,
-    standby: Instance,
-}
+mod common;
 
+use common::Setup as Cluster;
+
+/// The fixture's cluster, pgpool started by the fixture itself.
 fn cluster(settings: &[(&str, &str)]) -> Cluster {
-    let (primary, standby) = primary_and_standby("node2");
-    let mut pool = Pgpool::new(&[
-        Backend {
-            instance: &primary,
-            application_name: "node1",
-        },
-        Backend {
-            instance: &standby,
-            application_name: "node2",
-        },
-    ]);
-    for (name, value) in settings {
-        pool.set(name, value);
-    }
-    let took = pool.start();
+    let mut c = common::setup("pgpool-pcp", settings);
+    let took = c.pool.start();
     eprintln!("pgpool started in {:.2}s", took.as_secs_f64());
-    Cluster {
-        pool,
-        primary,
-        standby,
-    }
+    c
 }
 
 fn endpoint(pool: &Pgpool) -> Endpoint {

@@ -104,8 +104,29 @@ pub const PARAMS: &[Param] = &[
         .short("What start does with a diverged former primary: auto or off")
         .long(
             "auto: a node whose WAL diverged from the current primary's (a former primary \
-             after a failover) is rewound with pg_rewind and rejoins as a standby. off: its \
-             start fails, naming the pg_rewind command to run.",
+             after a failover, a standby that replayed past the new primary's fork point) is \
+             rewound with pg_rewind and rejoins as a standby. off: its start fails, naming the \
+             pg_rewind command to run. The rewind runs inside start's timeout, and one that is \
+             interrupted leaves the data directory half rewritten: later starts refuse until \
+             the node is rebuilt (pg_basebackup) and the file the reason names, under \
+             /var/lib/tusk/RESOURCE/, is removed. So size the start timeout for a rewind: \
+             pg_rewind copies from the primary the WAL written since the fork and every block \
+             changed on either side since the last checkpoint before it (after a crash it first \
+             runs crash recovery). pg_rewind --dry-run --progress prints how much (need to copy \
+             N MB): allow that at the network's rate plus the server's start, and at least the \
+             default. A node that was a primary on the primary's own timeline number cannot be \
+             rewound: its start fails, saying to rebuild it.",
+        ),
+    Param::integer("max_receiver_silence")
+        .default("30")
+        .short("Seconds a standby's WAL receiver may go without streaming")
+        .long(
+            "A standby whose WAL receiver has not been streaming for longer than this many \
+             seconds reports itself degraded (190: Pacemaker shows it and keeps it running). \
+             If a primary answers at primary_host meanwhile, the standby is not following it \
+             (refused, diverged, or unable to connect): it gives up its promotion score until \
+             it streams again, as the primary does. If none answers, the silence is the \
+             primary's absence and the standby stays a candidate. 0: no bound.",
         ),
     Param::integer("max_lag")
         .default("0")
@@ -142,6 +163,9 @@ pub struct Replication {
     pub rewind: RewindPolicy,
     /// `None`: no bound.
     pub max_lag: Option<u64>,
+    /// How long a standby's WAL receiver may go without streaming; `None`:
+    /// no bound.
+    pub max_receiver_silence: Option<std::time::Duration>,
 }
 
 /// The validated configuration of one PostgreSQL instance.
@@ -267,6 +291,18 @@ fn replication(p: &Params) -> Result<Replication> {
             )))
         }
     };
+    let silence = p
+        .integer("max_receiver_silence")
+        .expect("max_receiver_silence has a default");
+    let max_receiver_silence = match u64::try_from(silence) {
+        Ok(0) => None,
+        Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+        Err(_) => {
+            return Err(OcfError::configured(format!(
+                "parameter max_receiver_silence: '{silence}' is negative"
+            )))
+        }
+    };
     let repl_user = text("repl_user");
     if repl_user.is_empty() {
         return Err(OcfError::configured("parameter repl_user is empty"));
@@ -278,6 +314,7 @@ fn replication(p: &Params) -> Result<Replication> {
         sync,
         rewind,
         max_lag,
+        max_receiver_silence,
     })
 }
 
@@ -365,14 +402,7 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<PgConfig> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (format!("OCF_RESKEY_{k}"), v.to_string()))
-            .collect();
-        let params = Params::parse(PARAMS, |n| {
-            pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
-        })?;
-        PgConfig::from_params(&params)
+        PgConfig::from_params(&Params::from_pairs(PARAMS, pairs)?)
     }
 
     #[test]
@@ -386,6 +416,10 @@ mod tests {
         assert_eq!(c.replication.sync, SyncPolicy::Available);
         assert_eq!(c.replication.rewind, RewindPolicy::Auto);
         assert_eq!(c.replication.max_lag, None);
+        assert_eq!(
+            c.replication.max_receiver_silence,
+            Some(std::time::Duration::from_secs(30))
+        );
         assert_eq!(c.replication.repl_user, "replicator");
         assert_eq!(c.replication.primary_host, "");
     }
@@ -432,6 +466,10 @@ mod tests {
             (
                 vec![("pgdata", "/srv/pg"), ("max_lag", "-1")],
                 "max_lag: '-1'",
+            ),
+            (
+                vec![("pgdata", "/srv/pg"), ("max_receiver_silence", "-5")],
+                "max_receiver_silence: '-5'",
             ),
             (
                 vec![("pgdata", "/srv/pg"), ("repl_passfile", "pgpass")],

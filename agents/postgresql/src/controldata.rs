@@ -25,8 +25,14 @@ pub struct ControlData {
     pub timeline: u32,
     /// Where the latest checkpoint record starts.
     pub checkpoint: Lsn,
+    /// Where replay of the latest checkpoint starts (crash recovery reads
+    /// the WAL from here).
+    pub redo: Lsn,
     pub min_recovery_end: Lsn,
     pub min_recovery_timeline: u32,
+    /// The WAL's page and segment sizes, to tell where a record ends.
+    pub wal_block_size: u64,
+    pub wal_segment_size: u64,
 }
 
 impl ControlData {
@@ -62,6 +68,13 @@ impl ControlData {
                 .parse()
                 .map_err(|_| OcfError::generic(format!("pg_controldata: bad '{name}'")))
         };
+        let size = |name: &str| -> Result<u64> {
+            field(name)?
+                .parse()
+                .ok()
+                .filter(|n: &u64| n.is_power_of_two())
+                .ok_or_else(|| OcfError::generic(format!("pg_controldata: bad '{name}'")))
+        };
         let state = match field("Database cluster state")? {
             "shut down" => ClusterState::ShutDown,
             "shut down in recovery" => ClusterState::ShutDownInRecovery,
@@ -74,33 +87,12 @@ impl ControlData {
             system_id: field("Database system identifier")?.to_string(),
             timeline: number("Latest checkpoint's TimeLineID")?,
             checkpoint: field("Latest checkpoint location")?.parse()?,
+            redo: field("Latest checkpoint's REDO location")?.parse()?,
             min_recovery_end: field("Minimum recovery ending location")?.parse()?,
             min_recovery_timeline: number("Min recovery ending loc's timeline")?,
+            wal_block_size: size("WAL block size")?,
+            wal_segment_size: size("Bytes per WAL segment")?,
         })
-    }
-
-    /// Stopped as a standby (cleanly or not): it wrote no WAL of its own.
-    pub fn was_standby(&self) -> bool {
-        matches!(
-            self.state,
-            ClusterState::ShutDownInRecovery | ClusterState::InArchiveRecovery
-        )
-    }
-
-    /// Stopped cleanly: every WAL record this instance wrote or replayed
-    /// ends at its last checkpoint (a primary) or at the minimum recovery
-    /// point (a standby). After a crash nobody knows without reading the WAL.
-    pub fn clean_end(&self) -> Option<Lsn> {
-        match self.state {
-            ClusterState::ShutDown => Some(self.checkpoint),
-            ClusterState::ShutDownInRecovery => Some(self.checkpoint.max(self.min_recovery_end)),
-            _ => None,
-        }
-    }
-
-    /// The newest timeline this instance knows of.
-    pub fn latest_timeline(&self) -> u32 {
-        self.timeline.max(self.min_recovery_timeline)
     }
 }
 
@@ -120,6 +112,8 @@ Latest checkpoint's TimeLineID:       2
 Latest checkpoint's PrevTimeLineID:   2
 Minimum recovery ending location:     0/0
 Min recovery ending loc's timeline:   0
+WAL block size:                       8192
+Bytes per WAL segment:                16777216
 ";
 
     #[test]
@@ -129,23 +123,22 @@ Min recovery ending loc's timeline:   0
         assert_eq!(c.system_id, "7441234567890123456");
         assert_eq!(c.timeline, 2);
         assert_eq!(c.checkpoint, "0/5000028".parse().unwrap());
-        assert_eq!(c.clean_end(), Some("0/5000028".parse().unwrap()));
-        assert_eq!(c.latest_timeline(), 2);
+        assert_eq!(c.redo, "0/5000028".parse().unwrap());
+        assert_eq!((c.wal_block_size, c.wal_segment_size), (8192, 16 << 20));
     }
 
     #[test]
-    fn a_crashed_instance_has_no_known_end() {
-        let text = PRIMARY.replace("shut down", "in production");
-        let c = ControlData::parse(&text).unwrap();
-        assert_eq!(c.state, ClusterState::InProduction);
-        assert_eq!(c.clean_end(), None);
+    fn reads_a_standby_and_refuses_what_is_not_pg_controldata() {
         let standby = PRIMARY
             .replace("shut down", "shut down in recovery")
             .replace("location:     0/0", "location:     0/6000000")
             .replace("timeline:   0", "timeline:   3");
         let c = ControlData::parse(&standby).unwrap();
-        assert_eq!(c.clean_end(), Some("0/6000000".parse().unwrap()));
-        assert_eq!(c.latest_timeline(), 3);
+        assert_eq!(c.state, ClusterState::ShutDownInRecovery);
+        assert_eq!(c.min_recovery_end, "0/6000000".parse().unwrap());
+        assert_eq!(c.min_recovery_timeline, 3);
         assert!(ControlData::parse("nothing").is_err());
+        let odd = PRIMARY.replace("8192", "8000");
+        assert!(ControlData::parse(&odd).is_err());
     }
 }

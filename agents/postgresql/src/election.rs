@@ -9,6 +9,7 @@ use crate::replication::Standby;
 use crate::wal::{Lsn, Position};
 use ocf::attributes::Score;
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 /// The primary's own score: above every standby's, so Pacemaker keeps it.
 pub const PRIMARY_SCORE: Score = Score::Value(1001);
@@ -28,9 +29,33 @@ pub const FORMER_PRIMARY: Score = Score::Value(100);
 const CAUGHT_UP_BYTES: u64 = 1 << 20;
 const BEHIND_BYTES: u64 = 16 << 20;
 
-/// The scores the primary gives the standbys it sees, by node. Scores move
-/// by tiers, not by byte, so that a busy primary does not rewrite them on
-/// every monitor. `None`: the standby must not be promoted.
+/// The nodes that may stream from this primary as a standby: the
+/// cluster's other nodes, but only those whose name survives as an
+/// `application_name` (PostgreSQL cuts it to 63 bytes and shows non-ASCII
+/// bytes as `?`; such a node's start refuses to run, so it never streams).
+pub fn peers(nodes: &[String], me: &str) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| n.as_str() != me && crate::validate::check_node_name(n).is_ok())
+        .cloned()
+        .collect()
+}
+
+/// The walsenders that serve a cluster node. A `pg_receivewal`, a base
+/// backup or any other tool connected for replication is no promotion
+/// candidate, and must neither get a score nor release a commit. With no
+/// node list (`None`: the cluster could not be asked), every named one.
+pub fn cluster_standbys(standbys: &[Standby], peers: Option<&[String]>) -> Vec<Standby> {
+    standbys
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .filter(|s| peers.is_none_or(|p| p.contains(&s.name)))
+        .cloned()
+        .collect()
+}
+
+/// The scores the primary gives the standbys it sees, by node (see
+/// [`score_of`]).
 pub fn standby_scores(
     current: Lsn,
     standbys: &[Standby],
@@ -40,34 +65,111 @@ pub fn standby_scores(
     standbys
         .iter()
         .filter(|s| !s.name.is_empty())
-        .map(|s| {
-            let lag = s.flushed.map(|f| current.0.saturating_sub(f.0));
-            let score = match lag {
-                _ if !s.is_streaming() => None,
-                None => None,
-                // Under strict only a standby that held every commit may
-                // take over: an asynchronous one may lack acknowledged rows.
-                Some(_) if sync == SyncPolicy::Strict && !s.is_synchronous() => None,
-                Some(lag) if max_lag.is_some_and(|max| lag > max) => None,
-                Some(_) if s.is_synchronous() => Some(CAUGHT_UP),
-                Some(lag) if lag <= CAUGHT_UP_BYTES => Some(CAUGHT_UP),
-                Some(lag) if lag <= BEHIND_BYTES => Some(BEHIND),
-                Some(_) => Some(FAR_BEHIND),
-            };
-            (s.name.clone(), score)
-        })
+        .map(|s| (s.name.clone(), score_of(current, s, sync, max_lag)))
         .collect()
 }
 
-/// `synchronous_standby_names` as the policy wants it now. Under
-/// `available`, only while a standby streams: a commit waits for a
-/// synchronous standby, and with none connected it would wait forever.
-pub fn wanted_sync_names(sync: SyncPolicy, standbys: &[Standby]) -> &'static str {
+/// The score the primary gives one standby's connection. Scores move by
+/// tiers, not by byte, so that a busy primary does not rewrite them on
+/// every monitor. `None`: the standby must not be promoted.
+pub fn score_of(
+    current: Lsn,
+    s: &Standby,
+    sync: SyncPolicy,
+    max_lag: Option<u64>,
+) -> Option<Score> {
+    let lag = s.flushed.map(|f| current.0.saturating_sub(f.0));
+    match lag {
+        _ if !s.is_streaming() => None,
+        None => None,
+        // Under strict only a standby that held every commit may take
+        // over: an asynchronous one may lack acknowledged rows.
+        Some(_) if sync == SyncPolicy::Strict && !s.is_synchronous() => None,
+        Some(lag) if max_lag.is_some_and(|max| lag > max) => None,
+        Some(_) if s.is_synchronous() => Some(CAUGHT_UP),
+        Some(lag) if lag <= CAUGHT_UP_BYTES => Some(CAUGHT_UP),
+        Some(lag) if lag <= BEHIND_BYTES => Some(BEHIND),
+        Some(_) => Some(FAR_BEHIND),
+    }
+}
+
+/// `synchronous_standby_names` as the policy wants it now, given the
+/// walsenders of cluster nodes (see [`cluster_standbys`]) and the nodes
+/// that may stream (`None`: unknown). Under `available`, only while a
+/// cluster node streams: a commit waits for a synchronous standby, and
+/// with none connected it would wait forever.
+///
+/// `FIRST 1 (...)` of the cluster's nodes, not `*`, which any walsender
+/// matches; and `FIRST`, not `ANY`: exactly one standby is synchronous,
+/// holds every acknowledged commit and is scored so, while the others are
+/// ranked by how much WAL they flushed (under `ANY` every one shows
+/// `quorum`, and none is known to hold a given commit). The synchronous
+/// one stays first, so that a standby joining does not take the role over.
+/// With no node list, `*` as before.
+pub fn wanted_sync_names(
+    sync: SyncPolicy,
+    standbys: &[Standby],
+    peers: Option<&[String]>,
+) -> String {
     match sync {
-        SyncPolicy::Off => "",
-        SyncPolicy::Strict => "*",
-        SyncPolicy::Available if standbys.iter().any(Standby::is_streaming) => "*",
-        SyncPolicy::Available => "",
+        SyncPolicy::Off => return String::new(),
+        SyncPolicy::Available if !standbys.iter().any(Standby::is_streaming) => {
+            return String::new()
+        }
+        _ => {}
+    }
+    let Some(peers) = peers.filter(|p| !p.is_empty()) else {
+        return "*".to_string();
+    };
+    let current = standbys
+        .iter()
+        .find(|s| s.sync_state == "sync" && peers.contains(&s.name))
+        .map(|s| s.name.as_str());
+    let mut ordered: Vec<&str> = current.into_iter().collect();
+    let mut rest: Vec<&str> = peers
+        .iter()
+        .map(String::as_str)
+        .filter(|p| Some(*p) != current)
+        .collect();
+    rest.sort_unstable();
+    ordered.extend(rest);
+    let quoted: Vec<String> = ordered
+        .iter()
+        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+        .collect();
+    format!("FIRST 1 ({})", quoted.join(", "))
+}
+
+/// How a standby's WAL receiver is doing, for its monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    Streaming,
+    /// Not streaming for this long, within the bound.
+    Silent(Duration),
+    /// Not streaming for longer than the bound.
+    TooLong(Duration),
+}
+
+/// `silent_since`: when a monitor first saw the receiver not streaming
+/// (`None`: this is the first). Gaps of a few seconds are normal (the WAL
+/// receiver retries every 5 s after a failed connection); a dead
+/// connection that still shows `streaming` is the WAL receiver's own
+/// business (`wal_receiver_timeout`).
+pub fn receiver(
+    streaming: bool,
+    silent_since: Option<SystemTime>,
+    now: SystemTime,
+    bound: Option<Duration>,
+) -> Receiver {
+    if streaming {
+        return Receiver::Streaming;
+    }
+    let silent = silent_since
+        .and_then(|since| now.duration_since(since).ok())
+        .unwrap_or_default();
+    match bound {
+        Some(bound) if silent > bound => Receiver::TooLong(silent),
+        _ => Receiver::Silent(silent),
     }
 }
 
@@ -122,6 +224,7 @@ mod tests {
             sync_state: sync.into(),
             flushed: Some(Lsn(flushed)),
             walsender: 1,
+            connected_at: String::new(),
         }
     }
 
@@ -157,14 +260,96 @@ mod tests {
     }
 
     #[test]
-    fn available_is_synchronous_only_while_a_standby_streams() {
+    fn available_is_synchronous_only_while_a_cluster_node_streams() {
+        let peers = vec!["node2".to_string(), "node3".to_string()];
+        let p = Some(peers.as_slice());
         let streaming = [standby("node2", "streaming", "async", 0)];
         let catching_up = [standby("node2", "catchup", "async", 0)];
-        assert_eq!(wanted_sync_names(SyncPolicy::Available, &streaming), "*");
-        assert_eq!(wanted_sync_names(SyncPolicy::Available, &catching_up), "");
-        assert_eq!(wanted_sync_names(SyncPolicy::Available, &[]), "");
-        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[]), "*");
-        assert_eq!(wanted_sync_names(SyncPolicy::Off, &streaming), "");
+        let list = r#"FIRST 1 ("node2", "node3")"#;
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &streaming, p),
+            list
+        );
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &catching_up, p),
+            ""
+        );
+        assert_eq!(wanted_sync_names(SyncPolicy::Available, &[], p), "");
+        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[], p), list);
+        assert_eq!(wanted_sync_names(SyncPolicy::Off, &streaming, p), "");
+        // Unknown nodes: any walsender, as before.
+        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[], None), "*");
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &streaming, None),
+            "*"
+        );
+    }
+
+    #[test]
+    fn only_cluster_nodes_count_and_the_synchronous_one_stays_first() {
+        let nodes: Vec<String> = ["node1", "node2", "node3", "n\"x", &"n".repeat(64), "nœud"]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let peers = peers(&nodes, "node1");
+        assert_eq!(
+            peers,
+            ["node2", "node3", "n\"x"],
+            "itself, and names no standby can have"
+        );
+        let walsenders = [
+            standby("pg_receivewal", "streaming", "sync", 0),
+            standby("node3", "streaming", "potential", 0),
+            standby("", "backup", "async", 0),
+        ];
+        let mine = cluster_standbys(&walsenders, Some(&peers));
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].name, "node3");
+        assert_eq!(cluster_standbys(&walsenders, None).len(), 2);
+        // pg_receivewal streaming alone releases no commit under available.
+        let receiver_only = cluster_standbys(&walsenders[..1], Some(&peers));
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &receiver_only, Some(&peers)),
+            ""
+        );
+        let now_sync = [
+            standby("node3", "streaming", "sync", 0),
+            standby("node2", "streaming", "potential", 0),
+        ];
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Strict, &now_sync, Some(&peers)),
+            r#"FIRST 1 ("node3", "n""x", "node2")"#
+        );
+    }
+
+    #[test]
+    fn a_receiver_silent_beyond_the_bound_is_reported_from_the_first_silent_monitor() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let bound = Some(Duration::from_secs(30));
+        assert_eq!(receiver(true, Some(t0), t0, bound), Receiver::Streaming);
+        assert_eq!(
+            receiver(false, None, t0, bound),
+            Receiver::Silent(Duration::ZERO)
+        );
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(
+            receiver(false, Some(t0), later, bound),
+            Receiver::TooLong(Duration::from_secs(31))
+        );
+        assert_eq!(
+            receiver(false, Some(t0), t0 + Duration::from_secs(30), bound),
+            Receiver::Silent(Duration::from_secs(30))
+        );
+        assert_eq!(
+            receiver(false, Some(t0), later, None),
+            Receiver::Silent(Duration::from_secs(31)),
+            "no bound"
+        );
+        // A clock stepped back: no silence rather than a huge one.
+        assert_eq!(
+            receiver(false, Some(later), t0, bound),
+            Receiver::Silent(Duration::ZERO)
+        );
     }
 
     #[test]

@@ -11,12 +11,14 @@ pub mod postmaster;
 pub mod promote;
 pub mod rejoin;
 pub mod replication;
+pub mod rewind;
 pub mod sql;
 pub mod standby;
 pub mod start;
 pub mod stop;
 pub mod validate;
 pub mod wal;
+pub mod wal_end;
 
 use config::PgConfig;
 use ocf::{warning, ActionSpec, Agent, AgentInfo, Context, Result, Role, Status};

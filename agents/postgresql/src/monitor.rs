@@ -5,12 +5,15 @@
 
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
-use crate::election;
 use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
+use crate::{election, rejoin};
 use nix::unistd::{Gid, Uid};
+use ocf::attributes::Score;
 use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 /// What a monitor found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +78,7 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         warning!("{}", e.reason());
     }
     if repl.in_recovery {
-        return Ok(Status::Success);
+        return standby_health(cfg, &cluster, &repl, as_user, deadline);
     }
     if !repl.standbys.iter().any(|s| s.is_streaming()) {
         // No standby follows this primary: maybe another primary took over
@@ -87,6 +90,12 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         if let Some((node, newer)) =
             election::newer_timeline(&cluster.node, repl.timeline(), &timelines)
         {
+            // Its score first: Pacemaker recovers a failed primary by
+            // demoting it and promoting the node with the highest score,
+            // which would otherwise be this one again.
+            if let Err(e) = cluster.clear_own_score(deadline) {
+                warning!("{}", e.reason());
+            }
             return Err(OcfError::new(
                 Status::FailedPromoted,
                 format!(
@@ -103,6 +112,71 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
     Ok(Status::RunningPromoted)
 }
 
+/// The note of when a monitor first saw this standby's WAL receiver not
+/// streaming; start removes it.
+pub const SILENT_SINCE: &str = "receiver-silent-since";
+
+/// A standby's monitor: 0 while its WAL receiver streams or has been
+/// silent within max_receiver_silence; beyond, degraded (190: Pacemaker
+/// shows it and leaves the standby running: a failure would restart every
+/// standby exactly when their primary died and one must be promoted). The
+/// cost in steady state: one stat of the note.
+fn standby_health(
+    cfg: &PgConfig,
+    cluster: &Cluster,
+    repl: &Replication,
+    as_user: (Uid, Gid),
+    deadline: &Deadline,
+) -> Result<Status> {
+    let now = SystemTime::now();
+    let noted = cluster.note(SILENT_SINCE);
+    if repl.is_streaming() {
+        if noted.is_some() {
+            cluster.keep_note(SILENT_SINCE, None);
+            info!("the WAL receiver streams again");
+        }
+        return Ok(Status::Success);
+    }
+    let since = noted
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    if since.is_none() {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        cluster.keep_note(SILENT_SINCE, Some(&secs.as_secs().to_string()));
+    }
+    let silent = match election::receiver(false, since, now, cfg.replication.max_receiver_silence) {
+        election::Receiver::TooLong(silent) => silent,
+        _ => return Ok(Status::Success),
+    };
+    let host = &cfg.replication.primary_host;
+    let receiver = repl.receiver.as_deref().unwrap_or("not running");
+    // Pacemaker keeps 128 characters of the reason: short words.
+    let head = format!("WAL receiver silent for {}s ({receiver})", silent.as_secs());
+    // Is there a primary it should be following? Asked only in this state.
+    let asking = Deadline::after(
+        deadline
+            .remaining()
+            .mul_f64(0.5)
+            .min(Duration::from_secs(3)),
+    );
+    let why = match rejoin::ask_primary(cfg, as_user, &asking) {
+        Ok(Some(_)) => {
+            // The primary gives no score to a node that does not stream
+            // from it; this node takes its own back too, in case the
+            // primary could not.
+            if let Err(e) = cluster.set_score(&cluster.node, None, "silent", deadline) {
+                warning!("{}", e.reason());
+            }
+            format!("{head} while a primary answers at {host}: no candidate until it streams")
+        }
+        Ok(None) => format!("{head}: no primary answers at {host}; still a candidate"),
+        Err(e) => format!("{head}: {}", e.reason()),
+    };
+    Err(OcfError::new(Status::Degraded, why))
+}
+
 fn primary_duties(
     cfg: &PgConfig,
     cluster: &Cluster,
@@ -111,10 +185,47 @@ fn primary_duties(
     deadline: &Deadline,
 ) -> Vec<OcfError> {
     let mut failures = Vec::new();
+    if repl
+        .checkpoint_timeline
+        .is_some_and(|t| t < repl.timeline())
+    {
+        // The promotion's own CHECKPOINT did not finish: until one on this
+        // timeline exists, pg_rewind of a former primary fails. CHECKPOINT
+        // makes the pending one immediate; waiting for it is not the
+        // monitor's business, the checkpointer finishes it regardless.
+        let nudge = Deadline::after(
+            deadline
+                .remaining()
+                .mul_f64(0.2)
+                .min(Duration::from_secs(1)),
+        );
+        info!(
+            "no checkpoint on timeline {} yet: requesting one",
+            repl.timeline()
+        );
+        if let Err(e) = pgclient::query(sql::local(cfg), Some(as_user), &nudge, "CHECKPOINT") {
+            debug!("CHECKPOINT: {}", e.reason());
+        }
+    }
+    // Which walsenders are the cluster's nodes: from a cached node list,
+    // asked again when a walsender's name is missing from it.
+    let named = |nodes: &[String]| {
+        repl.standbys
+            .iter()
+            .all(|s| s.name.is_empty() || nodes.contains(&s.name))
+    };
+    let peers = match cluster.cluster_nodes(named, deadline) {
+        Ok(nodes) => Some(election::peers(&nodes, &cluster.node)),
+        Err(e) => {
+            failures.push(e.context("the cluster's nodes are unknown; any walsender counts"));
+            None
+        }
+    };
+    let standbys = election::cluster_standbys(&repl.standbys, peers.as_deref());
     // Commits first: a lost synchronous standby blocks them until this runs.
-    let wanted = election::wanted_sync_names(cfg.replication.sync, &repl.standbys);
+    let wanted = election::wanted_sync_names(cfg.replication.sync, &standbys, peers.as_deref());
     if repl.sync_names != wanted {
-        match set_sync_names(cfg, as_user, wanted, deadline) {
+        match set_sync_names(cfg, as_user, &wanted, deadline) {
             Ok(()) if wanted.is_empty() => {
                 warning!("no standby streams: commits no longer wait for one (asynchronous)")
             }
@@ -124,44 +235,36 @@ fn primary_duties(
     }
     let mode = if wanted.is_empty() { "async" } else { "sync" };
     failures.extend(cluster.publish_sync(Some(mode), deadline).err());
-    failures.extend(
-        cluster
-            .set_score(
-                &cluster.node,
-                Some(election::PRIMARY_SCORE),
-                "primary",
-                deadline,
-            )
-            .err(),
-    );
-    let scores = election::standby_scores(
-        repl.position.lsn,
-        &repl.standbys,
-        cfg.replication.sync,
-        cfg.replication.max_lag,
-    );
-    for standby in &repl.standbys {
-        if let Some(score) = scores.get(&standby.name) {
-            let walsender = standby.walsender.to_string();
-            failures.extend(
-                cluster
-                    .set_score(&standby.name, *score, &walsender, deadline)
-                    .err(),
-            );
+    // The scores this primary means: its own, one per cluster node that
+    // streams from it (for that connection), none for anybody else.
+    let mut wanted: BTreeMap<String, (Option<Score>, String)> = BTreeMap::new();
+    for s in &standbys {
+        let r = &cfg.replication;
+        let score = election::score_of(repl.position.lsn, s, r.sync, r.max_lag);
+        // A node seen twice (a reconnection while the old walsender lingers):
+        // the connection that earns the better score.
+        let entry = wanted
+            .entry(s.name.clone())
+            .or_insert((score, s.connection()));
+        if score > entry.0 {
+            *entry = (score, s.connection());
         }
     }
-    // A standby that disconnected may have missed WAL since: no score
-    // until it streams again.
-    for node in cluster.scored_nodes() {
-        if node != cluster.node && !scores.contains_key(&node) {
-            match cluster.set_score(&node, None, "gone", deadline) {
-                Ok(()) => cluster.forget_score(&node),
-                Err(e) => failures.push(e),
-            }
-        }
-    }
+    wanted.insert(
+        cluster.node.clone(),
+        (Some(election::PRIMARY_SCORE), "primary".to_string()),
+    );
+    failures.extend(cluster.give_scores(&wanted, CHECK_SCORES_EVERY, deadline));
     failures
 }
+
+/// How old the primary's record of the scores it gave may get before one
+/// attrd_updater query checks it against attrd. Every change the primary
+/// sees (a standby connecting, disconnecting, moving a tier) is written at
+/// once without it; the query catches what it cannot see: a Pacemaker
+/// restart or a node that left and rejoined the cluster dropping transient
+/// attributes, or any other writer.
+pub const CHECK_SCORES_EVERY: Duration = Duration::from_secs(60);
 
 /// Sets synchronous_standby_names through ALTER SYSTEM (postgresql.auto.conf,
 /// which overrides postgresql.conf) and reloads: it takes effect at once,

@@ -58,37 +58,70 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     // waits for a standby that is not there yet (the monitor turns
     // synchronous replication on once one streams).
     let sync_names = if cfg.replication.sync == SyncPolicy::Strict {
-        "*"
+        let peers = match cluster.cluster_nodes(|_| true, deadline) {
+            Ok(nodes) => Some(election::peers(&nodes, &cluster.node)),
+            Err(e) => {
+                warning!("{}; any walsender counts", e.reason());
+                None
+            }
+        };
+        election::wanted_sync_names(SyncPolicy::Strict, &[], peers.as_deref())
     } else {
-        ""
+        String::new()
     };
-    set_sync_names(cfg, as_user, sync_names, deadline)?;
+    set_sync_names(cfg, as_user, &sync_names, deadline)?;
 
-    let wait = deadline.remaining().as_secs().saturating_sub(1).max(1);
-    let results = pgclient::query(
+    // From the moment pg_promote() is called the server may be a primary:
+    // nothing after it may fail the promote, which would make Pacemaker
+    // demote (restart) a primary that clients may already write to.
+    let wait = deadline.remaining().as_secs().saturating_sub(2).max(1);
+    let said = pgclient::query(
         sql::local(cfg),
         Some(as_user),
         deadline,
         &format!("SELECT pg_promote(true, {wait})"),
     )
-    .map_err(|e| e.context("pg_promote"))?;
-    if pgclient::value(&results, 0, 0, 0) != Some("t") {
-        return Err(OcfError::generic(format!(
-            "pg_promote did not finish within {wait}s"
-        )));
+    .map(|results| pgclient::value(&results, 0, 0, 0) == Some("t"))
+    .map_err(|e| e.reason().to_string());
+    let mut warnings = Vec::new();
+    let in_recovery_now = match &said {
+        Ok(true) => Some(false),
+        _ => sql::server_state(cfg, as_user, deadline)
+            .map(|s| s.in_recovery)
+            .map_err(|e| warnings.push(format!("asking whether it finished: {}", e.reason())))
+            .ok(),
+    };
+    match promotion_outcome(&said, in_recovery_now) {
+        Outcome::Promoted(None) => {}
+        Outcome::Promoted(Some(why)) => warnings.push(why),
+        Outcome::NotPromoted(why) => return Err(OcfError::generic(why)),
     }
-    // A promotion writes no checkpoint. Without one on the new timeline,
-    // pg_rewind of the next former primary walks back into the previous
-    // timeline's renamed last segment and fails ("could not find previous
-    // WAL record"), and crash recovery starts on the old timeline.
-    pgclient::query(sql::local(cfg), Some(as_user), deadline, "CHECKPOINT")
-        .map_err(|e| e.context("CHECKPOINT after the promotion"))?;
-    let promoted = replication::observe(cfg, as_user, deadline)?;
+
+    // A promotion writes no checkpoint, only requests a spread one. Without
+    // one on the new timeline, pg_rewind of the next former primary walks
+    // back into the previous timeline's renamed last segment and fails
+    // ("could not find previous WAL record"), and crash recovery starts on
+    // the old timeline. CHECKPOINT makes it immediate; when it takes longer
+    // than the time left, the checkpointer finishes it without us (the
+    // primary's monitor asks again while it is missing).
+    let checkpoint = deadline.share(0.7);
+    if let Err(e) = pgclient::query(sql::local(cfg), Some(as_user), &checkpoint, "CHECKPOINT") {
+        warnings.push(format!(
+            "CHECKPOINT after the promotion: {} (the checkpointer finishes it)",
+            e.reason()
+        ));
+    }
+    let timeline = match replication::observe(cfg, as_user, deadline) {
+        Ok(promoted) => promoted.timeline(),
+        Err(e) => {
+            warnings.push(format!("reading the new timeline: {}", e.reason()));
+            repl.timeline() + 1
+        }
+    };
     info!(
-        "promoted: WAL at {} on timeline {}, now timeline {}; {}",
+        "promoted: WAL at {} on timeline {}, now timeline {timeline}; {}",
         repl.position.lsn,
         repl.timeline(),
-        promoted.timeline(),
         rivals
     );
     let publish = cluster
@@ -98,7 +131,7 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
             "primary",
             deadline,
         )
-        .and_then(|()| cluster.publish_timeline(promoted.timeline(), deadline))
+        .and_then(|()| cluster.publish_timeline(timeline, deadline))
         .and_then(|()| {
             cluster.publish_sync(
                 Some(if sync_names.is_empty() {
@@ -110,9 +143,50 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
             )
         });
     if let Err(e) = publish {
-        warning!("{}", e.reason());
+        warnings.push(e.reason().to_string());
+    }
+    for w in &warnings {
+        warning!("promoted, but {w}");
     }
     Ok(Status::Success)
+}
+
+/// What a promote reports once it called pg_promote().
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server is a primary; with a warning when pg_promote() did not
+    /// say so itself.
+    Promoted(Option<String>),
+    /// Still a standby (or nobody can tell): Pacemaker may try elsewhere.
+    NotPromoted(String),
+}
+
+/// `said`: pg_promote()'s answer (true: finished within its wait) or why
+/// it gave none; `in_recovery_now`: what the server said afterwards, if it
+/// answered. The server's own state decides: pg_promote() can time out
+/// or lose its connection while the promotion finishes.
+pub fn promotion_outcome(
+    said: &std::result::Result<bool, String>,
+    in_recovery_now: Option<bool>,
+) -> Outcome {
+    match (said, in_recovery_now) {
+        (Ok(true), _) => Outcome::Promoted(None),
+        (_, Some(false)) => Outcome::Promoted(Some(match said {
+            Ok(_) => "pg_promote() did not report the end of the promotion in time".to_string(),
+            Err(e) => format!("pg_promote() failed ({e}), and the promotion happened anyway"),
+        })),
+        (Ok(false), Some(true)) => {
+            Outcome::NotPromoted("pg_promote() did not finish the promotion in time".to_string())
+        }
+        (Err(e), Some(true)) => Outcome::NotPromoted(format!("pg_promote(): {e}")),
+        (_, None) => Outcome::NotPromoted(format!(
+            "cannot tell whether the promotion finished ({})",
+            match said {
+                Ok(_) => "pg_promote() did not finish in time".to_string(),
+                Err(e) => e.clone(),
+            }
+        )),
+    }
 }
 
 /// How this node's WAL compares with the other candidates'.
@@ -238,4 +312,34 @@ fn wait_for_demoted_checkpoints(
         info!("replayed the shutdown checkpoint of {node} ({checkpoint})");
     }
     Ok(repl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_the_server_left_recovery_the_promotion_succeeded_whatever_pg_promote_said() {
+        assert_eq!(promotion_outcome(&Ok(true), None), Outcome::Promoted(None));
+        assert!(matches!(
+            promotion_outcome(&Ok(false), Some(false)),
+            Outcome::Promoted(Some(_))
+        ));
+        assert!(matches!(
+            promotion_outcome(&Err("no answer within 58.0s".into()), Some(false)),
+            Outcome::Promoted(Some(ref w)) if w.contains("no answer")
+        ));
+        assert!(matches!(
+            promotion_outcome(&Ok(false), Some(true)),
+            Outcome::NotPromoted(_)
+        ));
+        assert!(matches!(
+            promotion_outcome(&Err("connection refused".into()), Some(true)),
+            Outcome::NotPromoted(ref w) if w.contains("connection refused")
+        ));
+        assert!(matches!(
+            promotion_outcome(&Err("x".into()), None),
+            Outcome::NotPromoted(ref w) if w.contains("cannot tell")
+        ));
+    }
 }

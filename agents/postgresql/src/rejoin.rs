@@ -6,9 +6,10 @@
 
 use crate::config::{PgConfig, RewindPolicy};
 use crate::controldata::ControlData;
-use crate::wal::{
-    history_file, newest_history_timeline, parse_history, timeline_of_walfile, Fork, Lsn,
-};
+use crate::rewind::{self, RewindMarker};
+use crate::wal::{history_file, history_timelines, parse_history, timeline_of_walfile, Fork};
+use crate::wal_end::{self, WalEnd};
+use nix::unistd::{Gid, Uid};
 use ocf::{command, error, info, warning, Deadline, OcfError, OsUser, Result};
 use pgclient::{Conninfo, Passfile};
 use std::path::Path;
@@ -19,61 +20,119 @@ pub enum Verdict {
     Follow,
     /// It wrote WAL the primary does not have.
     Diverged(String),
-    /// It crashed: where its WAL ends is unknown without reading it all.
+    /// It crashed: where its WAL ends could not be read.
     Unknown(String),
     /// It is on a newer timeline than the primary: the "primary" is stale.
     Ahead(String),
+    /// It diverged in a way pg_rewind does not see: pg_rewind finds two
+    /// instances on the same timeline number "on the same timeline" and
+    /// changes nothing. Only a new copy helps.
+    Rebuild(String),
+}
+
+/// What this stopped instance holds, for [`assess`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    /// Where its WAL ends (see [`crate::wal_end`]).
+    pub wal: WalEnd,
+    /// The history of `wal.timeline`.
+    pub history: Vec<Fork>,
+    /// The newest timeline whose history file is in its pg_wal. A WAL
+    /// receiver fetches the history of the primary's timeline before it
+    /// streams: that is no proof that this node ever followed it.
+    pub newest_known: u32,
 }
 
 /// Compares this instance's timeline history and where its WAL ends with
-/// the primary's timeline history.
-pub fn assess(
-    timeline: u32,
-    end: Option<Lsn>,
-    history: &[Fork],
-    primary_timeline: u32,
-    primary_history: &[Fork],
-) -> Verdict {
-    if timeline > primary_timeline {
+/// the primary's timeline history, as pg_rewind would, and beyond: two
+/// promotions to the same timeline number are told apart.
+pub fn assess(local: &Local, primary_timeline: u32, primary_history: &[Fork]) -> Verdict {
+    let timeline = local.wal.timeline;
+    if timeline.max(local.newest_known) > primary_timeline {
         return Verdict::Ahead(format!(
-            "this node is on timeline {timeline}, newer than the primary's {primary_timeline}"
+            "this node knows timeline {}, newer than the primary's {primary_timeline}",
+            timeline.max(local.newest_known)
         ));
     }
     if timeline == primary_timeline {
-        // Two standbys promoted independently get the same timeline number;
-        // their histories tell them apart.
-        return if history == primary_history {
+        // Only a promotion makes a primary on a timeline: two primaries on
+        // one timeline number come from two promotions, even from the same
+        // switchpoint, with identical history files.
+        if local.wal.was_primary {
+            return Verdict::Rebuild(format!(
+                "this node was a primary on timeline {timeline}, and so is the primary: two                  promotions made that timeline"
+            ));
+        }
+        return if local.history == primary_history {
             Verdict::Follow
         } else {
-            Verdict::Diverged(format!(
+            Verdict::Rebuild(format!(
                 "this node and the primary are both on timeline {timeline}, created at \
                  different points (two promotions)"
             ))
         };
     }
-    let shared = primary_history.get(..history.len()) == Some(history);
-    let Some(fork) = primary_history
-        .get(history.len())
-        .filter(|f| shared && f.parent == timeline)
+    let Some(fork) = lineage_history(primary_timeline, primary_history, timeline)
+        .filter(|h| *h == local.history)
+        .and_then(|h| primary_history.get(h.len()))
     else {
         return Verdict::Diverged(format!(
             "timeline {timeline} of this node is not in the primary's history"
         ));
     };
-    match end {
-        // The fork point is where the promoted standby stopped replaying
-        // this timeline: WAL of ours that starts there or later is ours alone.
-        Some(end) if end < fork.switchpoint => Verdict::Follow,
+    match local.wal.end {
+        // The fork point is where the promoted standby's last replayed
+        // record ended: WAL of ours that ends there or before is a prefix
+        // of the primary's (pg_rewind: rewind only past it).
+        Some(end) if end <= fork.switchpoint => Verdict::Follow,
         Some(end) => Verdict::Diverged(format!(
             "this node's WAL reaches {end} on timeline {timeline}, past the primary's fork \
              point {}",
             fork.switchpoint
         )),
         None => Verdict::Unknown(format!(
-            "this node crashed on timeline {timeline}, which the primary left at {}",
+            "this node crashed on timeline {timeline}, which the primary left at {}; where \
+             its WAL ends could not be read",
             fork.switchpoint
         )),
     }
+}
+
+/// The history of `timeline` as the primary's lineage has it: `None` when
+/// the primary's timeline does not descend from it. Timelines of one
+/// lineage only grow, so its forks are those of lower timelines.
+pub fn lineage_history(
+    primary_timeline: u32,
+    primary_history: &[Fork],
+    timeline: u32,
+) -> Option<&[Fork]> {
+    if timeline == primary_timeline {
+        return Some(primary_history);
+    }
+    let at = primary_history.iter().position(|f| f.parent == timeline)?;
+    Some(&primary_history[..at])
+}
+
+/// History files in pg_wal that would steer this node away from the
+/// primary: `recovery_target_timeline=latest` follows the newest history
+/// file it finds, and a WAL receiver never replaces one it has. Those of
+/// timelines newer than the node's own WAL that the primary's lineage does
+/// not have (or has with other forks) are left from a promotion the cluster
+/// abandoned.
+pub fn misleading_histories(
+    local: &[(u32, Vec<Fork>)],
+    own_timeline: u32,
+    primary_timeline: u32,
+    primary_history: &[Fork],
+) -> Vec<u32> {
+    local
+        .iter()
+        .filter(|(tli, _)| *tli > own_timeline && *tli <= primary_timeline)
+        .filter(|(tli, history)| {
+            lineage_history(primary_timeline, primary_history, *tli) != Some(history.as_slice())
+        })
+        .map(|(tli, _)| *tli)
+        .collect()
 }
 
 /// The primary's view: its system identifier, timeline and history.
@@ -137,10 +196,10 @@ pub fn answer_of(kind: &pgclient::ErrorKind) -> Answer {
 /// user: a unix-socket primary_host may authenticate by peer.
 pub fn ask_primary(
     cfg: &PgConfig,
-    user: &OsUser,
+    as_user: (Uid, Gid),
     deadline: &Deadline,
 ) -> Result<Option<PrimaryInfo>> {
-    let as_user = Some((user.uid, user.gid));
+    let as_user = Some(as_user);
     let r = &cfg.replication;
     let mut pg = pgclient::Config::new();
     pg.host(&r.primary_host)
@@ -260,16 +319,17 @@ pub fn local_history(pgdata: &Path, timeline: u32) -> Result<Vec<Fork>> {
 
 /// What start does before starting the instance as a standby; says
 /// whether a primary answered. `asking` bounds the questions to the
-/// primary, `deadline` the rewind.
+/// primary, `deadline` the rewind, which `marker` records while it runs.
 pub fn prepare(
     cfg: &PgConfig,
     user: &OsUser,
     bindir: &Path,
     control: &ControlData,
+    marker: &RewindMarker,
     asking: &Deadline,
     deadline: &Deadline,
 ) -> Result<bool> {
-    let Some(primary) = ask_primary(cfg, user, asking)? else {
+    let Some(primary) = ask_primary(cfg, (user.uid, user.gid), asking)? else {
         // Nothing to compare with: the cluster has no primary yet, or it is
         // being promoted elsewhere. The standby waits for one.
         return Ok(false);
@@ -283,36 +343,47 @@ pub fn prepare(
             cfg.replication.primary_host, primary.system_id, control.system_id
         )));
     }
-    let timeline = control
-        .latest_timeline()
-        .max(newest_history_timeline(&cfg.pgdata).unwrap_or(0));
-    let history = local_history(&cfg.pgdata, timeline)?;
-    // A standby wrote no WAL of its own: where its WAL ends cannot put it
-    // past a fork, only the timeline it followed can.
-    let end = if control.was_standby() {
-        Some(Lsn(0))
-    } else {
-        control.clean_end()
+    let wal = wal_end::find(user, bindir, &cfg.pgdata, control, &deadline.share(0.3));
+    let known: Vec<(u32, Vec<Fork>)> = history_timelines(&cfg.pgdata)
+        .into_iter()
+        .map(|tli| Ok((tli, local_history(&cfg.pgdata, tli)?)))
+        .collect::<Result<_>>()?;
+    let local = Local {
+        wal,
+        history: local_history(&cfg.pgdata, wal.timeline)?,
+        newest_known: known.iter().map(|(tli, _)| *tli).max().unwrap_or(0),
     };
-    let verdict = assess(timeline, end, &history, primary.timeline, &primary.history);
+    let verdict = assess(&local, primary.timeline, &primary.history);
     let why = match verdict {
-        Verdict::Follow => return Ok(true),
+        Verdict::Follow => {
+            for tli in
+                misleading_histories(&known, wal.timeline, primary.timeline, &primary.history)
+            {
+                set_aside_history(cfg, user, tli, deadline)?;
+            }
+            return Ok(true);
+        }
         Verdict::Ahead(why) => {
             return Err(OcfError::generic(format!(
                 "{why}: refusing to follow the primary at {}",
                 cfg.replication.primary_host
             )))
         }
+        Verdict::Rebuild(why) => {
+            error!("{why}: pg_rewind cannot repair this; rebuild this node from the primary");
+            return Err(OcfError::generic(format!(
+                "{why}: rebuild this node from the primary (pg_basebackup)"
+            )));
+        }
         Verdict::Diverged(why) | Verdict::Unknown(why) => why,
     };
-    let rewind = rewind_command(cfg, user, bindir);
     if cfg.replication.rewind == RewindPolicy::Off {
         // Pacemaker keeps 128 characters of an exit reason: the command
         // first, the whole story in the log.
         error!(
             "{why}; rewind=off: as {}, run {} and then clean up the resource",
             user.name,
-            shown(&rewind)
+            shown(&rewind::command(cfg, user, bindir))
         );
         return Err(OcfError::generic(format!(
             "rewind=off: pg_rewind -D {} --source-server='{}'",
@@ -329,30 +400,31 @@ pub fn prepare(
     for signal in ["standby.signal", "recovery.signal"] {
         let _ = std::fs::remove_file(cfg.pgdata.join(signal));
     }
-    let out = command::run(rewind, deadline)?;
-    if !out.status.success() {
-        let said = out
-            .stderr
-            .lines()
-            .find(|l| l.contains("error:") || l.contains("FATAL"))
-            .unwrap_or_else(|| out.last_words());
-        error!("pg_rewind failed:\n{}", out.stderr.trim());
-        // "could not find previous WAL record": this node recycled the WAL
-        // back to the last checkpoint before the fork.
-        return Err(OcfError::generic(format!(
-            "pg_rewind failed: {said} (it needs this node's WAL back to the last checkpoint \
-             before the fork: keep it with wal_keep_size, or give restore_command an archive)"
-        )));
-    }
-    info!("pg_rewind: {}", out.last_words());
+    rewind::rewind(cfg, user, bindir, marker, deadline)?;
     Ok(true)
 }
 
-fn rewind_command(cfg: &PgConfig, user: &OsUser, bindir: &Path) -> std::process::Command {
-    let mut cmd = user.command(bindir.join("pg_rewind"));
-    cmd.arg(format!("--target-pgdata={}", cfg.pgdata.display()))
-        .arg(format!("--source-server={}", conninfo(cfg, None, true)));
-    cmd
+/// Moves a misleading history file aside (kept for inspection), as the
+/// server's user: pg_wal may be a symbolic link the account controls.
+fn set_aside_history(cfg: &PgConfig, user: &OsUser, tli: u32, deadline: &Deadline) -> Result<()> {
+    let file = cfg.pgdata.join(history_file(tli));
+    let aside = format!("{}.tusk-stale", file.display());
+    let mut mv = user.command("/bin/mv");
+    mv.arg("-f").arg("--").arg(&file).arg(&aside);
+    let out = command::run(mv, deadline)?;
+    if !out.status.success() {
+        return Err(OcfError::generic(format!(
+            "cannot move {} aside: {}",
+            file.display(),
+            out.last_words()
+        )));
+    }
+    warning!(
+        "{} is the history of a timeline {tli} the primary does not have: moved it to {aside}, \
+         or recovery would follow it",
+        file.display()
+    );
+    Ok(())
 }
 
 /// A command as an operator would type it.
@@ -382,45 +454,85 @@ mod tests {
             switchpoint: at.parse().unwrap(),
         }
     }
+    use crate::wal::Lsn;
+
     fn lsn(s: &str) -> Option<Lsn> {
         Some(s.parse().unwrap())
     }
 
+    fn local(timeline: u32, end: Option<Lsn>, history: &[Fork], was_primary: bool) -> Local {
+        Local {
+            wal: WalEnd {
+                timeline,
+                end,
+                was_primary,
+            },
+            history: history.to_vec(),
+            newest_known: timeline,
+        }
+    }
+
     #[test]
     fn a_cleanly_demoted_primary_follows_the_standby_promoted_after_its_checkpoint() {
-        // Shutdown checkpoint at 0/5000028; the new primary replayed it and
-        // forked at the end of that record.
+        // Shutdown checkpoint at 0/5000028, its record ending at 0/50000A0;
+        // the new primary replayed it and forked at the end of that record,
+        // which pg_rewind counts as no divergence.
         let primary = [fork(1, "0/50000A0")];
-        assert_eq!(
-            assess(1, lsn("0/5000028"), &[], 2, &primary),
-            Verdict::Follow
-        );
+        let mine = local(1, lsn("0/50000A0"), &[], true);
+        assert_eq!(assess(&mine, 2, &primary), Verdict::Follow);
+        let one_more = local(1, lsn("0/50000A8"), &[], true);
+        assert!(matches!(
+            assess(&one_more, 2, &primary),
+            Verdict::Diverged(_)
+        ));
     }
 
     #[test]
     fn a_primary_that_wrote_past_the_fork_point_diverged() {
         let primary = [fork(1, "0/4000000")];
-        let v = assess(1, lsn("0/5000028"), &[], 2, &primary);
+        let v = assess(&local(1, lsn("0/5000028"), &[], true), 2, &primary);
         assert!(
             matches!(v, Verdict::Diverged(ref w) if w.contains("past the primary's fork point 0/4000000")),
             "{v:?}"
         );
-        let v = assess(1, None, &[], 2, &primary);
+        let v = assess(&local(1, None, &[], true), 2, &primary);
         assert!(matches!(v, Verdict::Unknown(_)), "{v:?}");
     }
 
     #[test]
-    fn same_timeline_numbers_from_two_promotions_are_told_apart_by_history() {
-        let mine = [fork(1, "0/3000000")];
-        let theirs = [fork(1, "0/3500000")];
-        assert_eq!(
-            assess(2, lsn("0/2000000"), &mine, 2, &mine),
-            Verdict::Follow
-        );
+    fn a_standby_that_replayed_past_the_fork_point_diverged_too() {
+        // Its end was taken as 0 before: it started, and stuck.
+        let primary = [fork(1, "0/4000000")];
+        let standby = local(1, lsn("0/4800000"), &[], false);
         assert!(matches!(
-            assess(2, lsn("0/2000000"), &mine, 2, &theirs),
+            assess(&standby, 2, &primary),
             Verdict::Diverged(_)
         ));
+        // The history of timeline 2 that its WAL receiver fetched changes
+        // nothing: its WAL is on timeline 1, past the fork.
+        let fetched = Local {
+            newest_known: 2,
+            ..standby
+        };
+        assert!(matches!(
+            assess(&fetched, 2, &primary),
+            Verdict::Diverged(_)
+        ));
+        let behind = local(1, lsn("0/3000000"), &[], false);
+        assert_eq!(assess(&behind, 2, &primary), Verdict::Follow);
+    }
+
+    #[test]
+    fn same_timeline_numbers_from_two_promotions_are_told_apart() {
+        let mine = [fork(1, "0/3000000")];
+        let theirs = [fork(1, "0/3500000")];
+        let standby = local(2, lsn("0/2000000"), &mine, false);
+        assert_eq!(assess(&standby, 2, &mine), Verdict::Follow);
+        assert!(matches!(assess(&standby, 2, &theirs), Verdict::Rebuild(_)));
+        // Same switchpoint, same history file: a node that was primary on
+        // timeline 2 itself wrote WAL the other primary never had.
+        let primary = local(2, lsn("0/3800000"), &mine, true);
+        assert!(matches!(assess(&primary, 2, &mine), Verdict::Rebuild(_)));
     }
 
     #[test]
@@ -430,18 +542,45 @@ mod tests {
         let mine = [fork(1, "0/3000000")];
         let primary = [fork(1, "0/3800000"), fork(2, "0/6000000")];
         assert!(matches!(
-            assess(2, lsn("0/2000000"), &mine, 3, &primary),
+            assess(&local(2, lsn("0/2000000"), &mine, false), 3, &primary),
             Verdict::Diverged(_)
         ));
         let primary = [fork(1, "0/3000000"), fork(2, "0/6000000")];
         assert_eq!(
-            assess(2, lsn("0/5000000"), &mine, 3, &primary),
+            assess(&local(2, lsn("0/5000000"), &mine, false), 3, &primary),
             Verdict::Follow
         );
         assert!(matches!(
-            assess(4, lsn("0/5000000"), &[], 3, &primary),
+            assess(&local(4, lsn("0/5000000"), &[], false), 3, &primary),
             Verdict::Ahead(_)
         ));
+        // A history file of a timeline the primary never reached: stale.
+        let knows_more = Local {
+            newest_known: 4,
+            ..local(2, lsn("0/5000000"), &mine, false)
+        };
+        assert!(matches!(
+            assess(&knows_more, 3, &primary),
+            Verdict::Ahead(_)
+        ));
+    }
+
+    #[test]
+    fn history_files_of_an_abandoned_promotion_are_misleading() {
+        let primary = [fork(1, "0/3000000"), fork(2, "0/6000000")];
+        let ours2 = vec![fork(1, "0/3000000")];
+        let other2 = vec![fork(1, "0/2800000")];
+        let three = primary.to_vec();
+        assert_eq!(lineage_history(3, &primary, 2), Some(&primary[..1]));
+        assert_eq!(lineage_history(3, &primary, 1), Some(&primary[..0]));
+        assert_eq!(lineage_history(3, &primary, 5), None);
+        // On timeline 1: the primary's 2 and 3 are fine, another 2 is not.
+        let known = [(2, ours2.clone()), (3, three.clone())];
+        assert!(misleading_histories(&known, 1, 3, &primary).is_empty());
+        let known = [(2, other2), (3, three)];
+        assert_eq!(misleading_histories(&known, 1, 3, &primary), [2]);
+        // Its own timeline's history is never set aside.
+        assert!(misleading_histories(&[(2, ours2)], 2, 3, &primary).is_empty());
     }
 
     fn config(params: &[(&str, &str)]) -> PgConfig {

@@ -21,9 +21,17 @@ pub struct Standby {
     pub flushed: Option<Lsn>,
     /// The walsender's PID: a new one is a new connection.
     pub walsender: i32,
+    /// When the walsender started (`backend_start`): with the PID, one
+    /// connection for the server's whole life, even when a PID repeats.
+    pub connected_at: String,
 }
 
 impl Standby {
+    /// What a score given for this connection was computed for.
+    pub fn connection(&self) -> String {
+        format!("{}/{}", self.walsender, self.connected_at)
+    }
+
     pub fn is_streaming(&self) -> bool {
         self.state == "streaming"
     }
@@ -42,6 +50,8 @@ pub struct Replication {
     pub replayed: Option<Lsn>,
     /// The WAL receiver's status (`streaming`, `waiting`...), if it runs.
     pub receiver: Option<String>,
+    /// The timeline of the latest checkpoint (or restartpoint).
+    pub checkpoint_timeline: Option<u32>,
     pub sync_names: String,
     pub standbys: Vec<Standby>,
 }
@@ -67,16 +77,17 @@ const QUERY: &str = "SELECT pg_is_in_recovery(), \
   (SELECT min_recovery_end_timeline FROM pg_control_recovery()), \
   current_setting('synchronous_standby_names') \
   FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true; \
-  SELECT application_name, state, sync_state, flush_lsn, pid FROM pg_stat_replication";
+  SELECT application_name, state, sync_state, flush_lsn, pid, \
+  extract(epoch FROM backend_start)::numeric(20,6) FROM pg_stat_replication";
 
 /// Asks the local server, as the postmaster's uid and gid.
 pub fn observe(cfg: &PgConfig, as_user: (Uid, Gid), deadline: &Deadline) -> Result<Replication> {
     let results = pgclient::query(sql::local(cfg), Some(as_user), deadline, QUERY)?;
     let mut repl = parse(&results)?;
     // Without a streaming receiver, SQL knows only the timeline of the last
-    // restartpoint; the history files know better.
+    // restartpoint; the WAL it streamed knows better.
     if repl.in_recovery && !repl.is_streaming() {
-        if let Some(newest) = wal::newest_history_timeline(&cfg.pgdata) {
+        if let Some(newest) = wal::newest_followed_timeline(&cfg.pgdata) {
             repl.position.timeline = repl.position.timeline.max(newest);
         }
     }
@@ -123,6 +134,7 @@ fn parse(results: &[Rows]) -> Result<Replication> {
                         sync_state: text(2),
                         flushed: r.get(3).cloned().flatten().map(|v| v.parse()).transpose()?,
                         walsender: text(4).parse().unwrap_or(0),
+                        connected_at: text(5),
                     })
                 })
                 .collect::<Result<Vec<_>>>()
@@ -134,6 +146,7 @@ fn parse(results: &[Rows]) -> Result<Replication> {
         position,
         replayed: lsn(4)?,
         receiver: get(5).map(str::to_string),
+        checkpoint_timeline: number(7),
         sync_names: get(9).unwrap_or_default().to_string(),
         standbys,
     })
@@ -169,6 +182,7 @@ mod tests {
                     Some("sync"),
                     Some("0/5000108"),
                     Some("4242"),
+                    Some("1796162315.123456"),
                 ]),
                 row(&[
                     Some("node3"),
@@ -186,6 +200,7 @@ mod tests {
         assert_eq!(r.standbys.len(), 2);
         assert!(r.standbys[0].is_streaming() && r.standbys[0].is_synchronous());
         assert_eq!(r.standbys[0].walsender, 4242);
+        assert_eq!(r.standbys[0].connection(), "4242/1796162315.123456");
         assert!(!r.standbys[1].is_streaming());
         assert_eq!(r.standbys[1].flushed, None);
     }

@@ -5,6 +5,7 @@
 use crate::cluster::Cluster;
 use crate::config::{PgConfig, SyncPolicy};
 use crate::controldata::{ClusterState, ControlData};
+use crate::rewind::RewindMarker;
 use crate::validate::Checked;
 use crate::{election, rejoin};
 use ocf::{warning, Deadline, OcfError, Result};
@@ -27,6 +28,7 @@ pub fn prepare(
     cfg: &PgConfig,
     checked: &Checked,
     node: &str,
+    marker: &RewindMarker,
     check_divergence: bool,
     deadline: &Deadline,
 ) -> Result<Prepared> {
@@ -49,6 +51,7 @@ pub fn prepare(
             &checked.user,
             &checked.bindir,
             &control,
+            marker,
             &asking,
             deadline,
         )?
@@ -91,24 +94,33 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// After the standby started: no promotion score left from an earlier run
+/// Before the server starts: no promotion score left from an earlier run
 /// (the primary gives one once it streams), and with no primary anywhere,
-/// make it a candidate.
-pub fn after_start(cfg: &PgConfig, cluster: &Cluster, prepared: &Prepared, deadline: &Deadline) {
-    let result = cluster.clear_own_score(deadline).and_then(|()| {
-        // Under strict, only a former primary is sure to hold every
-        // acknowledged commit.
-        let allowed = cfg.replication.sync != SyncPolicy::Strict || prepared.was_primary;
-        if prepared.primary_seen || !allowed {
-            return Ok(());
-        }
+/// make it a candidate. Before, not after: once the server runs, its WAL
+/// receiver may connect and the primary score it at once, and a later
+/// write of this node's own would undo the primary's (seen in the lab: a
+/// standby streaming for minutes with no score). From the moment the
+/// server starts, only the primary writes this node's score.
+pub fn own_score_before_start(
+    cfg: &PgConfig,
+    cluster: &Cluster,
+    prepared: &Prepared,
+    deadline: &Deadline,
+) {
+    // Under strict, only a former primary is sure to hold every
+    // acknowledged commit.
+    let allowed = cfg.replication.sync != SyncPolicy::Strict || prepared.was_primary;
+    let result = if prepared.primary_seen || !allowed {
+        cluster.clear_own_score(deadline)
+    } else {
         let score = if prepared.was_primary {
             election::FORMER_PRIMARY
         } else {
             election::NO_PRIMARY_YET
         };
+        cluster.forget_score(&cluster.node);
         cluster.set_score(&cluster.node, Some(score), "no-primary", deadline)
-    });
+    };
     if let Err(e) = result {
         warning!("{}", e.reason());
     }

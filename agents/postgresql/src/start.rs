@@ -4,10 +4,10 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::postmaster::{self, State};
+use crate::rewind::{self, RewindMarker};
 use crate::{sql, standby, stop, validate};
+use ocf::attributes::resource_of;
 use ocf::{command, info, warning, Deadline, OcfEnv, OcfError, OsUser, Result, Status};
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 /// How the server starts.
@@ -53,6 +53,10 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         State::Stopped { stale: Some(why) } => move_aside_stale_pid_file(cfg, &why)?,
         State::Stopped { stale: None } => {}
     }
+    let marker = RewindMarker::new(resource_of(&env.instance), &cfg.pgdata);
+    if let Some(refused) = rewind::refusal(&marker, &cfg.pgdata) {
+        return Err(refused);
+    }
     prepare_directories(cfg, &checked.user)?;
     if let Some(why) = postmaster::stale_socket_lock(cfg) {
         let lock = postmaster::socket_lock(cfg);
@@ -61,12 +65,14 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         warning!("{why}; removed it");
     }
     let cluster = Cluster::new(env);
+    cluster.keep_note(crate::monitor::SILENT_SINCE, None);
     let prepared = match mode {
         Mode::AsConfigured => None,
         Mode::Standby | Mode::DemotedStandby => Some(standby::prepare(
             cfg,
             &checked,
             &cluster.node,
+            &marker,
             mode == Mode::Standby,
             deadline,
         )?),
@@ -74,6 +80,7 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
     let mut options = server_options(cfg);
     if let Some(p) = &prepared {
         options = format!("{options} {}", p.options);
+        standby::own_score_before_start(cfg, &cluster, p, deadline);
     }
     let log_offset = std::fs::metadata(&cfg.logfile)
         .map(|m| m.len())
@@ -111,9 +118,6 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
             "primary"
         }
     );
-    if let Some(p) = &prepared {
-        standby::after_start(cfg, &cluster, p, deadline);
-    }
     Ok(Status::Success)
 }
 
@@ -172,31 +176,18 @@ fn prepare_directories(cfg: &PgConfig, user: &OsUser) -> Result<()> {
 }
 
 fn ensure_dir(dir: &Path, user: &OsUser, mode: u32) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
-        .and_then(|_| nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(Into::into))
+    let created = ocf::fs::ensure_dir(dir, mode, Some((user.uid, user.gid)))
         .map_err(|e| OcfError::perm(format!("cannot create {}: {e}", dir.display())))?;
-    info!("created {}", dir.display());
+    if created {
+        info!("created {}", dir.display());
+    }
     Ok(())
 }
 
 /// The server's own explanation of a failed start: the last FATAL or PANIC
 /// it logged since `offset`, else its last line.
 fn server_log_reason(logfile: &Path, offset: u64) -> Option<String> {
-    let (mut f, meta) = ocf::fs::open_regular(logfile).ok()??;
-    let len = meta.len();
-    // A log rotated in between starts again at 0.
-    f.seek(SeekFrom::Start(if offset <= len { offset } else { 0 }))
-        .ok()?;
-    let mut text = String::new();
-    f.take(1 << 20).read_to_string(&mut text).ok()?;
-    reason_from_log(&text)
+    reason_from_log(&ocf::fs::read_appended(logfile, offset, 1 << 20)?)
 }
 
 pub fn reason_from_log(text: &str) -> Option<String> {

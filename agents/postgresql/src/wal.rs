@@ -2,6 +2,7 @@
 
 use ocf::{OcfError, Result};
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 /// A WAL location (`0/5000060`).
@@ -88,22 +89,48 @@ pub fn parse_history(text: &str) -> Result<Vec<Fork>> {
         .collect()
 }
 
-/// The newest timeline whose history file is in `pgdata`/pg_wal. A standby
-/// fetches the history of every timeline it follows, while pg_control and
-/// the SQL functions of PostgreSQL 15 name its timeline only from its last
-/// restartpoint, which lags.
-pub fn newest_history_timeline(pgdata: &std::path::Path) -> Option<u32> {
-    std::fs::read_dir(pgdata.join("pg_wal"))
-        .ok()?
+/// The timelines whose history files are in `pgdata`/pg_wal.
+pub fn history_timelines(pgdata: &Path) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(pgdata.join("pg_wal")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<u32> = dir
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let timeline = name.strip_suffix(".history")?;
             (timeline.len() == 8).then(|| u32::from_str_radix(timeline, 16).ok())?
         })
-        .max()
+        .collect();
+    found.sort_unstable();
+    found
 }
 
+/// The newest timeline a running standby follows, as its pg_wal shows it.
+/// SQL names a standby's timeline only from its last restartpoint, which
+/// lags, or from its WAL receiver while that streams. A history file proves
+/// nothing alone: the WAL receiver fetches the primary's before it streams,
+/// also when this node cannot follow it (it replayed past the fork). A
+/// segment of that timeline can only have come from streaming it.
+pub fn newest_followed_timeline(pgdata: &Path) -> Option<u32> {
+    let mut segments = std::collections::BTreeSet::new();
+    let mut histories = Vec::new();
+    for entry in std::fs::read_dir(pgdata.join("pg_wal")).ok()?.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if let Some(tli) = name.strip_suffix(".history") {
+            histories.extend(
+                (tli.len() == 8)
+                    .then(|| u32::from_str_radix(tli, 16).ok())
+                    .flatten(),
+            );
+        } else if name.len() == 24 || name.strip_suffix(".partial").is_some_and(|n| n.len() == 24) {
+            segments.extend(timeline_of_walfile(&name));
+        }
+    }
+    histories.into_iter().filter(|t| segments.contains(t)).max()
+}
 /// Where a timeline's history file lives, relative to the data directory.
 pub fn history_file(timeline: u32) -> String {
     format!("pg_wal/{timeline:08X}.history")
@@ -159,18 +186,28 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_history_file_names_the_newest_timeline() {
+    fn a_history_file_alone_is_no_proof_of_following_its_timeline() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(newest_history_timeline(dir.path()), None);
+        assert_eq!(newest_followed_timeline(dir.path()), None);
+        assert!(history_timelines(dir.path()).is_empty());
         std::fs::create_dir(dir.path().join("pg_wal")).unwrap();
         for f in [
             "00000002.history",
+            "000000020000000000000004",
             "0000000A.history",
             "000000030000000000000005",
             "x.history",
         ] {
             std::fs::write(dir.path().join("pg_wal").join(f), "").unwrap();
         }
-        assert_eq!(newest_history_timeline(dir.path()), Some(10));
+        assert_eq!(history_timelines(dir.path()), [2, 10]);
+        // Timeline 10's history was fetched, but no WAL of it came.
+        assert_eq!(newest_followed_timeline(dir.path()), Some(2));
+        std::fs::write(
+            dir.path().join("pg_wal/0000000A0000000000000006.partial"),
+            "",
+        )
+        .unwrap();
+        assert_eq!(newest_followed_timeline(dir.path()), Some(10));
     }
 }

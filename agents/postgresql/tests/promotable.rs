@@ -11,13 +11,50 @@ use std::time::Duration;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_postgresql");
 
+/// The resource the agent runs as: `pg`, or one of this test's own (see
+/// [`TestCluster`]).
+static RESOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What the agent keeps about a resource outside the test's directories
+/// (its cache in /run/tusk, its state in /var/lib/tusk), for a resource of
+/// this test alone, removed when the test ends. nextest runs each test in
+/// a process of its own: the resource is named after it.
+struct TestCluster {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl TestCluster {
+    /// A cluster of `nodes`, as `crm_node -l` would list them, cached
+    /// where the agent keeps the list (this host runs no cluster).
+    fn of(nodes: &[&str]) -> TestCluster {
+        let name = RESOURCE.get_or_init(|| format!("pgtest{}", std::process::id()));
+        let cache = std::path::Path::new("/run/tusk").join(name);
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(cache.join("cluster-nodes"), nodes.join("\n")).unwrap();
+        TestCluster {
+            dirs: vec![cache, std::path::Path::new("/var/lib/tusk").join(name)],
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// The agent for `pg` as an instance of a promotable clone on `node`,
 /// following the primary whose socket directory is `primary`.
 fn agent(pg: &Instance, node: &str, primary: &Instance) -> Agent {
     pg.agent()
         .env("OCF_RESKEY_CRM_meta_promoted_max", "1")
         .env("OCF_RESKEY_CRM_meta_on_node", node)
-        .env("OCF_RESOURCE_INSTANCE", "pg")
+        .env(
+            "OCF_RESOURCE_INSTANCE",
+            RESOURCE.get().map(String::as_str).unwrap_or("pg"),
+        )
         .param("primary_host", &primary.socketdir)
         .param("repl_user", "postgres")
 }
@@ -53,18 +90,39 @@ fn primary() -> Instance {
 
 /// A standby of `primary` on node2, started by the agent and streaming.
 fn standby_of(primary: &Instance) -> Instance {
+    standby_on(primary, "node2")
+}
+
+fn standby_on(primary: &Instance, node: &str) -> Instance {
     let s = primary.standby("basebackup");
-    agent(&s, "node2", primary)
+    agent(&s, node, primary)
         .run("start")
         .expect(Status::Success);
     assert!(
         wait_until(Duration::from_secs(20), || primary
-            .replication_state("node2")
+            .replication_state(node)
             .as_deref()
             == Some("streaming")),
-        "node2 does not stream from the primary"
+        "{node} does not stream from the primary"
     );
     s
+}
+
+/// Until `standby` replayed everything `primary` wrote so far.
+fn caught_up(primary: &Instance, standby: &Instance) {
+    let at = primary.psql("SELECT pg_current_wal_lsn()");
+    assert!(
+        wait_until(Duration::from_secs(20), || standby
+            .psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{at}'"))
+            == "t"),
+        "the standby did not replay up to {at}"
+    );
+}
+
+/// The timeline history file `timeline` of an instance, as lines.
+fn history(pg: &Instance, timeline: u32) -> String {
+    std::fs::read_to_string(pg.pgdata.join(format!("pg_wal/{timeline:08X}.history")))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -96,6 +154,7 @@ fn start_always_makes_a_standby_even_of_a_running_primary() {
 
 #[test]
 fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
+    let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
     let p = primary();
     let s = standby_of(&p);
     agent(&s, "node2", &p)
@@ -107,7 +166,7 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
         .expect(Status::RunningPromoted);
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        "*",
+        r#"FIRST 1 ("node2", "node3")"#,
         "sync=available with a standby"
     );
     assert!(wait_until(Duration::from_secs(10), || p.psql(
@@ -131,7 +190,85 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
         .param("sync", "strict")
         .run("monitor")
         .expect(Status::RunningPromoted);
-    assert_eq!(p.psql("SHOW synchronous_standby_names"), "*");
+    assert_eq!(
+        p.psql("SHOW synchronous_standby_names"),
+        r#"FIRST 1 ("node2", "node3")"#
+    );
+}
+
+#[test]
+fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
+    let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
+    let p = primary();
+    let s = standby_of(&p);
+    // A WAL archive kept by pg_receivewal --synchronous, as backup tools
+    // do: it acknowledges WAL like a synchronous standby.
+    let archive = p.root().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let pg = tusk_testkit::postgres_user();
+    nix::unistd::chown(&archive, Some(pg.uid), Some(pg.gid)).unwrap();
+    let _receiver = tusk_testkit::Guard(
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(format!("{}/pg_receivewal", tusk_testkit::BINDIR))
+            .args(["--synchronous", "--no-loop", "-U", "postgres", "-D"])
+            .arg(&archive)
+            .arg("-h")
+            .arg(&p.socketdir)
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(20), || p
+        .replication_state("pg_receivewal")
+        .as_deref()
+        == Some("streaming")));
+    let sync_state = |name: &str| {
+        p.psql(&format!(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'"
+        ))
+    };
+
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    // Before: '*', which pg_receivewal matches as well as node2.
+    assert_eq!(
+        p.psql("SHOW synchronous_standby_names"),
+        r#"FIRST 1 ("node2", "node3")"#
+    );
+    assert!(wait_until(Duration::from_secs(10), || sync_state("node2") == "sync"));
+    assert_eq!(sync_state("pg_receivewal"), "async");
+
+    // node2 is lost: pg_receivewal alone keeps no commit waiting, and
+    // under sync=available the primary falls back to asynchronous.
+    agent(&s, "node2", &p).run("stop").expect(Status::Success);
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert_eq!(p.psql("SHOW synchronous_standby_names"), "");
+
+    // Under strict, a commit waits for a cluster node: pg_receivewal's
+    // acknowledgement does not release it.
+    agent(&p, "node1", &p)
+        .param("sync", "strict")
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert_eq!(sync_state("pg_receivewal"), "async");
+    let _writer = tusk_testkit::Guard(
+        p.psql_command("INSERT INTO t VALUES ('waits')")
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || p.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+    ) == "1"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        p.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"),
+        "1",
+        "the commit was released without a cluster node"
+    );
+    p.psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
 }
 
 #[test]
@@ -263,4 +400,411 @@ fn a_primary_that_answers_with_an_error_fails_the_start_instead_of_counting_as_a
     agent(&standby, "node2", &primary)
         .run("stop")
         .expect(Status::Success);
+}
+
+/// pg_ctl start of a standby following `primary`, without the agent and its
+/// checks: what any start did before the divergence check existed.
+fn start_unchecked(pg: &Instance, node: &str, primary: &Instance) {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(format!("{}/pg_ctl", tusk_testkit::BINDIR))
+        .args(["start", "-w", "-D"])
+        .arg(&pg.pgdata)
+        .arg("-l")
+        .arg(&pg.logfile)
+        .arg("-o")
+        .arg(format!(
+            "-k {} -c primary_conninfo='host={} user=postgres application_name={node}' \
+             -c recovery_target_timeline=latest",
+            pg.socketdir.display(),
+            primary.socketdir.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_standby_that_replayed_past_the_fork_point_is_rewound_not_started_stuck() {
+    let p = primary();
+    let a = standby_on(&p, "node2");
+    let b = standby_on(&p, "node3");
+    // node3 leaves; node2 replays on, and makes a restartpoint past where
+    // node3 stopped.
+    agent(&b, "node3", &p).run("stop").expect(Status::Success);
+    p.psql("INSERT INTO t VALUES ('after node3 left'); CHECKPOINT");
+    caught_up(&p, &a);
+    agent(&a, "node2", &p).run("stop").expect(Status::Success);
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    // node3 is promoted: its timeline 2 forks before what node2 replayed.
+    agent(&b, "node3", &p).run("start").expect(Status::Success);
+    agent(&b, "node3", &p)
+        .run("promote")
+        .expect(Status::Success);
+    b.psql("INSERT INTO t VALUES ('on node3')");
+
+    // Before, a standby's end of WAL counted as 0: node2 started, and its
+    // WAL receiver never streamed ("requested starting point ... is not in
+    // this server's history").
+    let refused = agent(&a, "node2", &b).param("rewind", "off").run("start");
+    let refused = refused.expect(Status::ErrGeneric);
+    assert!(
+        refused.reason().contains("rewind=off: pg_rewind"),
+        "{}",
+        refused.reason()
+    );
+    assert!(
+        refused.stderr.contains("past the primary's fork point"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(a.postmaster_pid(), None);
+
+    // Started without the check, its WAL receiver fetches the history of
+    // timeline 2, which it cannot follow.
+    start_unchecked(&a, "node2", &b);
+    assert!(
+        wait_until(Duration::from_secs(20), || !history(&a, 2).is_empty()),
+        "the WAL receiver did not fetch the history of timeline 2"
+    );
+    assert_eq!(a.psql("SELECT count(*) FROM t WHERE v = 'on node3'"), "0");
+    agent(&a, "node2", &b).run("stop").expect(Status::Success);
+    // That history file is no proof that node2 is on timeline 2.
+    let refused = agent(&a, "node2", &b).param("rewind", "off").run("start");
+    refused.expect(Status::ErrGeneric);
+    assert_eq!(a.postmaster_pid(), None);
+
+    agent(&a, "node2", &b).run("start").expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(30), || b
+            .replication_state("node2")
+            .as_deref()
+            == Some("streaming")),
+        "the rewound standby does not stream from the new primary"
+    );
+    assert!(wait_until(Duration::from_secs(10), || a
+        .psql("SELECT string_agg(v, ',' ORDER BY v) FROM t")
+        == "before,on node3"));
+}
+
+#[test]
+fn two_promotions_to_one_timeline_are_told_apart_and_a_clean_primary_ends_at_its_checkpoint() {
+    let p = primary();
+    let a = standby_on(&p, "node2");
+    let b = standby_on(&p, "node3");
+    // A clean stop: both standbys receive the shutdown checkpoint, and both
+    // promotions fork from the end of that record, to timeline 3 (node1
+    // is on 2: it became primary by promotion too).
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    agent(&a, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
+    agent(&b, "node3", &p)
+        .run("promote")
+        .expect(Status::Success);
+    assert_eq!(history(&a, 3), history(&b, 3));
+    let fork = history(&a, 3).lines().last().unwrap().to_string();
+    let switchpoint: tusk_postgresql::wal::Lsn =
+        fork.split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    // Where node1's WAL ends, as pg_rewind counts it: exactly there.
+    let user = ocf::OsUser::lookup("postgres").unwrap();
+    let bindir = std::path::Path::new(tusk_testkit::BINDIR);
+    let deadline = ocf::Deadline::after(Duration::from_secs(10));
+    let control =
+        tusk_postgresql::controldata::ControlData::read(&user, bindir, &p.pgdata, &deadline)
+            .unwrap();
+    let end = tusk_postgresql::wal_end::find(&user, bindir, &p.pgdata, &control, &deadline);
+    assert_eq!((end.timeline, end.end), (2, Some(switchpoint)));
+    assert!(end.was_primary);
+    // So it follows either new primary without pg_rewind.
+    agent(&p, "node1", &b)
+        .param("rewind", "off")
+        .run("start")
+        .expect(Status::Success);
+
+    // node2 writes as a primary on its timeline 3, then stops: the same
+    // number and history file as node3's timeline 3, other WAL. pg_rewind
+    // would find them "on the same timeline" and change nothing.
+    a.psql("INSERT INTO t VALUES ('only on node2')");
+    agent(&a, "node2", &a).run("stop").expect(Status::Success);
+    let refused = agent(&a, "node2", &b)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(refused.reason().contains("rebuild"), "{}", refused.reason());
+    assert_eq!(a.postmaster_pid(), None);
+}
+
+/// A power loss of the node: the postmaster dies at once, its children
+/// after it, and pg_control still says the server runs.
+fn crash(pg: &Instance) {
+    let pid = pg.postmaster_pid().expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || pg
+        .processes()
+        .is_empty()));
+}
+
+#[test]
+fn a_crashed_standby_is_judged_by_where_its_wal_ends() {
+    let p = primary();
+    let a = standby_on(&p, "node2");
+    let b = standby_on(&p, "node3");
+    let c = standby_on(&p, "node4");
+    // node4 crashes first, its WAL ending at a segment switch (pg_waldump
+    // then finds the next segment missing), node3 later, after it replayed
+    // more than node2 (stopped cleanly before) ever saw.
+    p.psql("SELECT pg_switch_wal()");
+    caught_up(&p, &c);
+    crash(&c);
+    agent(&a, "node2", &p).run("stop").expect(Status::Success);
+    p.psql("INSERT INTO t VALUES ('after node2 left')");
+    caught_up(&p, &b);
+    crash(&b);
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    agent(&a, "node2", &p).run("start").expect(Status::Success);
+    agent(&a, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
+
+    // node3's WAL goes past node2's fork point: before, a crashed standby
+    // counted as ending at 0 and started, stuck.
+    let refused = agent(&b, "node3", &a).param("rewind", "off").run("start");
+    let refused = refused.expect(Status::ErrGeneric);
+    assert!(
+        refused.stderr.contains("past the primary's fork point"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(b.postmaster_pid(), None);
+    // node4's does not: it follows without pg_rewind.
+    agent(&c, "node4", &a)
+        .param("rewind", "off")
+        .run("start")
+        .expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(30), || a
+            .replication_state("node4")
+            .as_deref()
+            == Some("streaming")),
+        "the crashed standby behind the fork does not stream"
+    );
+    agent(&b, "node3", &a).run("start").expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(30), || a
+            .replication_state("node3")
+            .as_deref()
+            == Some("streaming")),
+        "the rewound standby does not stream"
+    );
+}
+
+/// The checkpointer of a running instance.
+fn checkpointer(pg: &Instance) -> nix::unistd::Pid {
+    use ocf::service::Service;
+    let members = tusk_postgresql::postmaster::Postmaster::of(&pg.pgdata)
+        .members()
+        .unwrap();
+    let found = members.iter().find(|p| {
+        p.cmdline
+            .first()
+            .is_some_and(|c| c.to_string_lossy().contains("checkpointer"))
+    });
+    nix::unistd::Pid::from_raw(found.expect("a checkpointer").pid)
+}
+
+#[test]
+fn a_promotion_whose_checkpoint_hangs_is_reported_as_the_success_it_is() {
+    use nix::sys::signal::{kill, Signal};
+    let p = primary();
+    let s = standby_of(&p);
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    // A checkpointer that does not get to run: the promotion itself needs
+    // none, the CHECKPOINT after it never finishes.
+    let frozen = checkpointer(&s);
+    kill(frozen, Signal::SIGSTOP).unwrap();
+    let promoted = agent(&s, "node2", &p).timeout_ms(15_000).run("promote");
+    kill(frozen, Signal::SIGCONT).unwrap();
+    // Before, promote failed, and Pacemaker demoted the new primary.
+    let promoted = promoted.expect(Status::Success);
+    assert!(
+        promoted
+            .stderr
+            .contains("promoted, but CHECKPOINT after the promotion"),
+        "{}",
+        promoted.stderr
+    );
+    assert_eq!(s.psql("SELECT pg_is_in_recovery()"), "f");
+    // The checkpoint on the new timeline comes all the same.
+    agent(&s, "node2", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert!(wait_until(Duration::from_secs(20), || {
+        s.psql(
+        "SELECT timeline_id = ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int FROM pg_control_checkpoint()"
+    ) == "t"
+    }));
+}
+
+#[test]
+fn an_interrupted_pg_rewind_is_never_run_again_on_the_half_rewritten_directory() {
+    let p = primary();
+    let s = standby_of(&p);
+    agent(&s, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
+    p.psql("INSERT INTO t VALUES ('lost on node1')");
+    s.psql("INSERT INTO t VALUES ('kept on node2')");
+    agent(&p, "node1", &s).run("stop").expect(Status::Success);
+
+    // pg_rewind lists the source's files joined with pg_tablespace: a lock
+    // on it holds pg_rewind until start's timeout kills it.
+    let mut lock = s.psql_command(
+        "BEGIN; LOCK TABLE pg_tablespace IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)",
+    );
+    let lock = tusk_testkit::Guard(lock.spawn().unwrap());
+    assert!(wait_until(Duration::from_secs(10), || s.psql(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'pg_tablespace'::regclass AND granted"
+    ) == "1"));
+    let cut = agent(&p, "node1", &s)
+        .timeout_ms(12_000)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    drop(lock);
+    s.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE relation = 'pg_tablespace'::regclass AND granted",
+    );
+    assert!(
+        cut.reason().contains("pg_rewind was interrupted"),
+        "{}",
+        cut.reason()
+    );
+    let marker = cut
+        .reason()
+        .split("then rm ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(std::path::Path::new(&marker).exists());
+    let _cleanup = RemoveOnDrop(marker.clone().into());
+
+    // Before, the next start ran pg_rewind again on whatever was left.
+    let refused = agent(&p, "node1", &s)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(refused.reason().contains(&marker), "{}", refused.reason());
+    assert!(
+        refused.stderr.contains("Rebuild it from the primary"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(p.postmaster_pid(), None);
+
+    // The operator checked (here: nothing had been written) and removed it.
+    std::fs::remove_file(&marker).unwrap();
+    agent(&p, "node1", &s).run("start").expect(Status::Success);
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "a finished rewind leaves no marker"
+    );
+    assert!(wait_until(Duration::from_secs(30), || s
+        .replication_state("node1")
+        .as_deref()
+        == Some("streaming")));
+}
+
+/// A file the agent keeps outside the test's directories, removed even
+/// when the test fails.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_standby_settles_its_own_score_before_its_server_starts_never_after() {
+    let p = primary();
+    let s = p.standby("basebackup");
+    let started = agent(&s, "node2", &p).run("start").expect(Status::Success);
+    // This host runs no cluster: the agent's attempt shows in its log.
+    // Once the server runs, its WAL receiver may connect and the primary
+    // score it; a later deletion of node2's own would undo that (before,
+    // it came after "started PostgreSQL").
+    let deleted = started
+        .stderr
+        .find("--node node2 --delete")
+        .expect("node2's score is deleted");
+    let running = started.stderr.find("started PostgreSQL").unwrap();
+    assert!(deleted < running, "{}", started.stderr);
+}
+
+#[test]
+fn a_standby_whose_receiver_stopped_streaming_is_degraded_and_says_why() {
+    let _cluster = TestCluster::of(&["node1", "node2"]);
+    let p = primary();
+    let s = standby_of(&p);
+    let monitor = || {
+        agent(&s, "node2", &p)
+            .param("max_receiver_silence", "1")
+            .run("monitor")
+    };
+    monitor().expect(Status::Success);
+
+    // The primary refuses replication connections: it runs and answers,
+    // but node2 cannot follow it.
+    let hba = p.pgdata.join("pg_hba.conf");
+    let allowed = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("local replication all reject\n{allowed}")).unwrap();
+    p.psql("SELECT pg_reload_conf()");
+    p.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_replication");
+    assert!(wait_until(Duration::from_secs(10), || s.psql(
+        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+    ) == "0"));
+    // The first monitor that sees it notes when; silent beyond the bound,
+    // the standby is degraded (before: 0, as if it were a candidate).
+    monitor().expect(Status::Success);
+    std::thread::sleep(Duration::from_millis(2100));
+    let degraded = monitor().expect(Status::Degraded);
+    assert!(
+        degraded.reason().contains("while a primary answers at"),
+        "{}",
+        degraded.reason()
+    );
+
+    // It streams again: healthy again.
+    std::fs::write(&hba, allowed).unwrap();
+    p.psql("SELECT pg_reload_conf()");
+    assert!(wait_until(Duration::from_secs(20), || p
+        .replication_state("node2")
+        .as_deref()
+        == Some("streaming")));
+    monitor().expect(Status::Success);
+
+    // No primary at all: the silence is its absence, and node2 stays a
+    // candidate (it must be one for a failover to happen).
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    assert!(wait_until(Duration::from_secs(10), || s.psql(
+        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+    ) == "0"));
+    monitor().expect(Status::Success);
+    std::thread::sleep(Duration::from_millis(2100));
+    let degraded = monitor().expect(Status::Degraded);
+    assert!(
+        degraded.reason().contains("no primary answers")
+            && degraded.reason().contains("still a candidate"),
+        "{}",
+        degraded.reason()
+    );
 }

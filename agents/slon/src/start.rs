@@ -234,7 +234,7 @@ fn prepare_files(cfg: &SlonConfig, user: &OsUser) -> Result<std::fs::File> {
     ];
     for (dir, mode) in dirs {
         let Some(dir) = dir else { continue };
-        match ocf::fs::ensure_dir_owned(dir, mode, owner) {
+        match ocf::fs::ensure_dir(dir, mode, owner) {
             Ok(true) => info!("created {}", dir.display()),
             Ok(false) => {}
             Err(e) => {

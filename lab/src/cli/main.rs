@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
+use tusk_lab::demo::{self, Fault, Layout};
 use tusk_lab::fence::{agent, daemon};
 use tusk_lab::init::{self, Role};
 use tusk_lab::node::NodeDir;
-use tusk_lab::{default_dir, postgres, Lab, LabConfig};
+use tusk_lab::{default_dir, Lab, LabConfig};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -69,14 +69,34 @@ fn cli() -> Command {
         )
         .subcommand(
             Command::new("demo")
-                .about("bring up a lab with the postgresql agent running on every node, and print crm_mon -1")
+                .about("the README's demo: PostgreSQL as a promotable clone on a 3-node lab with a client writing; then faults, told as they happen")
+                .long_about(
+                    "Without a subcommand: bring up a lab with fencing, PostgreSQL as a promotable clone (one primary, \
+                     streaming standbys, the floating address) and a client writing through the floating address \
+                     inside the lab (it runs until `down`), and print what runs where.",
+                )
                 .arg(
                     Arg::new("nodes")
                         .long("nodes")
                         .value_parser(value_parser!(usize))
                         .default_value("3")
                         .help("number of nodes"),
-                ),
+                )
+                .subcommand(Command::new("status").about("what runs where, and what the client sees"))
+                .subcommand(Command::new("failover").about("the primary's node loses power"))
+                .subcommand(
+                    Command::new("switchover")
+                        .about("planned: pcs resource move pg-clone NODE --promoted")
+                        .arg(Arg::new("to").long("to").help("the standby to promote [default: the synchronous one]")),
+                )
+                .subcommand(Command::new("partition").about("the primary's cable is pulled, and plugged back in later"))
+                .subcommand(Command::new("down").about("end the lab, the client included")),
+        )
+        .subcommand(
+            Command::new("demo-client")
+                .hide(true)
+                .arg(Arg::new("lab").long("lab").required(true).value_parser(value_parser!(PathBuf)))
+                .arg(Arg::new("conninfo").long("conninfo").required(true)),
         )
         .subcommand(Command::new("down").about("end the lab and remove its directory (idempotent)"))
         .subcommand(Command::new("status").about("show the nodes and the cluster as one node sees it"))
@@ -138,20 +158,11 @@ fn run(matches: &ArgMatches) -> Result<i32> {
                 "enter a node with: tusk-lab exec node1 bash; end the lab with: tusk-lab down"
             );
         }
-        "demo" => {
-            let exe = std::env::current_exe().context("finding the tusk-lab binary")?;
-            let nodes = *sub.get_one::<usize>("nodes").expect("has a default");
-            let lab = Lab::up(&LabConfig::new(dir).nodes(nodes).exe(&exe))?;
-            postgres::initdb_all(&lab)?;
-            postgres::create_clone(&lab, Duration::from_secs(120))?;
-            let first = lab.nodes()?.remove(0);
-            let crm_mon = lab.exec(&first, &["crm_mon", "-1"])?;
-            print!("{}", String::from_utf8_lossy(&crm_mon.stdout));
-            let me = exe.display();
-            println!(
-                "the lab keeps running: `{me} exec node1 bash` enters a node, `{me} down` ends it"
-            );
-        }
+        "demo" => return demo(dir, sub),
+        "demo-client" => demo::client::run(
+            sub.get_one::<PathBuf>("lab").expect("required"),
+            sub.get_one::<String>("conninfo").expect("required"),
+        )?,
         "down" => tusk_lab::down(&dir)?,
         "status" => print!("{}", Lab::attach(dir)?.status()?),
         "exec" => {
@@ -195,4 +206,50 @@ fn run(matches: &ArgMatches) -> Result<i32> {
         other => unreachable!("subcommand {other}"),
     }
     Ok(0)
+}
+
+/// `demo` and its subcommands. Hints name the command the user typed:
+/// `./demo` sets TUSK_DEMO_COMMAND.
+fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
+    let command =
+        std::env::var("TUSK_DEMO_COMMAND").unwrap_or_else(|_| "tusk-lab demo".to_string());
+    let mut out = std::io::stdout();
+    let fault = match sub.subcommand() {
+        None => {
+            let exe = std::env::current_exe().context("finding the tusk-lab binary")?;
+            let nodes = *sub.get_one::<usize>("nodes").expect("has a default");
+            demo::up(
+                &LabConfig::new(dir).nodes(nodes).exe(exe),
+                &command,
+                &mut out,
+            )?;
+            return Ok(0);
+        }
+        Some(("down", _)) => {
+            tusk_lab::down(&dir)?;
+            return Ok(0);
+        }
+        Some(("status", _)) => {
+            let lab = Lab::attach(dir)?;
+            print!("{}", demo::summary(&lab, &Layout::streaming(&lab)?)?);
+            return Ok(0);
+        }
+        Some(("failover", _)) => Fault::Failover,
+        Some(("switchover", _)) => Fault::Switchover,
+        Some(("partition", _)) => Fault::Partition,
+        Some((other, _)) => unreachable!("demo subcommand {other}"),
+    };
+    let to = sub
+        .subcommand()
+        .and_then(|(_, m)| m.try_get_one::<String>("to").ok().flatten().cloned());
+    let lab = Lab::attach(dir)?;
+    let outcome = demo::run_fault(
+        &lab,
+        &Layout::streaming(&lab)?,
+        fault,
+        to.as_deref(),
+        &mut out,
+    )?;
+    println!("\nNext: sudo {command} status, another fault, or sudo {command} down");
+    Ok(if outcome.ok() { 0 } else { 1 })
 }

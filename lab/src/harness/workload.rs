@@ -42,6 +42,10 @@ fn spawn_in_netns<T: Send + 'static>(
 #[derive(Debug, Clone, Default)]
 pub struct WriterReport {
     pub acknowledged: Vec<(i64, Instant)>,
+    /// The timeline of the server that acknowledged each value: a new one
+    /// after every promotion, so the first write acknowledged by a new
+    /// primary is the first one on a higher timeline.
+    pub timelines: Vec<(i64, u32)>,
     /// Commits that returned with PostgreSQL's warning that the wait for
     /// synchronous replication was cancelled: committed locally, maybe not
     /// replicated, so not counted as acknowledged.
@@ -72,6 +76,51 @@ impl WriterReport {
             .filter(|at| *at >= from)
             .min()?;
         Some((failed, self.first_ack_after(failed)?))
+    }
+
+    /// The first write acknowledged after `fault` on a timeline above the
+    /// one of the last write acknowledged before it: the first write a new
+    /// primary took. With its timeline.
+    pub fn first_ack_on_new_timeline(&self, fault: Instant) -> Option<(Instant, u32)> {
+        let timeline = |n: i64| {
+            self.timelines
+                .iter()
+                .find(|(m, _)| *m == n)
+                .map(|(_, tl)| *tl)
+        };
+        let before = self
+            .acknowledged
+            .iter()
+            .rev()
+            .find(|(_, at)| *at <= fault)
+            .and_then(|(n, _)| timeline(*n))
+            .unwrap_or(0);
+        self.acknowledged
+            .iter()
+            .filter(|(_, at)| *at > fault)
+            .find_map(|(n, at)| timeline(*n).filter(|tl| *tl > before).map(|tl| (*at, tl)))
+    }
+
+    /// The longest time without an acknowledged write inside `[from, to]`,
+    /// counting from the last acknowledgement before `from` (the gap a
+    /// fault opens starts there) up to the first after `to` or `to` itself.
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Option<Duration> {
+        let start = self
+            .acknowledged
+            .iter()
+            .rev()
+            .find(|(_, at)| *at <= from)
+            .map(|(_, at)| *at)?;
+        let mut times: Vec<Instant> = vec![start];
+        times.extend(
+            self.acknowledged
+                .iter()
+                .map(|(_, at)| *at)
+                .filter(|at| *at > from && *at <= to),
+        );
+        // A gap still open at `to` counts up to `to`.
+        times.push(to.max(*times.last().expect("not empty")));
+        times.windows(2).map(|w| w[1] - w[0]).max()
     }
 
     /// Acknowledged writes in the window `[from, to)`.
@@ -106,12 +155,25 @@ pub const WRITER_TABLE: &str = "CREATE TABLE IF NOT EXISTS tusk_writer (n bigint
 
 impl Writer {
     pub fn start(netns: &Path, conninfo: &str, every: Duration) -> Result<Writer> {
+        Writer::start_journaled(netns, conninfo, every, None)
+    }
+
+    /// Like [`Writer::start`], and every outcome is also appended to
+    /// `journal` as it happens (see [`Journal`]), for another process to
+    /// read: the demo's client runs for as long as the lab, and each
+    /// `demo` command reads what it saw.
+    pub fn start_journaled(
+        netns: &Path,
+        conninfo: &str,
+        every: Duration,
+        journal: Option<Journal>,
+    ) -> Result<Writer> {
         let config: postgres::Config = conninfo.parse().context("writer connection string")?;
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(WriterReport::default()));
         let (stop2, report2) = (stop.clone(), report.clone());
         let thread = spawn_in_netns(netns.to_path_buf(), move || {
-            write_loop(config, every, &stop2, &report2);
+            write_loop(config, every, &stop2, &report2, journal.as_ref());
             Ok(())
         })?;
         Ok(Writer {
@@ -150,6 +212,7 @@ fn write_loop(
     every: Duration,
     stop: &AtomicBool,
     report: &Mutex<WriterReport>,
+    journal: Option<&Journal>,
 ) {
     // A write that hangs must not stall the loop forever. A server that
     // vanished with the connection open (a node lost power, its address
@@ -179,12 +242,12 @@ fn write_loop(
         });
     let watchdog = Watchdog::start();
     let mut client: Option<postgres::Client> = None;
-    let mut n: i64 = 0;
+    let mut n: i64 = journal.map_or(0, Journal::last_value);
     while !stop.load(Ordering::Relaxed) {
         let tick = Instant::now();
         n += 1;
         unconfirmed.store(false, Ordering::Relaxed);
-        let outcome = (|| -> Result<(), postgres::Error> {
+        let outcome = (|| -> Result<u32, postgres::Error> {
             if client.is_none() {
                 let mut c = config.connect(postgres::NoTls)?;
                 c.batch_execute(WRITER_TABLE)?;
@@ -192,24 +255,194 @@ fn write_loop(
             }
             let c = client.as_mut().expect("connected above");
             watchdog.arm(c.cancel_token());
-            let inserted = c.execute("INSERT INTO tusk_writer (n) VALUES ($1)", &[&n]);
+            let inserted = c.query_one(INSERT, &[&n]);
             watchdog.disarm();
-            inserted?;
-            Ok(())
+            let timeline: i32 = inserted?.get(0);
+            Ok(u32::try_from(timeline).unwrap_or(0))
         })();
-        let mut r = report.lock().expect("writer report");
-        match outcome {
-            Ok(()) if unconfirmed.load(Ordering::Relaxed) => {
-                r.unconfirmed.push((n, Instant::now()));
-            }
-            Ok(()) => r.acknowledged.push((n, Instant::now())),
+        let at = Instant::now();
+        let entry = match outcome {
+            Ok(_) if unconfirmed.load(Ordering::Relaxed) => Entry::Unconfirmed(n),
+            Ok(timeline) => Entry::Acknowledged(n, timeline),
             Err(e) => {
                 client = None;
-                r.failures.push((Instant::now(), e.to_string()));
+                Entry::Failed(e.to_string())
             }
+        };
+        if let Some(journal) = journal {
+            journal.append(&entry);
         }
-        drop(r);
+        report.lock().expect("writer report").add(entry, at);
         std::thread::sleep(every.saturating_sub(tick.elapsed()));
+    }
+}
+
+/// The write, and the timeline of the server that took it (the first 8 hex
+/// digits of the WAL file being written: a primary's current timeline).
+const INSERT: &str = "INSERT INTO tusk_writer (n) VALUES ($1) \
+     RETURNING ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
+
+/// One attempt of the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The value and the timeline of the server that acknowledged it.
+    Acknowledged(i64, u32),
+    Unconfirmed(i64),
+    Failed(String),
+}
+
+impl WriterReport {
+    fn add(&mut self, entry: Entry, at: Instant) {
+        match entry {
+            Entry::Acknowledged(n, timeline) => {
+                self.acknowledged.push((n, at));
+                self.timelines.push((n, timeline));
+            }
+            Entry::Unconfirmed(n) => self.unconfirmed.push((n, at)),
+            Entry::Failed(e) => self.failures.push((at, e)),
+        }
+    }
+
+    /// The report a journal's text records. `clock` maps the journal's
+    /// times into this process's `Instant`s; a line cut short by a kill is
+    /// skipped.
+    pub fn from_journal(text: &str, clock: &MonotonicClock) -> WriterReport {
+        let mut report = WriterReport::default();
+        // The last piece is empty when the text ends with a newline, and a
+        // line still being written when it does not.
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        lines.pop();
+        for (at, entry) in lines.into_iter().filter_map(Journal::parse) {
+            report.add(entry, clock.instant(at));
+        }
+        report
+    }
+}
+
+/// CLOCK_MONOTONIC, which is what `Instant` reads on Linux and is the same
+/// for every process of the machine: journal times written by one process
+/// become `Instant`s in another through a pair of readings taken together.
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    instant: Instant,
+    monotonic: Duration,
+}
+
+impl MonotonicClock {
+    pub fn now() -> MonotonicClock {
+        MonotonicClock {
+            instant: Instant::now(),
+            monotonic: monotonic_now(),
+        }
+    }
+
+    /// The `Instant` of a CLOCK_MONOTONIC reading.
+    pub fn instant(&self, monotonic: Duration) -> Instant {
+        if monotonic >= self.monotonic {
+            self.instant + (monotonic - self.monotonic)
+        } else {
+            self.instant
+                .checked_sub(self.monotonic - monotonic)
+                .unwrap_or(self.instant)
+        }
+    }
+}
+
+pub fn monotonic_now() -> Duration {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always there");
+    Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32)
+}
+
+/// The writer's record in a file, one line per attempt, appended as it
+/// happens (`O_APPEND`, one write per line, so a reader never sees two
+/// lines mixed):
+///
+/// ```text
+/// ack N TIMELINE NANOS       acknowledged by the server on TIMELINE
+/// unconfirmed N NANOS        committed, replication not confirmed
+/// fail NANOS MESSAGE         the attempt failed
+/// ```
+///
+/// NANOS is CLOCK_MONOTONIC in nanoseconds.
+pub struct Journal {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creates) the journal at `path` for appending.
+    pub fn open(path: &Path) -> Result<Journal> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn append(&self, entry: &Entry) {
+        use std::io::Write;
+        let nanos = monotonic_now().as_nanos();
+        let line = match entry {
+            Entry::Acknowledged(n, timeline) => format!("ack {n} {timeline} {nanos}\n"),
+            Entry::Unconfirmed(n) => format!("unconfirmed {n} {nanos}\n"),
+            // One line: PostgreSQL's messages may hold newlines.
+            Entry::Failed(e) => format!(
+                "fail {nanos} {}\n",
+                e.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
+        };
+        // A full disk must not stop the writer: the journal is a record.
+        let _ = (&self.file).write_all(line.as_bytes());
+    }
+
+    /// The highest value the journal records: a writer that continues a
+    /// journal (its process restarted) goes on after it, since the values
+    /// are the table's primary key.
+    fn last_value(&self) -> i64 {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(Journal::parse)
+            .filter_map(|(_, e)| match e {
+                Entry::Acknowledged(n, _) | Entry::Unconfirmed(n) => Some(n),
+                Entry::Failed(_) => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// One line: when, and what.
+    pub fn parse(line: &str) -> Option<(Duration, Entry)> {
+        let nanos = |s: &str| s.parse::<u64>().ok().map(Duration::from_nanos);
+        let mut words = line.splitn(3, ' ');
+        match words.next()? {
+            "ack" => {
+                let n = words.next()?.parse().ok()?;
+                let mut rest = words.next()?.split(' ');
+                let timeline = rest.next()?.parse().ok()?;
+                let at = nanos(rest.next()?)?;
+                rest.next()
+                    .is_none()
+                    .then_some((at, Entry::Acknowledged(n, timeline)))
+            }
+            "unconfirmed" => {
+                let n = words.next()?.parse().ok()?;
+                Some((nanos(words.next()?)?, Entry::Unconfirmed(n)))
+            }
+            "fail" => {
+                let at = nanos(words.next()?)?;
+                Some((at, Entry::Failed(words.next().unwrap_or("").to_string())))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -349,6 +582,7 @@ mod tests {
             acknowledged: vec![(1, at(100)), (2, at(200)), (5, at(900))],
             unconfirmed: vec![(3, at(250))],
             failures: vec![(at(300), "down".into())],
+            ..WriterReport::default()
         };
         assert_eq!(r.acknowledged_between(at(150), at(900)), vec![2]);
         assert_eq!(r.outage_after(at(150)), Some((at(250), at(900))));
@@ -357,5 +591,68 @@ mod tests {
         assert_eq!(r.first_ack_after(at(1000)), None);
         assert_eq!(r.lost(&[1, 5, 6]), vec![2]);
         assert!(r.lost(&[1, 2, 5]).is_empty());
+    }
+
+    #[test]
+    fn the_new_primary_is_the_first_acknowledgement_on_a_higher_timeline() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let r = WriterReport {
+            // 3 was acknowledged by the old primary after the fault (a
+            // switchover demotes a little after it was asked for).
+            acknowledged: vec![(1, at(100)), (2, at(200)), (3, at(400)), (6, at(3000))],
+            timelines: vec![(1, 1), (2, 1), (3, 1), (6, 2)],
+            failures: vec![(at(500), "down".into())],
+            ..WriterReport::default()
+        };
+        assert_eq!(r.first_ack_on_new_timeline(at(300)), Some((at(3000), 2)));
+        assert_eq!(r.first_ack_on_new_timeline(at(3000)), None);
+        assert_eq!(
+            r.longest_gap(at(300), at(5000)),
+            Some(Duration::from_millis(2600))
+        );
+        // Still no write at the end: the gap runs up to the end.
+        assert_eq!(
+            r.longest_gap(at(300), at(2500)),
+            Some(Duration::from_millis(2100))
+        );
+        assert_eq!(WriterReport::default().longest_gap(at(0), at(1)), None);
+    }
+
+    #[test]
+    fn a_journal_is_read_back_into_a_report() {
+        let clock = MonotonicClock::now();
+        let base = clock.monotonic;
+        let ns = |ms: u64| (base + Duration::from_millis(ms)).as_nanos();
+        let text = format!(
+            "ack 1 1 {}\nfail {} error connecting to server: Connection refused\nunconfirmed 2 {}\nbogus\nack 3 2 {}\nack 4 2 {}",
+            ns(0),
+            ns(100),
+            ns(200),
+            ns(300),
+            ns(400)
+        );
+        let r = WriterReport::from_journal(&text, &clock);
+        let ms = |i: Instant| (i - clock.instant).as_millis();
+        assert_eq!(
+            r.acknowledged
+                .iter()
+                .map(|(n, at)| (*n, ms(*at)))
+                .collect::<Vec<_>>(),
+            vec![(1, 0), (3, 300)],
+            "the last line, without its newline, is still being written"
+        );
+        assert_eq!(r.timelines, vec![(1, 1), (3, 2)]);
+        assert_eq!(r.unconfirmed.len(), 1);
+        assert_eq!(
+            r.failures[0].1,
+            "error connecting to server: Connection refused"
+        );
+        assert_eq!(
+            Journal::parse("ack 7 3 1000000"),
+            Some((Duration::from_millis(1), Entry::Acknowledged(7, 3)))
+        );
+        assert_eq!(Journal::parse("ack 7 3"), None);
+        assert_eq!(Journal::parse("ack 7 3 10 extra"), None);
     }
 }

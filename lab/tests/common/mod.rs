@@ -297,6 +297,10 @@ pub fn up_promotable(
     let copied = started.elapsed();
     let primary = postgres::create_promotable(lab, &config, Duration::from_secs(120))
         .expect("the promotable clone with one primary and streaming standbys");
+    if config.sync != postgres::SyncMode::Off {
+        postgres::wait_synchronous(lab, &primary, Duration::from_secs(60))
+            .expect("the primary's commits waiting for a standby");
+    }
     eprintln!(
         "[{name}] FIGURE setup: data on {} nodes in {:.1} s, then {primary} primary with {} streaming standbys in {:.1} s",
         config.nodes.len(),

@@ -1,3 +1,5 @@
+//! `tusk-bench pgpool [AGENT_BINARY] [RUNS]`: the same for the pgpool agent
+//! (see `pgpool.rs`).
 //! `tusk-bench slon [AGENT_BINARY] [RUNS]`: the slon agent's monitor beside
 //! the init script's check and a psql query of sl_status (see `slon.rs`).
 //!
@@ -46,15 +48,19 @@ const PAF_RESOURCE: &str = "paf-bench";
 /// bench passes (`OCF_RESKEY_CRM_meta_timeout`), it kills a hung call with
 /// its process group. Outside a cluster the heartbeat agent retries its
 /// crm_attribute calls without end.
-const CALL_DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const CALL_DEADLINE: Duration = Duration::from_secs(20);
+
+mod pgpool;
 
 mod slon;
 
 fn main() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("slon") {
-        return slon::main(std::env::args().skip(2));
+    let mut args = std::env::args().skip(1).peekable();
+    match args.peek().map(String::as_str) {
+        Some("pgpool") => return pgpool::bench(args.skip(1)),
+        Some("slon") => return slon::main(args.skip(1)),
+        _ => {}
     }
-    let mut args = std::env::args().skip(1);
     let binary = PathBuf::from(
         args.next()
             .unwrap_or_else(|| "target/release/postgresql".into()),
@@ -397,9 +403,21 @@ fn row(
         .split([' ', ','])
         .next()
         .expect("a call names its action");
+    command_row(label, call, || agent().into_command(action), runs, notes)
+}
+
+/// A row for any command: an agent's call, or the peer tool an operator
+/// would otherwise run.
+fn command_row(
+    label: &str,
+    call: &str,
+    command: impl Fn() -> Command,
+    runs: usize,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     // Untimed: whatever an agent does once (PAF publishing its own score,
     // the heartbeat agent adding its include line) is not steady state.
-    let warm_up = warm_up(agent().into_command(action))?;
+    let warm_up = warm_up(command())?;
     if warm_up.timed_out {
         println!("| {label} | {call} | killed after {CALL_DEADLINE:?} | | | | | | | |");
         notes.push(format!(
@@ -422,7 +440,7 @@ fn row(
     let mut cpu = Vec::with_capacity(runs);
     let mut exit = 0;
     for _ in 0..runs {
-        let one = measure(agent().into_command(action), Stdio::null(), Stdio::null())?;
+        let one = measure(command(), Stdio::null(), Stdio::null())?;
         if one.timed_out {
             bail!("{label} {call}: a call was killed after {CALL_DEADLINE:?}");
         }
@@ -430,7 +448,7 @@ fn row(
         cpu.push(one.cpu);
         exit = one.code;
     }
-    let clones = count_clones(agent(), action, &format!("{label} {call}"))?;
+    let clones = count_clones(command(), &format!("{label} {call}"))?;
     println!(
         "| {label} | {call} | {exit} | {} | {} | {} | {} | {} | {} | {} |",
         ms(percentile(&mut wall, 50)),
@@ -547,13 +565,12 @@ struct Clones {
 
 /// What one call creates, from `strace -f`. With `TUSK_BENCH_TRACES` set
 /// to a directory, the trace (with the execs' arguments) is kept there.
-fn count_clones(agent: Agent, action: &str, name: &str) -> Result<Clones> {
+fn count_clones(agent: Command, name: &str) -> Result<Clones> {
     let keep = std::env::var_os("TUSK_BENCH_TRACES").map(PathBuf::from);
     let trace = match &keep {
         Some(dir) => dir.join(format!("{}.strace", file_name(name))),
         None => std::env::temp_dir().join(format!("tusk-bench-{}.strace", std::process::id())),
     };
-    let agent = agent.into_command(action);
     let mut strace = Command::new("strace");
     strace
         .args([

@@ -17,6 +17,10 @@ const AGENTS: &[(&AgentInfo, &str)] = &[
         "pcs resource create pg ocf:tusk:postgresql \\\n    pgdata=/var/lib/postgresql/15/main \\\n    config=/etc/postgresql/15/main/postgresql.conf \\\n    op monitor interval=15s timeout=20s",
     ),
     (
+        &tusk_pgpool::AGENT,
+        "pcs resource create pgpool ocf:tusk:pgpool \\\n    pcp_user=postgres pcp_passfile=/root/.pcppass \\\n    op monitor interval=10s timeout=20s clone",
+    ),
+    (
         &tusk_slon::AGENT,
         "pcs resource create slon-app ocf:tusk:slon \\\n    cluster_name=app \\\n    conninfo=\"host=/var/run/postgresql dbname=app user=slony\" \\\n    op monitor interval=10s timeout=20s",
     ),

@@ -161,6 +161,21 @@ impl Pgpool {
         pool
     }
 
+    /// The usual pair: `primary` as node 0 (its WAL receiver would be
+    /// `node1`) and `standby`, streaming as `node2`, as node 1.
+    pub fn for_pair(primary: &Instance, standby: &Instance) -> Pgpool {
+        Pgpool::new(&[
+            Backend {
+                instance: primary,
+                application_name: "node1",
+            },
+            Backend {
+                instance: standby,
+                application_name: "node2",
+            },
+        ])
+    }
+
     fn write_configuration(&self, backends: &[Backend<'_>]) {
         let dir = quoted(&self.dir);
         let mut conf = format!(
@@ -587,9 +602,23 @@ impl Drop for Pgpool {
     fn drop(&mut self) {
         let attached = self.attached_shared_memory();
         self.shared_memory.extend(attached);
-        if let Some(pid) = self.running_pid() {
+        // A main process this fixture started, or one an agent started with
+        // this configuration: a fast shutdown lets pgpool remove its own
+        // System V memory and semaphores.
+        let mains: Vec<i32> = match self.running_pid() {
+            Some(pid) => vec![pid],
+            None => self
+                .processes()
+                .iter()
+                .filter(|p| p.cmdline.split(' ').any(|a| Path::new(a) == self.conf))
+                .map(|p| p.pid)
+                .collect(),
+        };
+        if !mains.is_empty() {
             self.thaw();
-            let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+            for pid in mains {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+            }
             wait_until(Duration::from_secs(5), || self.processes().is_empty());
         }
         for p in self.processes() {

@@ -3,20 +3,11 @@
 //! clean-up. Run with `--nocapture` to see the figures.
 
 use std::time::{Duration, Instant};
-use tusk_testkit::pgpool::{pg_ctl_promote, pg_ctl_stop, primary_and_standby, Backend, Pgpool};
+use tusk_testkit::pgpool::{pg_ctl_promote, pg_ctl_stop, primary_and_standby, Pgpool};
 use tusk_testkit::{wait_until, Instance};
 
 fn pool_for(primary: &Instance, standby: &Instance) -> Pgpool {
-    Pgpool::new(&[
-        Backend {
-            instance: primary,
-            application_name: "node1",
-        },
-        Backend {
-            instance: standby,
-            application_name: "node2",
-        },
-    ])
+    Pgpool::for_pair(primary, standby)
 }
 
 fn listening_sockets(path: &std::path::Path) -> usize {

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    ocf::dispatch::main(&tusk_pgpool::Pgpool)
+}

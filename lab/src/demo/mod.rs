@@ -1,0 +1,763 @@
+//! The README's demo: a 3-node lab with PostgreSQL as a promotable clone
+//! (one primary, streaming standbys, the floating address) and a client
+//! writing through it in the background; then faults injected one command
+//! at a time, told as they play out, each ending with figures.
+//!
+//! What runs is described by [`Layout`]: the streaming layout today. The
+//! pgpool and Slony layouts plug in there: their setup after PostgreSQL's,
+//! the address the client writes through, and [`Probe`]s that add their
+//! own facts (pgpool's view of its backends, Slony's origin) to what is
+//! narrated and summed up.
+
+pub mod client;
+pub mod figures;
+pub mod narrate;
+pub mod tail;
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::harness::workload::written_values;
+use crate::postgres::{self, Promotable};
+use crate::{ClusterState, Lab, LabConfig};
+pub use figures::{Fault, Figures};
+use narrate::*;
+
+/// Adds facts to each observation: what a component on top of PostgreSQL
+/// (pgpool, slon) shows, as (subject, aspect, value). A new aspect is told
+/// as `subject: aspect old -> new` unless [`narrate::describe`] learns a
+/// better phrase for it.
+pub trait Probe {
+    fn observe(&self, lab: &Lab, view: &ClusterState, facts: &mut Facts);
+}
+
+/// What the demo sets up on the lab and how its client reaches it.
+pub struct Layout {
+    /// The nodes that hold PostgreSQL.
+    pub pg_nodes: Vec<String>,
+    /// Where the client connects: the floating address today, pgpool's
+    /// address in the pgpool layout.
+    pub client_conninfo: String,
+    /// What the client's address is, in words, for the summary.
+    pub client_target: String,
+    pub probes: Vec<Box<dyn Probe>>,
+}
+
+impl Layout {
+    /// PostgreSQL on every node of the lab, the client on the floating
+    /// address.
+    pub fn streaming(lab: &Lab) -> Result<Layout> {
+        Ok(Layout {
+            pg_nodes: lab.nodes()?,
+            client_conninfo: postgres::primary_conninfo(lab),
+            client_target: format!("the floating address {}", postgres::primary_address(lab)),
+            probes: Vec::new(),
+        })
+    }
+}
+
+/// How long a fault may take to play out, recovery of the old primary
+/// included, before the demo gives up waiting.
+pub const FAULT_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Brings the demo up: the lab, PostgreSQL replicated and handed to
+/// Pacemaker, the client writing. Prints progress, then the summary and
+/// the next commands (`command`: how the user calls the demo).
+pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab> {
+    let started = Instant::now();
+    writeln!(
+        out,
+        "bringing up {} nodes (corosync, Pacemaker, fencing) in {}",
+        config.nodes,
+        config.dir.display()
+    )?;
+    let lab = Lab::up(config)?;
+    set_up(&lab, command, started, out).with_context(|| {
+        format!("the lab stays up for a look (`{command} status`); end it with `{command} down`")
+    })?;
+    Ok(lab)
+}
+
+fn set_up(lab: &Lab, command: &str, started: Instant, out: &mut dyn Write) -> Result<()> {
+    let nodes = lab.nodes()?.len();
+    let layout = Layout::streaming(lab)?;
+    writeln!(
+        out,
+        "{:5.1} s  {} nodes online with quorum, fence device lab-fence started",
+        started.elapsed().as_secs_f64(),
+        nodes
+    )?;
+    postgres::replicate_by_hand(lab, &layout.pg_nodes)?;
+    writeln!(
+        out,
+        "{:5.1} s  PostgreSQL 15: initdb on {}, base backups on the others (pg_basebackup)",
+        started.elapsed().as_secs_f64(),
+        layout.pg_nodes[0]
+    )?;
+    let primary = postgres::create_promotable(
+        lab,
+        &Promotable::on(&layout.pg_nodes),
+        Duration::from_secs(120),
+    )?;
+    writeln!(
+        out,
+        "{:5.1} s  pg-clone (ocf:tusk:postgresql, promotable) and pg-vip created: {primary} promoted, {} standbys streaming",
+        started.elapsed().as_secs_f64(),
+        layout.pg_nodes.len() - 1
+    )?;
+    wait_settled(lab, &layout, &primary, Duration::from_secs(60))?;
+    writeln!(
+        out,
+        "{:5.1} s  every standby on {primary}'s timeline, {primary}'s commits wait for a synchronous standby",
+        started.elapsed().as_secs_f64()
+    )?;
+    client::start(lab, &layout.client_conninfo)?;
+    writeln!(
+        out,
+        "{:5.1} s  client writing a row every {} ms through {}\n",
+        started.elapsed().as_secs_f64(),
+        client::EVERY.as_millis(),
+        layout.client_target
+    )?;
+    write!(out, "{}", summary(lab, &layout)?)?;
+    write!(out, "{}", next_commands(lab, command))?;
+    Ok(())
+}
+
+/// Waits until the cluster is in its steady state with `primary` (see
+/// [`narrate::settled`]): the agents publish timelines and pg-sync from
+/// their monitors, up to one interval after a promotion.
+pub fn wait_settled(lab: &Lab, layout: &Layout, primary: &str, timeout: Duration) -> Result<()> {
+    let sync = sync_setting(lab) != "off";
+    let mut why = String::new();
+    crate::process::wait_for("the cluster's steady state", timeout, || {
+        let expect = Expect {
+            old: primary,
+            must_move: false,
+            target: Some(primary),
+            sync,
+        };
+        match settled(&observe(lab, layout, None), &layout.pg_nodes, expect) {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                why = e;
+                Ok(false)
+            }
+        }
+    })
+    .with_context(|| format!("last seen: {why}"))
+}
+
+/// What runs where, and what the client sees.
+pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
+    let facts = observe(lab, layout, None);
+    let report = client::report(lab)?;
+    let mut text = String::from("What runs where:\n");
+    let nodes = lab.nodes()?;
+    for node in &nodes {
+        let get = |aspect| facts.get(node, aspect);
+        let mut parts: Vec<String> = Vec::new();
+        parts.push(
+            match (get(POWER), get(CABLE)) {
+                (Some("off"), _) => "powered off",
+                (_, Some("out")) => "cable out",
+                _ => get(MEMBERSHIP).unwrap_or("?"),
+            }
+            .to_string(),
+        );
+        if layout.pg_nodes.contains(node) {
+            let role = get(POSTGRESQL).unwrap_or("?");
+            let mut pg = format!("PostgreSQL {role}");
+            if let Some(tl) = get(TIMELINE) {
+                pg += &format!(", timeline {tl}");
+            }
+            match get(REPLICATION) {
+                Some(IS_PRIMARY) | None => {}
+                Some(r) => pg += &format!(", {r}"),
+            }
+            parts.push(pg);
+        }
+        if facts.get(CLUSTER, ADDRESS) == Some(node.as_str()) {
+            parts.push(format!(
+                "holds the floating address {}",
+                postgres::primary_address(lab)
+            ));
+        }
+        // Only the primary's: a former primary keeps its last pg-sync.
+        if let Some(sync) = get(SYNC).filter(|_| get(POSTGRESQL) == Some("primary")) {
+            parts.push(format!("pg-sync={sync}"));
+        }
+        text += &format!("  {node:<6} {}\n", parts.join(", "));
+    }
+    if let Some(dc) = facts.get(CLUSTER, DC) {
+        text +=
+            &format!("  DC: {dc}; fencing: lab-fence (fence_tusklab, the lab's power switch)\n");
+    }
+    let sync = sync_setting(lab);
+    text += &format!(
+        "  sync={sync}: {}\n",
+        match sync.as_str() {
+            "available" =>
+                "a commit waits for one standby (synchronous_standby_names='*') while one streams",
+            "strict" => "a commit always waits for a synchronous standby",
+            _ => "commits do not wait for standbys",
+        }
+    );
+    let last = report.acknowledged.last().map(|(_, at)| at.elapsed());
+    let timeline = report.timelines.last().map(|(_, tl)| *tl);
+    text += &format!(
+        "  client ({}): {} writes acknowledged through {}{}{}\n",
+        if client::is_running(lab) {
+            "running"
+        } else {
+            "NOT running"
+        },
+        report.acknowledged.len(),
+        layout.client_target,
+        last.map_or(String::new(), |d| format!(
+            ", the last {:.1} s ago",
+            d.as_secs_f64()
+        )),
+        timeline.map_or(String::new(), |tl| format!(" (timeline {tl})")),
+    );
+    Ok(text)
+}
+
+fn next_commands(lab: &Lab, command: &str) -> String {
+    let exe = std::env::current_exe()
+        .map(|e| e.display().to_string())
+        .unwrap_or_else(|_| "tusk-lab".to_string());
+    let vip = postgres::primary_address(lab);
+    format!(
+        "\nNext, while the client keeps writing (each fault is told as it happens and ends with figures):\n\
+         \x20 sudo {command} failover      the primary's node loses power\n\
+         \x20 sudo {command} switchover    planned: pcs resource move pg-clone NODE --promoted\n\
+         \x20 sudo {command} partition     the primary's cable is pulled, and plugged back in later\n\
+         \x20 sudo {command} status        what runs where, and what the client sees\n\
+         \x20 sudo {exe} exec node1 crm_mon -1 -A   the cluster and its node attributes, as Pacemaker shows them\n\
+         \x20 sudo {exe} exec node1 bash            a shell on node1 (pcs, crm_mon, psql -h {vip} -U postgres)\n\
+         \x20 sudo {command} down          end it all, the client included\n"
+    )
+}
+
+/// The agent's `sync` parameter as the CIB has it (`available`, the
+/// agent's default, when it is not set or cannot be read).
+pub fn sync_setting(lab: &Lab) -> String {
+    postgres::observer(lab)
+        .and_then(|node| {
+            lab.exec(
+                &node,
+                &[
+                    "crm_resource",
+                    "--resource",
+                    postgres::RESOURCE,
+                    "--get-parameter",
+                    "sync",
+                ],
+            )
+        })
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "available".to_string())
+}
+
+/// One observation of the lab: power, cables and boots from the lab's
+/// record; membership, roles, the address and the agent's attributes from
+/// a connected node's crm_mon; replication from the primary's
+/// `pg_stat_replication`; a cut-off node's own view from its crm_mon; then
+/// the layout's probes. What cannot be established is left out (unknown).
+///
+/// Cluster facts come from a connected node other than `avoid` when there
+/// is one: a node that has just rejoined (the faulted one) reports the
+/// others as lost for a moment, which is its own view, not news.
+pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
+    let mut facts = Facts::default();
+    let Ok(state) = lab.state() else {
+        return facts;
+    };
+    for node in &state.nodes {
+        let running = node.holder.as_ref().filter(|h| h.is_running());
+        facts.set(
+            &node.name,
+            POWER,
+            if running.is_some() { "on" } else { "off" },
+        );
+        if let Some(holder) = running {
+            facts.set(&node.name, BOOT, holder.init.pid.to_string());
+        }
+        facts.set(
+            &node.name,
+            CABLE,
+            if node.partitioned { "out" } else { "in" },
+        );
+        if node.partitioned && running.is_some() {
+            if let Ok(view) = lab.view(&node.name) {
+                facts.set(&node.name, OWN_VIEW, own_view(&node.name, &view));
+            }
+        }
+    }
+    let connected: Vec<&str> = state
+        .nodes
+        .iter()
+        .filter(|n| !n.partitioned && n.holder.as_ref().is_some_and(|h| h.is_running()))
+        .map(|n| n.name.as_str())
+        .collect();
+    let observer = connected
+        .iter()
+        .find(|n| Some(**n) != avoid)
+        .or(connected.first());
+    let Some(Ok(view)) = observer.map(|o| lab.view(o)) else {
+        return facts;
+    };
+    facts.set(CLUSTER, DC, view.dc().unwrap_or("none"));
+    for node in &view.nodes.list {
+        let membership = match (node.online, node.unclean) {
+            (true, _) => "online",
+            (false, true) => "lost",
+            (false, false) => "offline",
+        };
+        facts.set(&node.name, MEMBERSHIP, membership);
+        if !node.online && !node.unclean && layout.pg_nodes.contains(&node.name) {
+            // Fenced or cleanly gone: nothing of it runs.
+            facts.set(&node.name, POSTGRESQL, "stopped");
+        }
+    }
+    for node in &layout.pg_nodes {
+        if view.is_online(node) {
+            facts.set(node, POSTGRESQL, "stopped");
+        }
+    }
+    for instance in view.instances(postgres::RESOURCE) {
+        let role = match instance.role.as_str() {
+            "Promoted" => "primary",
+            "Unpromoted" => "standby",
+            "Stopped" => "stopped",
+            other => other,
+        };
+        let role = if instance.failed {
+            format!("{role} (failed)")
+        } else {
+            role.to_string()
+        };
+        for node in &instance.nodes {
+            if view.is_online(&node.name) {
+                facts.set(&node.name, POSTGRESQL, role.clone());
+            }
+        }
+    }
+    let address = view.nodes_in_role(postgres::VIP, "Started");
+    facts.set(
+        CLUSTER,
+        ADDRESS,
+        address.first().copied().unwrap_or("nowhere"),
+    );
+    for node in &layout.pg_nodes {
+        for (attribute, aspect) in [
+            (postgres::ATTR_TIMELINE, TIMELINE),
+            (postgres::ATTR_SYNC, SYNC),
+        ] {
+            if let Some(value) = view.attribute(node, attribute) {
+                facts.set(node, aspect, value);
+            }
+        }
+    }
+    for failure in view.failures_of(postgres::RESOURCE) {
+        let reason = if failure.exitreason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", failure.exitreason)
+        };
+        facts.set(
+            &failure.node,
+            &format!("{FAILED}{}", failure.task),
+            format!("exit {}{reason}", failure.exitcode),
+        );
+    }
+    let primaries = view.nodes_in_role(postgres::RESOURCE, "Promoted");
+    if let [primary] = primaries.as_slice() {
+        if connected.contains(primary) {
+            if let Ok(replicas) = postgres::replication(lab, primary) {
+                for node in &layout.pg_nodes {
+                    let value = if node == primary {
+                        IS_PRIMARY.to_string()
+                    } else {
+                        replicas
+                            .iter()
+                            .find(|r| &r.name == node)
+                            .map_or("not streaming".to_string(), |r| {
+                                format!("{}, {}", r.state, r.sync_state)
+                            })
+                    };
+                    facts.set(node, REPLICATION, value);
+                }
+            }
+        }
+    }
+    for probe in &layout.probes {
+        probe.observe(lab, &view, &mut facts);
+    }
+    facts
+}
+
+/// How a cut-off node sees the cluster and itself.
+fn own_view(node: &str, view: &ClusterState) -> String {
+    let quorum = if view.has_quorum() {
+        "quorum"
+    } else {
+        "no quorum"
+    };
+    let roles = postgres::roles_in(view);
+    let role = if roles.promoted.iter().any(|n| n == node) {
+        "primary"
+    } else if roles.unpromoted.iter().any(|n| n == node) {
+        "standby"
+    } else {
+        "stopped"
+    };
+    format!("{quorum}, PostgreSQL {role}")
+}
+
+/// What a fault ended with.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub old_primary: String,
+    /// The primary at the end (None: it did not settle in time).
+    pub primary: Option<String>,
+    pub figures: Figures,
+    /// The new primary was not the synchronous standby before the fault,
+    /// and the agent said it did not compare it with the one that was: no
+    /// loss is promised for such a promotion, whatever the figures show.
+    pub unchecked_promotion: Option<String>,
+}
+
+impl Outcome {
+    /// Settled with one primary, every standby streaming, nothing lost.
+    pub fn ok(&self) -> bool {
+        self.primary.is_some() && self.figures.lost.is_empty()
+    }
+}
+
+/// Injects `fault` on the primary (a switchover moves it to `to`, or to the
+/// synchronous standby), tells what the cluster does, one line per change
+/// with the time since the fault, until it has settled again, and ends with
+/// the figures.
+pub fn run_fault(
+    lab: &Lab,
+    layout: &Layout,
+    fault: Fault,
+    to: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let standbys = layout.pg_nodes.len() - 1;
+    let old = postgres::wait_replicating(lab, standbys, Duration::from_secs(60)).context(
+        "the cluster is not ready for a fault (one primary, every standby streaming); `demo status` shows it",
+    )?;
+    if !client::is_running(lab) {
+        bail!("the demo's client does not run (`demo` starts it with the lab)");
+    }
+    let sync = sync_setting(lab);
+    let mut facts = observe(lab, layout, Some(&old));
+    let target = match (fault, to) {
+        (Fault::Switchover, Some(to)) => {
+            if to == old || !layout.pg_nodes.iter().any(|n| n == to) {
+                bail!(
+                    "{to} is not a standby; the standbys: {:?}",
+                    facts.with(POSTGRESQL, "standby")
+                );
+            }
+            Some(to.to_string())
+        }
+        (Fault::Switchover, None) => {
+            let standbys = facts.with(POSTGRESQL, "standby");
+            let sync_standby = standbys
+                .iter()
+                .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"));
+            Some(
+                sync_standby
+                    .or(standbys.first())
+                    .context("no standby to switch over to")?
+                    .to_string(),
+            )
+        }
+        _ => None,
+    };
+    let before = client::report(lab)?;
+    let timeline_before = before.timelines.last().map_or(0, |(_, tl)| *tl);
+    let mut tail = client::Tail::from_end(lab);
+    // The agents log each decision (why a promotion waited, what a start
+    // found) in the node's pacemaker.log: told as they come.
+    let mut agent_logs: Vec<(String, tail::LineTail)> = lab
+        .nodes()?
+        .into_iter()
+        .map(|node| {
+            let path = crate::node::NodeDir::new(lab.dir(), &node).log("pacemaker/pacemaker.log");
+            (node, tail::LineTail::from_end(path))
+        })
+        .collect();
+    let mut narration = client::ClientNarration::new(timeline_before);
+    writeln!(
+        out,
+        "Before: {old} is the primary (timeline {timeline_before}), {} stream from it; the client has {} writes acknowledged.",
+        facts.with(POSTGRESQL, "standby").join(" and "),
+        before.acknowledged.len()
+    )?;
+
+    let old_boot = facts.get(&old, BOOT).map(str::to_string);
+    let sync_before: Option<String> = layout
+        .pg_nodes
+        .iter()
+        .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"))
+        .cloned();
+    let mut not_compared = false;
+    let mut pcs: Option<Child> = None;
+    let fault_at = Instant::now();
+    let stamp = |at: Instant| {
+        let secs = at.saturating_duration_since(fault_at).as_secs_f64();
+        format!("{secs:+6.1} s")
+    };
+    match fault {
+        Fault::Failover => {
+            lab.crash(&old)?;
+            writeln!(
+                out,
+                "{}  {old} loses power (tusk-lab crash {old}): every process on it dies at once",
+                stamp(fault_at)
+            )?;
+        }
+        Fault::Partition => {
+            lab.partition(&old)?;
+            writeln!(
+                out,
+                "{}  {old}'s cable is pulled (tusk-lab partition {old}): it runs on, alone",
+                stamp(fault_at)
+            )?;
+        }
+        Fault::Switchover => {
+            let target = target.as_deref().expect("set for a switchover");
+            let child = lab
+                .command(&old, "pcs")?
+                .args(["resource", "move", postgres::CLONE, target, "--promoted"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("running pcs resource move")?;
+            pcs = Some(child);
+            writeln!(
+                out,
+                "{}  pcs resource move {} {target} --promoted (on {old})",
+                stamp(fault_at),
+                postgres::CLONE
+            )?;
+        }
+    }
+    out.flush()?;
+
+    let deadline = fault_at + FAULT_TIMEOUT;
+    let mut healed = fault != Fault::Partition;
+    let mut settled_as = None;
+    let mut last_reason = String::new();
+    loop {
+        let polled = Instant::now();
+        let next = facts.merge(&observe(lab, layout, Some(&old)));
+        let mut lines: Vec<(Instant, String)> = facts
+            .changes(&next)
+            .into_iter()
+            .map(|l| (polled, l))
+            .collect();
+        facts = next;
+        for (node, log) in &mut agent_logs {
+            for line in log.read()?.iter().filter_map(|l| tail::agent_line(l)) {
+                not_compared |= line.contains("not compared");
+                lines.push((polled, format!("{node}: {line}")));
+            }
+        }
+        for (at, entry) in tail.read()? {
+            if let Some(line) = narration.feed(&entry) {
+                lines.push((at, line));
+            }
+        }
+        if let Some(child) = pcs.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                let child = pcs.take().expect("checked");
+                let output = child.wait_with_output()?;
+                let said = String::from_utf8_lossy(&output.stderr);
+                let said = said.lines().last().unwrap_or("").trim().to_string();
+                lines.push((
+                    Instant::now(),
+                    if status.success() {
+                        "pcs resource move returned: done, its temporary constraint removed"
+                            .to_string()
+                    } else {
+                        format!("pcs resource move failed ({status}): {said}")
+                    },
+                ));
+            }
+        }
+        lines.sort_by_key(|(at, _)| *at);
+        for (at, line) in &lines {
+            writeln!(out, "{}  {line}", stamp(*at))?;
+        }
+        out.flush()?;
+
+        let expect = Expect {
+            old: &old,
+            must_move: true,
+            target: target.as_deref(),
+            sync: sync != "off",
+        };
+        let primary = settled(&facts, &layout.pg_nodes, expect);
+        if !healed && ready_to_heal(lab, &facts, &old, old_boot.as_deref(), fault_at) {
+            lab.heal(&old)?;
+            healed = true;
+            writeln!(
+                out,
+                "{}  {old}'s cable goes back in (tusk-lab heal {old})",
+                stamp(Instant::now())
+            )?;
+        }
+        match primary {
+            Ok(p) if healed && pcs.is_none() && narration.acknowledged_on_new_timeline >= 3 => {
+                settled_as = Some(p);
+                break;
+            }
+            Ok(_) => last_reason = "waiting for the client's writes on the new primary".into(),
+            Err(why) => last_reason = why,
+        }
+        if Instant::now() >= deadline {
+            writeln!(
+                out,
+                "{}  not settled after {} s: {last_reason}",
+                stamp(Instant::now()),
+                FAULT_TIMEOUT.as_secs()
+            )?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500).saturating_sub(polled.elapsed()));
+    }
+    if let Some(mut child) = pcs.take() {
+        // Our own child, still running at the deadline.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let end = Instant::now();
+
+    // The client's record first, then the table: every value in the
+    // record was committed before the table is read.
+    let report = client::report(lab)?;
+    let present = written_values(&lab.switch_netns()?, &layout.client_conninfo)
+        .context("reading the client's rows through the floating address")?;
+    let figures = Figures::of(&report, fault_at, end, &present);
+    let primary_name = settled_as.clone().unwrap_or_else(|| "?".to_string());
+    match &settled_as {
+        Some(p) => writeln!(
+            out,
+            "
+Settled after {:.1} s: {p} is the primary, {} stream from it.",
+            (end - fault_at).as_secs_f64(),
+            layout
+                .pg_nodes
+                .iter()
+                .filter(|n| *n != p)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )?,
+        None => writeln!(
+            out,
+            "
+NOT settled: {last_reason}"
+        )?,
+    }
+    writeln!(
+        out,
+        "Figures (the client writes a row every {} ms):",
+        client::EVERY.as_millis()
+    )?;
+    write!(out, "{}", figures.render(&primary_name, fault))?;
+    writeln!(out, "Promised: {}", figures::promise(fault, &sync))?;
+    let unchecked_promotion = unchecked_promotion(
+        fault,
+        settled_as.as_deref(),
+        sync_before.as_deref(),
+        not_compared,
+    );
+    if let Some(caution) = &unchecked_promotion {
+        writeln!(out, "Caution: {caution}")?;
+    }
+    Ok(Outcome {
+        unchecked_promotion,
+        old_primary: old,
+        primary: settled_as,
+        figures,
+    })
+}
+
+/// A partition is healed once the majority has promoted a new primary and
+/// fenced the old one, and the old node has booted again, alone without
+/// quorum, as after a real fencing reboot behind a pulled cable; or after
+/// 90 s whatever happened.
+fn ready_to_heal(
+    lab: &Lab,
+    facts: &Facts,
+    old: &str,
+    old_boot: Option<&str>,
+    fault: Instant,
+) -> bool {
+    if fault.elapsed() > Duration::from_secs(90) {
+        return true;
+    }
+    let promoted = facts.with(POSTGRESQL, "primary").iter().any(|p| *p != old);
+    let rebooted = facts.get(old, BOOT).is_some_and(|b| Some(b) != old_boot);
+    promoted
+        && rebooted
+        && lab
+            .view(old)
+            .is_ok_and(|v| v.dc() == Some(old) && !v.has_quorum())
+}
+
+/// Whether a promotion after a crash or a partition went to a standby that
+/// was not the synchronous one, with the agent saying it did not compare
+/// WAL positions: then the synchronous standby alone may have held the
+/// last acknowledged commits, and nothing ruled that out.
+pub fn unchecked_promotion(
+    fault: Fault,
+    promoted: Option<&str>,
+    sync_before: Option<&str>,
+    not_compared: bool,
+) -> Option<String> {
+    let (Some(promoted), Some(sync_before)) = (promoted, sync_before) else {
+        return None;
+    };
+    (fault != Fault::Switchover && promoted != sync_before && not_compared).then(|| {
+        format!(
+            "{promoted} was promoted, but {sync_before} was the synchronous standby before \
+             the fault and the agent did not compare their WAL (its WARNING above): a write \
+             acknowledged just before the fault may have been on {sync_before} only, and no \
+             setting promises that such a promotion loses nothing (the figures above say \
+             whether this one did)."
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_promotion_is_unchecked_only_when_it_skipped_the_synchronous_standby_uncompared() {
+        let f = Fault::Failover;
+        assert!(unchecked_promotion(f, Some("node2"), Some("node3"), true).is_some());
+        assert!(unchecked_promotion(f, Some("node3"), Some("node3"), true).is_none());
+        assert!(unchecked_promotion(f, Some("node2"), Some("node3"), false).is_none());
+        assert!(
+            unchecked_promotion(Fault::Switchover, Some("node2"), Some("node3"), true).is_none()
+        );
+        assert!(unchecked_promotion(f, None, Some("node3"), true).is_none());
+    }
+}
