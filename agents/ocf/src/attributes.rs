@@ -129,7 +129,8 @@ pub fn set_node_attribute(
 }
 
 /// The values of a node attribute on every node that has one (an empty
-/// value, what `attrd_updater --delete` leaves, counts as none).
+/// value, what `attrd_updater --delete` leaves, counts as none). An
+/// attribute no node ever had is none; attrd not answering is an error.
 pub fn node_attribute_everywhere(
     name: &str,
     deadline: &Deadline,
@@ -137,9 +138,16 @@ pub fn node_attribute_everywhere(
     let mut cmd = tool(ATTRD_UPDATER);
     cmd.args(["--name", name, "--query", "--all"]);
     let out = command::run(cmd, deadline)?;
-    // attrd_updater exits non-zero when no node has the attribute.
     if !out.status.success() {
-        return Ok(BTreeMap::new());
+        // Pacemaker 2.1.5: exit 78, "Could not query value of NAME:
+        // attribute does not exist"; not connected: exit 102.
+        if out.stderr.contains("does not exist") {
+            return Ok(BTreeMap::new());
+        }
+        return Err(OcfError::generic(format!(
+            "attrd_updater --query {name}: {}",
+            out.last_words()
+        )));
     }
     Ok(parse_attrd_query(&out.stdout))
 }
@@ -424,6 +432,29 @@ impl NodeAttributes {
         failures
     }
 
+    /// Deletes every promotion score attrd holds except those of `keep`,
+    /// whoever gave them, and says so only once attrd confirmed each
+    /// deletion: for a decision that must not be taken while another node
+    /// may still be promoted (a primary about to acknowledge commits that
+    /// no standby holds).
+    pub fn remove_scores_except(&self, keep: &[&str], deadline: &Deadline) -> Result<Vec<String>> {
+        let held = self.promotion_scores(deadline)?;
+        let mut removed = Vec::new();
+        for node in held.keys().filter(|n| !keep.contains(&n.as_str())) {
+            set_promotion_score(&self.resource, node, None, deadline)?;
+            self.forget_score(node);
+            removed.push(node.clone());
+        }
+        // What the cache remembers giving goes too, even if attrd had
+        // already lost it.
+        for node in self.scored_nodes() {
+            if !keep.contains(&node.as_str()) {
+                self.forget_score(&node);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Nodes this node gave a score, for forgetting those that left.
     pub fn scored_nodes(&self) -> Vec<String> {
         self.published
@@ -476,9 +507,16 @@ impl NodeAttributes {
         self.publish(what, value, private, deadline)
     }
 
-    /// `RESOURCE-what` on every node that has it.
+    /// `RESOURCE-what` on every node that has it; none when attrd cannot
+    /// be asked (logged: callers compare what they find).
     pub fn everywhere(&self, what: &str, deadline: &Deadline) -> Result<BTreeMap<String, String>> {
-        node_attribute_everywhere(&self.name(what), deadline)
+        match node_attribute_everywhere(&self.name(what), deadline) {
+            Ok(values) => Ok(values),
+            Err(e) => {
+                crate::warning!("{}", e.reason());
+                Ok(BTreeMap::new())
+            }
+        }
     }
 
     /// The names of the cluster's nodes, cached on this node: the list

@@ -140,6 +140,25 @@ pub fn wanted_sync_names(
     format!("FIRST 1 ({})", quoted.join(", "))
 }
 
+/// What a change of `synchronous_standby_names` does to commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncChange {
+    None,
+    /// Commits wait for a standby (again, or for another list).
+    Wait,
+    /// Commits stop waiting: they are acknowledged with no standby holding
+    /// them, so no other node may be promoted from then on.
+    Release,
+}
+
+pub fn sync_change(current: &str, wanted: &str) -> SyncChange {
+    match (current == wanted, wanted.is_empty()) {
+        (true, _) => SyncChange::None,
+        (false, true) => SyncChange::Release,
+        (false, false) => SyncChange::Wait,
+    }
+}
+
 /// How a standby's WAL receiver is doing, for its monitor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Receiver {
@@ -350,6 +369,17 @@ mod tests {
             receiver(false, Some(later), t0, bound),
             Receiver::Silent(Duration::ZERO)
         );
+    }
+
+    #[test]
+    fn only_emptying_the_list_releases_commits() {
+        let list = r#"FIRST 1 ("node2")"#;
+        assert_eq!(sync_change(list, ""), SyncChange::Release);
+        assert_eq!(sync_change("*", ""), SyncChange::Release);
+        assert_eq!(sync_change("", list), SyncChange::Wait);
+        assert_eq!(sync_change(r#"FIRST 1 ("node3")"#, list), SyncChange::Wait);
+        assert_eq!(sync_change(list, list), SyncChange::None);
+        assert_eq!(sync_change("", ""), SyncChange::None);
     }
 
     #[test]

@@ -106,10 +106,14 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
             ));
         }
     }
-    for failure in primary_duties(cfg, &cluster, &repl, as_user, deadline) {
+    let duties = primary_duties(cfg, &cluster, &repl, as_user, deadline);
+    for failure in duties.failures {
         warning!("{}", failure.reason());
     }
-    Ok(Status::RunningPromoted)
+    match duties.blocked {
+        Some(why) => Err(OcfError::new(Status::DegradedPromoted, why)),
+        None => Ok(Status::RunningPromoted),
+    }
 }
 
 /// The note of when a monitor first saw this standby's WAL receiver not
@@ -183,7 +187,7 @@ fn primary_duties(
     repl: &Replication,
     as_user: (Uid, Gid),
     deadline: &Deadline,
-) -> Vec<OcfError> {
+) -> Duties {
     let mut failures = Vec::new();
     if repl
         .checkpoint_timeline
@@ -222,18 +226,48 @@ fn primary_duties(
         }
     };
     let standbys = election::cluster_standbys(&repl.standbys, peers.as_deref());
-    // Commits first: a lost synchronous standby blocks them until this runs.
     let wanted = election::wanted_sync_names(cfg.replication.sync, &standbys, peers.as_deref());
-    if repl.sync_names != wanted {
-        match set_sync_names(cfg, as_user, &wanted, deadline) {
-            Ok(()) if wanted.is_empty() => {
-                warning!("no standby streams: commits no longer wait for one (asynchronous)")
-            }
+    let mut blocked = None;
+    match election::sync_change(&repl.sync_names, &wanted) {
+        election::SyncChange::None => {}
+        // Commits first: a lost synchronous standby blocks them until this
+        // runs.
+        election::SyncChange::Wait => match set_sync_names(cfg, as_user, &wanted, deadline) {
             Ok(()) => info!("a standby streams: commits wait for it again (synchronous)"),
             Err(e) => failures.push(e),
+        },
+        // Released commits are held by this primary alone: no other node
+        // may hold a promotion score from then on, so every score goes
+        // first, confirmed by attrd. Until then commits keep waiting.
+        election::SyncChange::Release => {
+            match cluster.remove_scores_except(&[&cluster.node], deadline) {
+                Ok(removed) => match set_sync_names(cfg, as_user, &wanted, deadline) {
+                    Ok(()) => warning!(
+                        "no standby streams: removed the promotion scores of {}; commits no \
+                         longer wait for a standby (asynchronous)",
+                        if removed.is_empty() {
+                            "nobody".to_string()
+                        } else {
+                            removed.join(", ")
+                        }
+                    ),
+                    Err(e) => failures.push(e),
+                },
+                Err(e) => {
+                    blocked = Some(format!(
+                        "no standby streams, commits wait: the other nodes' promotion scores \
+                         could not be removed ({})",
+                        e.reason()
+                    ))
+                }
+            }
         }
     }
-    let mode = if wanted.is_empty() { "async" } else { "sync" };
+    let mode = if wanted.is_empty() && blocked.is_none() {
+        "async"
+    } else {
+        "sync"
+    };
     failures.extend(cluster.publish_sync(Some(mode), deadline).err());
     // The scores this primary means: its own, one per cluster node that
     // streams from it (for that connection), none for anybody else.
@@ -255,7 +289,16 @@ fn primary_duties(
         (Some(election::PRIMARY_SCORE), "primary".to_string()),
     );
     failures.extend(cluster.give_scores(&wanted, CHECK_SCORES_EVERY, deadline));
-    failures
+    Duties { failures, blocked }
+}
+
+/// What a primary's duties left to say.
+struct Duties {
+    /// Logged; the monitor still tells the truth.
+    failures: Vec<OcfError>,
+    /// Why commits keep waiting for a standby that is not there: the
+    /// monitor's answer (degraded).
+    blocked: Option<String>,
 }
 
 /// How old the primary's record of the scores it gave may get before one

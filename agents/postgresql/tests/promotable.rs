@@ -153,7 +153,7 @@ fn start_always_makes_a_standby_even_of_a_running_primary() {
 }
 
 #[test]
-fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
+fn the_primary_waits_for_a_streaming_standby_and_releases_no_commit_while_its_score_stays() {
     let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
     let p = primary();
     let s = standby_of(&p);
@@ -173,17 +173,26 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
         "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node2'"
     ) == "sync"));
 
+    // node2 is lost. Falling back would acknowledge commits node2 lacks,
+    // while node2 may still hold a promotion score: this host runs no
+    // cluster, the score cannot be removed, so commits keep waiting and the
+    // monitor says why (before: asynchronous at once, whatever the score).
+    // The lab's pg_sync shows the fallback where the removal succeeds.
     agent(&s, "node2", &p).run("stop").expect(Status::Success);
-    agent(&p, "node1", &p)
+    let blocked = agent(&p, "node1", &p)
         .run("monitor")
-        .expect(Status::RunningPromoted);
+        .expect(Status::DegradedPromoted);
+    assert!(
+        blocked.reason().contains("commits wait")
+            && blocked.reason().contains("could not be removed"),
+        "{}",
+        blocked.reason()
+    );
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        "",
-        "fell back to async"
+        r#"FIRST 1 ("node2", "node3")"#
     );
-    // A commit no longer waits for the lost standby.
-    p.psql("INSERT INTO t VALUES ('alone')");
+    commit_waits(&p);
 
     // sync=strict never falls back.
     agent(&p, "node1", &p)
@@ -194,6 +203,21 @@ fn the_primary_waits_for_a_streaming_standby_and_falls_back_when_it_is_lost() {
         p.psql("SHOW synchronous_standby_names"),
         r#"FIRST 1 ("node2", "node3")"#
     );
+}
+
+/// A commit on `p` waits for a synchronous standby (and is then cancelled).
+fn commit_waits(p: &Instance) {
+    let _writer = tusk_testkit::Guard(
+        p.psql_command("INSERT INTO t VALUES ('waits')")
+            .spawn()
+            .unwrap(),
+    );
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'";
+    assert!(wait_until(Duration::from_secs(10), || p.psql(waiting) == "1"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(p.psql(waiting), "1", "the commit was released");
+    p.psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
+    assert!(wait_until(Duration::from_secs(10), || p.psql(waiting) == "0"));
 }
 
 #[test]
@@ -239,13 +263,18 @@ fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
     assert!(wait_until(Duration::from_secs(10), || sync_state("node2") == "sync"));
     assert_eq!(sync_state("pg_receivewal"), "async");
 
-    // node2 is lost: pg_receivewal alone keeps no commit waiting, and
-    // under sync=available the primary falls back to asynchronous.
+    // node2 is lost: pg_receivewal is no standby, so the primary means to
+    // fall back (it cannot here, with no cluster to remove node2's score
+    // from: it says so), and commits never count on pg_receivewal.
     agent(&s, "node2", &p).run("stop").expect(Status::Success);
-    agent(&p, "node1", &p)
+    let blocked = agent(&p, "node1", &p)
         .run("monitor")
-        .expect(Status::RunningPromoted);
-    assert_eq!(p.psql("SHOW synchronous_standby_names"), "");
+        .expect(Status::DegradedPromoted);
+    assert!(
+        blocked.reason().contains("no standby streams"),
+        "{}",
+        blocked.reason()
+    );
 
     // Under strict, a commit waits for a cluster node: pg_receivewal's
     // acknowledgement does not release it.
@@ -254,21 +283,7 @@ fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
         .run("monitor")
         .expect(Status::RunningPromoted);
     assert_eq!(sync_state("pg_receivewal"), "async");
-    let _writer = tusk_testkit::Guard(
-        p.psql_command("INSERT INTO t VALUES ('waits')")
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_until(Duration::from_secs(10), || p.psql(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
-    ) == "1"));
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        p.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"),
-        "1",
-        "the commit was released without a cluster node"
-    );
-    p.psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
+    commit_waits(&p);
 }
 
 #[test]
