@@ -13,6 +13,7 @@ use tusk_testkit::slony::SlonyCluster;
 #[test]
 fn start_monitor_stop_and_their_repeats() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     probe(agent(&cluster, 1)).expect(Status::NotRunning);
 
     let started = Instant::now();
@@ -66,6 +67,7 @@ fn start_monitor_stop_and_their_repeats() {
 #[test]
 fn a_frozen_slon_is_answered_inside_the_monitor_timeout_and_stopped() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     agent(&cluster, 1).run("start").expect(Status::Success);
     for p in slons_of(&cluster, 1) {
         kill(Pid::from_raw(p.pid), Signal::SIGSTOP).unwrap();
@@ -92,6 +94,7 @@ fn a_frozen_slon_is_answered_inside_the_monitor_timeout_and_stopped() {
 #[test]
 fn an_orphaned_worker_is_a_failure_and_stop_kills_it() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     agent(&cluster, 1).run("start").expect(Status::Success);
     let procs = slons_of(&cluster, 1);
     let watchdog = procs
@@ -120,6 +123,7 @@ fn an_orphaned_worker_is_a_failure_and_stop_kills_it() {
 #[test]
 fn pid_files_that_lie_are_not_believed() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     let pid_file = cluster.root().join("agent-1.pid");
     let sleep = postgres_sleeper();
     std::fs::write(&pid_file, format!("{}\n", sleep.0.id())).unwrap();
@@ -160,6 +164,7 @@ fn pid_files_that_lie_are_not_believed() {
 #[test]
 fn a_worker_restart_is_degraded_until_the_new_worker_serves() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     agent(&cluster, 1).run("start").expect(Status::Success);
     let procs = slons_of(&cluster, 1);
     let worker = procs
@@ -198,6 +203,7 @@ fn a_worker_restart_is_degraded_until_the_new_worker_serves() {
 #[test]
 fn stop_during_the_restart_delay_needs_the_second_sigterm() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     agent(&cluster, 1).run("start").expect(Status::Success);
     cluster
         .slonik("restart node 1;\n", secs(30))
@@ -226,6 +232,7 @@ fn stop_during_the_restart_delay_needs_the_second_sigterm() {
 #[test]
 fn a_subscriber_behind_its_origin_is_degraded() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     let subscriber = || agent(&cluster, 2).param("lag_time", "3");
     agent(&cluster, 1).run("start").expect(Status::Success);
     subscriber().run("start").expect(Status::Success);
@@ -260,6 +267,7 @@ fn a_subscriber_behind_its_origin_is_degraded() {
 #[test]
 fn the_config_file_sets_what_the_parameters_do_not() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     let conf = cluster.root().join("slon.conf");
     std::fs::write(
         &conf,

@@ -131,6 +131,7 @@ fn moved_in(stderr: &str) -> String {
 #[test]
 fn a_planned_move_of_the_origin_and_back_loses_no_row() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     clone_agent(&cluster, 1)
         .run("start")
         .expect(Status::Success);
@@ -217,6 +218,7 @@ fn a_planned_move_of_the_origin_and_back_loses_no_row() {
 #[test]
 fn an_origin_whose_postgresql_is_stopped_is_failed_over_then_rejoined_and_moved_back() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     clone_agent(&cluster, 1)
         .run("start")
         .expect(Status::Success);
@@ -374,6 +376,7 @@ fn postgres_uid() -> nix::unistd::Uid {
 #[test]
 fn an_origin_that_merely_does_not_answer_is_not_failed_over() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     // Node 1's admin conninfo leads to a socket that accepts connections
     // and never answers: a hung or partitioned server, not a stopped one.
     let hung = cluster.root().join("hung");

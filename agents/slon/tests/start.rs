@@ -34,6 +34,7 @@ fn start_over(cluster: &SlonyCluster, pid: i32, why: &str) {
 #[test]
 fn a_lock_row_naming_anything_but_a_live_slon_is_replaced() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
 
     // (a) A live backend that is no slon's: a session of the test.
     let mut session = cluster.node(1).connect().unwrap();
@@ -73,6 +74,7 @@ fn a_lock_row_naming_anything_but_a_live_slon_is_replaced() {
 #[test]
 fn a_second_slon_serving_the_node_is_found_and_named() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     let mut outside = cluster.start_slon(1);
     let backend = cluster.wait_serving(1, secs(30)).unwrap();
     let worker = outside.wait_worker(secs(10)).unwrap();
@@ -117,6 +119,7 @@ fn a_second_slon_serving_the_node_is_found_and_named() {
 #[test]
 fn two_slon_resources_on_one_host_are_never_confused() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     agent(&cluster, 1).run("start").expect(Status::Success);
     agent(&cluster, 2).run("start").expect(Status::Success);
     let node2 = slons_of(&cluster, 2);
@@ -149,6 +152,7 @@ fn two_slon_resources_on_one_host_are_never_confused() {
 #[test]
 fn slon_exiting_0_after_its_fatal_is_a_failed_start() {
     let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
     let s = cluster.schema_sql();
     cluster.node(1).query(&format!(
         "CREATE FUNCTION public.refuse_lock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \

@@ -120,3 +120,26 @@ pub fn assert_nothing_left(cluster: &SlonyCluster, node: u32) {
     );
     assert_eq!(lock_holder(cluster, node), None, "lock row left");
 }
+
+/// Removes the notes the agent kept for this cluster's resources
+/// (/run/tusk/RESOURCE) when the test ends, pass or fail.
+pub struct Notes(String);
+
+impl Drop for Notes {
+    fn drop(&mut self) {
+        for node in 1..=4 {
+            let _ = std::fs::remove_dir_all(format!("/run/tusk/{}-n{node}", self.0));
+        }
+    }
+}
+
+pub fn notes_of(cluster: &SlonyCluster) -> Notes {
+    Notes(
+        cluster
+            .root()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
