@@ -317,10 +317,16 @@ fn await_standbys_after_promotion(
     as_user: (Uid, Gid),
     deadline: &Deadline,
 ) -> Replication {
+    // Not merely connected: streaming with a flushed position, so that it
+    // earns its score in this very monitor (a score deleted now and given
+    // only at the next monitor would leave nobody to promote meanwhile).
     let streams = |r: &Replication| {
         election::cluster_standbys(&r.standbys, peers)
             .iter()
-            .any(|s| s.is_streaming())
+            .any(|s| {
+                let c = &cfg.replication;
+                election::score_of(r.position.lsn, s, c.sync, c.max_lag).is_some()
+            })
     };
     if repl.sync_names.is_empty() || streams(&repl) {
         return repl;

@@ -70,7 +70,7 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
                 None
             }
         };
-        election::wanted_sync_names(SyncPolicy::Strict, &[], peers.as_deref())
+        election::sync_list(cfg.replication.sync, None, peers.as_deref())
     };
     set_sync_names(cfg, as_user, &sync_names, deadline)?;
 

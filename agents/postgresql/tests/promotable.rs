@@ -172,12 +172,12 @@ fn the_primary_waits_for_a_streaming_standby_and_releases_no_commit_while_its_sc
         .expect(Status::RunningPromoted);
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        r#"FIRST 1 ("node2", "node3")"#,
+        r#"ANY 1 ("node2", "node3")"#,
         "sync=available with a standby"
     );
     assert!(wait_until(Duration::from_secs(10), || p.psql(
         "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node2'"
-    ) == "sync"));
+    ) == "quorum"));
 
     // node2 is lost. Falling back would acknowledge commits node2 lacks,
     // while node2 may still hold a promotion score: this host runs no
@@ -196,7 +196,7 @@ fn the_primary_waits_for_a_streaming_standby_and_releases_no_commit_while_its_sc
     );
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        r#"FIRST 1 ("node2", "node3")"#
+        r#"ANY 1 ("node2", "node3")"#
     );
     commit_waits(&p);
 
@@ -265,9 +265,9 @@ fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
     // Before: '*', which pg_receivewal matches as well as node2.
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        r#"FIRST 1 ("node2", "node3")"#
+        r#"ANY 1 ("node2", "node3")"#
     );
-    assert!(wait_until(Duration::from_secs(10), || sync_state("node2") == "sync"));
+    assert!(wait_until(Duration::from_secs(10), || sync_state("node2") == "quorum"));
     assert_eq!(sync_state("pg_receivewal"), "async");
 
     // node2 is lost: pg_receivewal is no standby, so the primary means to
@@ -847,7 +847,7 @@ fn a_new_primary_makes_commits_wait_for_a_standby_until_its_monitor_releases_the
     // promoted next, would lack what this primary acknowledged alone.
     assert_eq!(
         s.psql("SHOW synchronous_standby_names"),
-        r#"FIRST 1 ("node1")"#
+        r#"ANY 1 ("node1")"#
     );
     commit_waits(&s);
     // Its monitor, right after: within the grace after the promotion it
