@@ -69,6 +69,10 @@ fn reap_forever(sigchld: &SigSet) -> Result<Infallible> {
     }
 }
 
+/// Where `up` keeps the agent of TUSK_LAB_AGENT, in the lab directory.
+pub const AGENT_COPY: &str = "ocf/postgresql";
+const INSTALLED_AGENT: &str = "/usr/lib/ocf/resource.d/tusk/postgresql";
+
 /// The node's private filesystem view. unshare already made every mount
 /// private, so nothing here propagates to the host.
 fn mount_disks(node: &NodeDir, lab_dir: &Path) -> Result<()> {
@@ -114,6 +118,13 @@ fn mount_disks(node: &NodeDir, lab_dir: &Path) -> Result<()> {
         Some(overlay.as_str()),
     )
     .context("mounting the overlay that adds fence_tusklab to /usr/sbin")?;
+    // The lab's own postgresql agent (TUSK_LAB_AGENT), over the installed
+    // one inside the nodes only.
+    let agent = lab_dir.join(AGENT_COPY);
+    if agent.is_file() && Path::new(INSTALLED_AGENT).is_file() {
+        mount(Some(&agent), INSTALLED_AGENT, none, MsFlags::MS_BIND, none)
+            .with_context(|| format!("bind-mounting {} on {INSTALLED_AGENT}", agent.display()))?;
+    }
 
     // What Debian's tmpfiles.d creates at boot. /run/postgresql is left out
     // on purpose: the postgresql agent creates its socket directory itself.

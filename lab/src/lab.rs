@@ -892,6 +892,16 @@ fn install_binaries(dir: &Path, exe: &Path) -> Result<PathBuf> {
     fs::copy(exe, &installed).with_context(|| format!("copying {} into the lab", exe.display()))?;
     fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))?;
     fs::hard_link(&installed, dir.join("sbin").join(crate::fence::agent::NAME))?;
+    // TUSK_LAB_AGENT: a postgresql agent the nodes run instead of the
+    // installed one (see init.rs), so that a lab tests a build without
+    // installing a package that other labs on the machine share.
+    if let Some(agent) = std::env::var_os("TUSK_LAB_AGENT") {
+        let copy = dir.join(crate::init::AGENT_COPY);
+        fs::create_dir_all(copy.parent().expect("a file in the lab directory"))?;
+        fs::copy(&agent, &copy)
+            .with_context(|| format!("copying TUSK_LAB_AGENT {agent:?} into the lab"))?;
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))?;
+    }
     Ok(installed)
 }
 

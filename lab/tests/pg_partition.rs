@@ -4,6 +4,11 @@
 //! standby. After the heal the cluster ends with exactly one primary,
 //! nothing blocked, no manual step, and the old primary streaming as a
 //! standby on the new timeline.
+//!
+//! And (issue 8, item 7) what the cut-off primary acknowledges to a client
+//! on its own side (its unix socket) is on the promoted node: under
+//! sync=available its commits wait for a standby it cannot reach until it
+//! is fenced, well before wal_sender_timeout (60 s) would let it fall back.
 
 mod common;
 
@@ -19,9 +24,17 @@ fn after_a_partition_heals_there_is_one_primary_and_the_old_one_rejoins() {
     let (test, old) = up_promotable(NAME, 3, |c| c);
     let lab = &test.lab;
     let writer = start_writer(lab);
+    postgres::sql(lab, &old, "CREATE TABLE tusk_local (v int)").unwrap();
+    let local = local_writer(lab, &old);
+    wait(
+        "a local write acknowledged",
+        Duration::from_secs(30),
+        || !local.acknowledged().is_empty(),
+    );
 
     lab.partition(&old).unwrap();
     let fault = Instant::now();
+    let before_cut = local.acknowledged().len();
     eprintln!(
         "[{NAME}] {old} cut off with {} writes acknowledged",
         writer.report().acknowledged.len()
@@ -65,10 +78,76 @@ fn after_a_partition_heals_there_is_one_primary_and_the_old_one_rejoins() {
     wait_writes_after(&writer, healed, 5, Duration::from_secs(30));
     let report = writer.stop();
     assert_nothing_lost(lab, &report);
+    let acknowledged = local.stop();
+    eprintln!(
+        "[{NAME}] FIGURE local writes on the cut-off primary acknowledged after the cut: {} \
+         (before it: {before_cut})",
+        acknowledged.len().saturating_sub(before_cut)
+    );
+    let present = postgres::sql(lab, &new, "SELECT v FROM tusk_local").unwrap();
+    let present: Vec<&str> = present.lines().collect();
+    let lost: Vec<&u32> = acknowledged
+        .iter()
+        .filter(|v| !present.contains(&v.to_string().as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "local writes acknowledged by {old} and lost: {lost:?}"
+    );
     assert_eq!(assert_one_primary_nothing_blocked(lab), new);
     assert_eq!(
         postgres::timeline(lab, &old).unwrap(),
         postgres::timeline(lab, &new).unwrap(),
         "the old primary is not on the new primary's timeline"
     );
+}
+
+/// A client on the primary's own node (its unix socket, so a partition does
+/// not cut it off): one INSERT after the other, each recorded once
+/// acknowledged, until one fails (the node fenced).
+struct LocalWriter {
+    acknowledged: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn local_writer(lab: &tusk_lab::Lab, node: &str) -> LocalWriter {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (lab, node) = (lab.clone(), node.to_string());
+    let (acks, stopping) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+    let thread = std::thread::spawn(move || {
+        for v in 1u32.. {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let insert = format!("INSERT INTO tusk_local VALUES ({v})");
+            if postgres::sql(&lab, &node, &insert).is_err() {
+                return;
+            }
+            acks.lock().unwrap().push(v);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    LocalWriter {
+        acknowledged,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl LocalWriter {
+    fn acknowledged(&self) -> Vec<u32> {
+        self.acknowledged.lock().unwrap().clone()
+    }
+
+    fn stop(mut self) -> Vec<u32> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.acknowledged()
+    }
 }

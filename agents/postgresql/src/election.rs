@@ -99,13 +99,18 @@ pub fn score_of(
 /// cluster node streams: a commit waits for a synchronous standby, and
 /// with none connected it would wait forever.
 ///
-/// `FIRST 1 (...)` of the cluster's nodes, not `*`, which any walsender
-/// matches; and `FIRST`, not `ANY`: exactly one standby is synchronous,
-/// holds every acknowledged commit and is scored so, while the others are
-/// ranked by how much WAL they flushed (under `ANY` every one shows
-/// `quorum`, and none is known to hold a given commit). The synchronous
-/// one stays first, so that a standby joining does not take the role over.
-/// With no node list, `*` as before.
+/// The cluster's nodes, never `*`, which any walsender matches (a
+/// `pg_receivewal --synchronous`, a base backup). Under `strict`,
+/// `FIRST 1 (...)`: exactly one standby is synchronous and holds every
+/// acknowledged commit, and only it is scored, so that losing it with the
+/// primary never promotes one that lacks commits; it stays first, so that
+/// a standby joining does not take the role over. Under `available`,
+/// `ANY 1 (...)`: whichever standby acknowledges first releases a commit,
+/// so one that hangs (its walsender still "streaming" until
+/// `wal_sender_timeout`) does not stall the primary; every standby then
+/// shows `quorum`, none is known to hold a given commit, and they are
+/// ranked by flushed WAL (the furthest holds every acknowledged commit,
+/// WAL being one sequence). With no node list, `*` as before.
 pub fn wanted_sync_names(
     sync: SyncPolicy,
     standbys: &[Standby],
@@ -118,13 +123,26 @@ pub fn wanted_sync_names(
         }
         _ => {}
     }
+    let current = standbys
+        .iter()
+        .find(|s| s.is_synchronous())
+        .map(|s| s.name.as_str());
+    sync_list(sync, current, peers)
+}
+
+/// The list itself (see [`wanted_sync_names`]), `current` being the
+/// synchronous standby now, if any: for a new primary too, before any
+/// standby streams.
+pub fn sync_list(sync: SyncPolicy, current: Option<&str>, peers: Option<&[String]>) -> String {
+    if sync == SyncPolicy::Off {
+        return String::new();
+    }
     let Some(peers) = peers.filter(|p| !p.is_empty()) else {
         return "*".to_string();
     };
-    let current = standbys
-        .iter()
-        .find(|s| s.sync_state == "sync" && peers.contains(&s.name))
-        .map(|s| s.name.as_str());
+    let current = current
+        .filter(|c| peers.iter().any(|p| p == c))
+        .filter(|_| sync == SyncPolicy::Strict);
     let mut ordered: Vec<&str> = current.into_iter().collect();
     let mut rest: Vec<&str> = peers
         .iter()
@@ -137,7 +155,12 @@ pub fn wanted_sync_names(
         .iter()
         .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
         .collect();
-    format!("FIRST 1 ({})", quoted.join(", "))
+    let method = if sync == SyncPolicy::Strict {
+        "FIRST"
+    } else {
+        "ANY"
+    };
+    format!("{method} 1 ({})", quoted.join(", "))
 }
 
 /// What a change of `synchronous_standby_names` does to commits.
@@ -276,6 +299,15 @@ mod tests {
         let strict = standby_scores(Lsn(now), &standbys, SyncPolicy::Strict, None);
         assert_eq!(strict["node2"], Some(CAUGHT_UP));
         assert_eq!(strict["node3"], None, "asynchronous under strict");
+
+        // Under ANY 1 every standby shows quorum: ranked by flushed WAL.
+        let quorum = [
+            standby("node2", "streaming", "quorum", now - (5 << 20)),
+            standby("node3", "streaming", "quorum", now - 1000),
+        ];
+        let s = standby_scores(Lsn(now), &quorum, SyncPolicy::Available, None);
+        assert_eq!(s["node2"], Some(BEHIND));
+        assert_eq!(s["node3"], Some(CAUGHT_UP));
     }
 
     #[test]
@@ -284,17 +316,15 @@ mod tests {
         let p = Some(peers.as_slice());
         let streaming = [standby("node2", "streaming", "async", 0)];
         let catching_up = [standby("node2", "catchup", "async", 0)];
-        let list = r#"FIRST 1 ("node2", "node3")"#;
-        assert_eq!(
-            wanted_sync_names(SyncPolicy::Available, &streaming, p),
-            list
-        );
+        let any = r#"ANY 1 ("node2", "node3")"#;
+        let first = r#"FIRST 1 ("node2", "node3")"#;
+        assert_eq!(wanted_sync_names(SyncPolicy::Available, &streaming, p), any);
         assert_eq!(
             wanted_sync_names(SyncPolicy::Available, &catching_up, p),
             ""
         );
         assert_eq!(wanted_sync_names(SyncPolicy::Available, &[], p), "");
-        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[], p), list);
+        assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[], p), first);
         assert_eq!(wanted_sync_names(SyncPolicy::Off, &streaming, p), "");
         // Unknown nodes: any walsender, as before.
         assert_eq!(wanted_sync_names(SyncPolicy::Strict, &[], None), "*");
@@ -338,6 +368,11 @@ mod tests {
         assert_eq!(
             wanted_sync_names(SyncPolicy::Strict, &now_sync, Some(&peers)),
             r#"FIRST 1 ("node3", "n""x", "node2")"#
+        );
+        // Under ANY the order says nothing: sorted.
+        assert_eq!(
+            wanted_sync_names(SyncPolicy::Available, &now_sync, Some(&peers)),
+            r#"ANY 1 ("n""x", "node2", "node3")"#
         );
     }
 

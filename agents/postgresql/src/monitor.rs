@@ -106,7 +106,7 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
             ));
         }
     }
-    let duties = primary_duties(cfg, &cluster, &repl, as_user, deadline);
+    let duties = primary_duties(cfg, &cluster, repl, as_user, deadline);
     for failure in duties.failures {
         warning!("{}", failure.reason());
     }
@@ -184,7 +184,7 @@ fn standby_health(
 fn primary_duties(
     cfg: &PgConfig,
     cluster: &Cluster,
-    repl: &Replication,
+    repl: Replication,
     as_user: (Uid, Gid),
     deadline: &Deadline,
 ) -> Duties {
@@ -225,6 +225,8 @@ fn primary_duties(
             None
         }
     };
+    let repl =
+        await_standbys_after_promotion(cfg, cluster, repl, peers.as_deref(), as_user, deadline);
     let standbys = election::cluster_standbys(&repl.standbys, peers.as_deref());
     let wanted = election::wanted_sync_names(cfg.replication.sync, &standbys, peers.as_deref());
     let mut blocked = None;
@@ -290,6 +292,65 @@ fn primary_duties(
     );
     failures.extend(cluster.give_scores(&wanted, CHECK_SCORES_EVERY, deadline));
     Duties { failures, blocked }
+}
+
+/// The note of when promote made this node the primary.
+pub const PROMOTED_AT: &str = "promoted-at";
+
+/// How long after a promotion commits keep waiting for a standby to
+/// connect before the primary lets them go asynchronous: the floating
+/// address moves only after promote, and a WAL receiver retries every 5 s.
+pub const PROMOTION_GRACE: Duration = Duration::from_secs(10);
+
+/// Right after a promotion no standby streams yet, and the monitor that
+/// follows promote would release commits (after removing every other
+/// score): the standbys, reconnecting seconds later, would have no score
+/// until the next monitor, and a failure of this primary meanwhile would
+/// find nobody to promote. So within PROMOTION_GRACE of the promotion, the
+/// monitor waits (inside its own timeout) for a cluster node to stream,
+/// commits waiting meanwhile as promote left them.
+fn await_standbys_after_promotion(
+    cfg: &PgConfig,
+    cluster: &Cluster,
+    repl: Replication,
+    peers: Option<&[String]>,
+    as_user: (Uid, Gid),
+    deadline: &Deadline,
+) -> Replication {
+    // Not merely connected: streaming with a flushed position, so that it
+    // earns its score in this very monitor (a score deleted now and given
+    // only at the next monitor would leave nobody to promote meanwhile).
+    let streams = |r: &Replication| {
+        election::cluster_standbys(&r.standbys, peers)
+            .iter()
+            .any(|s| {
+                let c = &cfg.replication;
+                election::score_of(r.position.lsn, s, c.sync, c.max_lag).is_some()
+            })
+    };
+    if repl.sync_names.is_empty() || streams(&repl) {
+        return repl;
+    }
+    let since = cluster
+        .note(PROMOTED_AT)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .and_then(|at| SystemTime::now().duration_since(at).ok());
+    let Some(left) = since.and_then(|since| PROMOTION_GRACE.checked_sub(since)) else {
+        return repl;
+    };
+    let waiting = Deadline::after(left.min(deadline.remaining().mul_f64(0.5)));
+    let mut last = repl;
+    let found = waiting.wait_for("a standby to stream", Duration::from_millis(200), || {
+        if let Ok(r) = replication::observe(cfg, as_user, deadline) {
+            last = r;
+        }
+        Ok(streams(&last).then_some(()))
+    });
+    if found.is_ok() {
+        info!("a standby streams from the new primary");
+    }
+    last
 }
 
 /// What a primary's duties left to say.

@@ -53,11 +53,16 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     };
     let repl = wait_for_demoted_checkpoints(cfg, &cluster, repl, as_user, deadline)?;
 
-    // Before the first write on the new timeline: under strict no commit
-    // is acknowledged that a standby does not hold; otherwise no commit
-    // waits for a standby that is not there yet (the monitor turns
-    // synchronous replication on once one streams).
-    let sync_names = if cfg.replication.sync == SyncPolicy::Strict {
+    // Before the first write on the new timeline, commits wait for one of
+    // the other nodes, under available too: the other standbys still hold
+    // the scores the old primary gave them, and a commit acknowledged by
+    // this node alone would be lost if one of them were promoted next. The
+    // monitor that follows the promote, less than a second later, removes
+    // those scores before it lets commits go asynchronous (while no
+    // standby streams yet), or keeps them waiting for one that does.
+    let sync_names = if cfg.replication.sync == SyncPolicy::Off {
+        String::new()
+    } else {
         let peers = match cluster.cluster_nodes(|_| true, deadline) {
             Ok(nodes) => Some(election::peers(&nodes, &cluster.node)),
             Err(e) => {
@@ -65,9 +70,7 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
                 None
             }
         };
-        election::wanted_sync_names(SyncPolicy::Strict, &[], peers.as_deref())
-    } else {
-        String::new()
+        election::sync_list(cfg.replication.sync, None, peers.as_deref())
     };
     set_sync_names(cfg, as_user, &sync_names, deadline)?;
 
@@ -145,6 +148,13 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     if let Err(e) = publish {
         warnings.push(e.reason().to_string());
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    cluster.keep_note(
+        crate::monitor::PROMOTED_AT,
+        Some(&now.as_secs().to_string()),
+    );
     for w in &warnings {
         warning!("promoted, but {w}");
     }

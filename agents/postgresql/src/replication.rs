@@ -36,8 +36,11 @@ impl Standby {
         self.state == "streaming"
     }
 
+    /// The one standby that holds every acknowledged commit (`FIRST 1`).
+    /// Under `ANY 1` each shows `quorum`, and none is known to hold a
+    /// given commit: their flushed positions tell.
     pub fn is_synchronous(&self) -> bool {
-        matches!(self.sync_state.as_str(), "sync" | "quorum")
+        self.sync_state == "sync"
     }
 }
 

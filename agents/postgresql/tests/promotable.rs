@@ -46,7 +46,11 @@ impl Drop for TestCluster {
 }
 
 /// The agent for `pg` as an instance of a promotable clone on `node`,
-/// following the primary whose socket directory is `primary`.
+/// following the primary whose socket directory is `primary`. With
+/// sync=off unless a test says otherwise: this host runs no cluster, so a
+/// primary can never remove the other nodes' scores, and under
+/// sync=available its commits would wait for a standby for ever (the
+/// tests of synchronous replication say so).
 fn agent(pg: &Instance, node: &str, primary: &Instance) -> Agent {
     pg.agent()
         .env("OCF_RESKEY_CRM_meta_promoted_max", "1")
@@ -57,6 +61,7 @@ fn agent(pg: &Instance, node: &str, primary: &Instance) -> Agent {
         )
         .param("primary_host", &primary.socketdir)
         .param("repl_user", "postgres")
+        .param("sync", "off")
 }
 
 /// A primary made by the agent itself: started as a standby (every
@@ -157,6 +162,7 @@ fn the_primary_waits_for_a_streaming_standby_and_releases_no_commit_while_its_sc
     let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
     let p = primary();
     let s = standby_of(&p);
+    let agent = |pg, node, primary| agent(pg, node, primary).param("sync", "available");
     agent(&s, "node2", &p)
         .run("monitor")
         .expect(Status::Success);
@@ -166,12 +172,12 @@ fn the_primary_waits_for_a_streaming_standby_and_releases_no_commit_while_its_sc
         .expect(Status::RunningPromoted);
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        r#"FIRST 1 ("node2", "node3")"#,
+        r#"ANY 1 ("node2", "node3")"#,
         "sync=available with a standby"
     );
     assert!(wait_until(Duration::from_secs(10), || p.psql(
         "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node2'"
-    ) == "sync"));
+    ) == "quorum"));
 
     // node2 is lost. Falling back would acknowledge commits node2 lacks,
     // while node2 may still hold a promotion score: this host runs no
@@ -190,7 +196,7 @@ fn the_primary_waits_for_a_streaming_standby_and_releases_no_commit_while_its_sc
     );
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        r#"FIRST 1 ("node2", "node3")"#
+        r#"ANY 1 ("node2", "node3")"#
     );
     commit_waits(&p);
 
@@ -225,6 +231,7 @@ fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
     let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
     let p = primary();
     let s = standby_of(&p);
+    let agent = |pg, node, primary| agent(pg, node, primary).param("sync", "available");
     // A WAL archive kept by pg_receivewal --synchronous, as backup tools
     // do: it acknowledges WAL like a synchronous standby.
     let archive = p.root().join("archive");
@@ -258,9 +265,9 @@ fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
     // Before: '*', which pg_receivewal matches as well as node2.
     assert_eq!(
         p.psql("SHOW synchronous_standby_names"),
-        r#"FIRST 1 ("node2", "node3")"#
+        r#"ANY 1 ("node2", "node3")"#
     );
-    assert!(wait_until(Duration::from_secs(10), || sync_state("node2") == "sync"));
+    assert!(wait_until(Duration::from_secs(10), || sync_state("node2") == "quorum"));
     assert_eq!(sync_state("pg_receivewal"), "async");
 
     // node2 is lost: pg_receivewal is no standby, so the primary means to
@@ -821,5 +828,37 @@ fn a_standby_whose_receiver_stopped_streaming_is_degraded_and_says_why() {
             && degraded.reason().contains("still a candidate"),
         "{}",
         degraded.reason()
+    );
+}
+
+#[test]
+fn a_new_primary_makes_commits_wait_for_a_standby_until_its_monitor_releases_them() {
+    let _cluster = TestCluster::of(&["node1", "node2"]);
+    let p = primary();
+    let s = standby_of(&p);
+    // A failover: node1 is gone, node2 is promoted under sync=available.
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    agent(&s, "node2", &p)
+        .param("sync", "available")
+        .run("promote")
+        .expect(Status::Success);
+    // Before, commits went asynchronous at once, while the other nodes
+    // still held the scores the old primary gave them: one of them,
+    // promoted next, would lack what this primary acknowledged alone.
+    assert_eq!(
+        s.psql("SHOW synchronous_standby_names"),
+        r#"ANY 1 ("node1")"#
+    );
+    commit_waits(&s);
+    // Its monitor, right after: within the grace after the promotion it
+    // waits for a standby before it would release anything.
+    let monitor = agent(&s, "node2", &p)
+        .param("sync", "available")
+        .timeout_ms(6_000)
+        .run("monitor");
+    assert!(
+        monitor.took >= Duration::from_millis(2_000),
+        "did not wait for a standby: {:?}",
+        monitor.took
     );
 }
