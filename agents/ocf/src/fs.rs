@@ -188,6 +188,23 @@ pub fn ensure_dir(
     Ok(true)
 }
 
+/// A program the agent runs: ERR_INSTALLED (missing on this node) when
+/// `path` is not an executable regular file.
+pub fn require_executable(path: &Path) -> crate::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let ok = std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::OcfError::installed(format!(
+            "{} is missing or not executable",
+            path.display()
+        )))
+    }
+}
+
 fn symlink_error(e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(nix::libc::ELOOP) {
         io::Error::new(io::ErrorKind::InvalidData, "is a symbolic link")
@@ -232,6 +249,23 @@ mod tests {
         let link = dir.path().join("l");
         std::os::unix::fs::symlink(&run, &link).unwrap();
         assert!(ensure_dir(&link, 0o755, None).is_err());
+    }
+
+    #[test]
+    fn a_program_must_be_an_executable_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        for path in [plain.as_path(), dir.path(), &dir.path().join("none")] {
+            let e = require_executable(path).unwrap_err();
+            assert_eq!(
+                e.status(),
+                crate::Status::ErrInstalled,
+                "{}",
+                path.display()
+            );
+        }
+        assert!(require_executable(Path::new("/bin/sh")).is_ok());
     }
 
     #[test]

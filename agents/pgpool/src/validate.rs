@@ -11,7 +11,6 @@ use crate::pcp::{md5_hex, Endpoint};
 use crate::session::Pcp;
 use crate::settings::{BackendConf, Settings};
 use ocf::{warning, OcfError, OsUser, Result};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// What a successful validation read and resolved.
@@ -24,7 +23,7 @@ pub struct Checked {
 }
 
 pub fn check(cfg: &PoolConfig) -> Result<Checked> {
-    executable(&cfg.pgpool)?;
+    ocf::fs::require_executable(&cfg.pgpool)?;
     let settings = Settings::read(&cfg.config)?;
     read_small_file(&cfg.hba_config, "hba_config")?;
     let pcp_conf = read_small_file(&cfg.pcp_config, "pcp_config")?;
@@ -69,20 +68,6 @@ pub fn check(cfg: &PoolConfig) -> Result<Checked> {
         user,
         pcp,
     })
-}
-
-fn executable(path: &Path) -> Result<()> {
-    let ok = std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(OcfError::installed(format!(
-            "{} is missing or not executable",
-            path.display()
-        )))
-    }
 }
 
 /// A configuration file, read safely: missing is ERR_INSTALLED (this

@@ -28,16 +28,7 @@ pub fn check(cfg: &PgConfig, deadline: &Deadline) -> Result<Checked> {
     let data_major = data_major_version(&cfg.pgdata)?;
     let bindir = cfg.bindir()?;
     for program in ["postgres", "pg_ctl"] {
-        let path = bindir.join(program);
-        let executable = std::fs::metadata(&path)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false);
-        if !executable {
-            return Err(OcfError::installed(format!(
-                "{} is missing or not executable",
-                path.display()
-            )));
-        }
+        ocf::fs::require_executable(&bindir.join(program))?;
     }
     let server_major = server_major_version(&user, &bindir, deadline)?;
     if server_major != data_major {

@@ -7,7 +7,7 @@
 
 use crate::config::SlonConfig;
 use ocf::{OcfEnv, OcfError, OsUser, Result};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// What a successful validation resolved.
@@ -28,7 +28,7 @@ pub fn check(cfg: &SlonConfig) -> Result<Checked> {
             cfg.instance.user
         )));
     }
-    executable(&cfg.instance.slon_binary)?;
+    ocf::fs::require_executable(&cfg.instance.slon_binary)?;
     if let Some(file) = &cfg.config_file {
         readable_by(file, &user, "config_file")?;
     }
@@ -54,21 +54,7 @@ pub fn check_promotable(cfg: &SlonConfig, env: &OcfEnv) -> Result<()> {
              ID:CONNINFO...): slonik reaches the nodes through it",
         ));
     }
-    executable(&origin.slonik)
-}
-
-fn executable(path: &Path) -> Result<()> {
-    let ok = std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(OcfError::installed(format!(
-            "{} is missing or not executable",
-            path.display()
-        )))
-    }
+    ocf::fs::require_executable(&origin.slonik)
 }
 
 /// A regular file the user can read (by its mode bits: slon opens it as
