@@ -24,6 +24,24 @@ pub fn in_netns<T: Send + 'static>(
         .map_err(|_| anyhow::anyhow!("thread in the lab's network namespace panicked"))?
 }
 
+/// [`in_netns`] that gives up after `timeout`: for a question to a server
+/// that may not answer (a pgpool searching for its primary holds new
+/// clients). A thread still waiting is left behind; give its connection
+/// keepalives and a TCP user timeout so that it ends by itself.
+pub fn in_netns_within<T: Send + 'static>(
+    netns: &Path,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _thread = spawn_in_netns(netns.to_path_buf(), move || {
+        let _ = tx.send(f());
+        Ok(())
+    })?;
+    rx.recv_timeout(timeout)
+        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+}
+
 fn spawn_in_netns<T: Send + 'static>(
     netns: PathBuf,
     f: impl FnOnce() -> Result<T> + Send + 'static,
