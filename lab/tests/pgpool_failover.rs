@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tusk_lab::pgpool::{self, Pool, Watcher};
+use tusk_lab::postgres;
 
 fn failover(name: &str, configure: impl FnOnce(Pool) -> Pool) {
     let (test, old) = up_pgpool(name, 3, configure);
@@ -71,6 +72,7 @@ fn failover(name: &str, configure: impl FnOnce(Pool) -> Pool) {
         fault,
         &report,
     );
+    print_failures(name, fault, &report);
     print_timelines(name, fault, &watchers);
     print_pool_logs(name, lab);
     drop(watchers);
@@ -80,10 +82,15 @@ fn failover(name: &str, configure: impl FnOnce(Pool) -> Pool) {
     assert_pools_not_restarted(lab, &pids);
     // Every pgpool, the killed node's too (pgpool is not colocated with
     // PostgreSQL), has the new primary and the standby streaming from it
-    // attached: the agent attaches a standby pgpool detached once it
-    // streams, within a monitor of that.
+    // attached: a standby pgpool detached (a promotion in pgpool detaches
+    // every other backend) is attached by the agent within a monitor of
+    // its streaming. The killed instance stays stopped (migration-threshold=1).
+    postgres::wait_replicating(lab, 1, Duration::from_secs(60))
+        .expect("the other standby streaming from the new primary");
+    let streaming = Instant::now();
     for node in lab.nodes().unwrap() {
-        wait_pool_in_step(lab, &node, &new, bound);
+        let left = (streaming + bound).saturating_duration_since(Instant::now());
+        wait_pool_in_step(lab, &node, &new, left);
     }
 }
 

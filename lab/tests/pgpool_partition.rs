@@ -40,6 +40,10 @@ fn after_a_partition_heals_one_pgpool_serves_per_node_in_step_with_the_new_prima
     );
     let new = wait_new_primary(lab, &old, Duration::from_secs(120));
     let promoted = Instant::now();
+    eprintln!(
+        "[{NAME}] {new} promoted, seen {:.1} s after the cut",
+        (promoted - fault).as_secs_f64()
+    );
     let bound = pgpool::MONITOR_INTERVAL + Duration::from_secs(5);
     for node in &survivors {
         let left = (promoted + bound).saturating_duration_since(Instant::now());

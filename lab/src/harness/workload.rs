@@ -223,11 +223,20 @@ fn write_loop(
             Ok(()) => r.acknowledged.push((n, Instant::now())),
             Err(e) => {
                 client = None;
-                r.failures.push((Instant::now(), e.to_string()));
+                r.failures.push((Instant::now(), describe(&e)));
             }
         }
         drop(r);
         std::thread::sleep(every.saturating_sub(tick.elapsed()));
+    }
+}
+
+/// An error as a client would read it: a server's (or pgpool's) own
+/// message, not only "db error".
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
     }
 }
 

@@ -730,3 +730,20 @@ pub fn print_pool_logs(name: &str, lab: &Lab) {
         }
     }
 }
+
+/// Prints when the writer's attempts failed, relative to `fault`, and why
+/// (the first line of the first error of each second).
+pub fn print_failures(name: &str, fault: Instant, report: &WriterReport) {
+    let mut last_second = None;
+    for (at, why) in &report.failures {
+        let t = at.saturating_duration_since(fault).as_secs_f64();
+        let second = t as u64;
+        if last_second != Some(second) {
+            eprintln!(
+                "[{name}]   write failed at +{t:.1} s: {}",
+                why.lines().next().unwrap_or_default()
+            );
+            last_second = Some(second);
+        }
+    }
+}
