@@ -72,6 +72,7 @@ fn failover(name: &str, configure: impl FnOnce(Pool) -> Pool) {
         fault,
         &report,
     );
+    pause_figure(name, "kill -9 of the primary's postmaster", fault, &report);
     print_failures(name, fault, &report);
     print_timelines(name, fault, &watchers);
     print_pool_logs(name, lab);

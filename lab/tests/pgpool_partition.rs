@@ -108,6 +108,8 @@ fn after_a_partition_heals_one_pgpool_serves_per_node_in_step_with_the_new_prima
     }
     wait_writes_after(&writer, healed, 5, Duration::from_secs(30));
     let report = writer.stop();
+    pause_figure(NAME, "partition of the primary's node", fault, &report);
+    print_failures(NAME, fault, &report);
     print_timelines(NAME, fault, &watchers);
     print_pool_logs(NAME, lab);
     drop(watchers);

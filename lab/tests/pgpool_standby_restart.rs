@@ -79,6 +79,7 @@ fn a_restarted_standby_is_attached_again_within_one_monitor_after_it_streams() {
         report.unconfirmed.len(),
         report.failures.len()
     );
+    pause_figure(NAME, "restart of a standby", fault, &report);
     print_failures(NAME, fault, &report);
     print_timelines(NAME, fault, &watchers);
     print_pool_logs(NAME, lab);

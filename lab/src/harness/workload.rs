@@ -92,6 +92,27 @@ impl WriterReport {
         Some((failed, self.first_ack_after(failed)?))
     }
 
+    /// The longest pause between two acknowledged writes that ends after
+    /// `from` (the last acknowledgement before it, or `from` itself when
+    /// there is none, to the next one): the outage a client saw around a
+    /// fault whether its writes failed, hung, or one was acknowledged just
+    /// after the fault struck.
+    pub fn longest_pause_after(&self, from: Instant) -> Option<(Instant, Instant)> {
+        let mut acks: Vec<Instant> = self.acknowledged.iter().map(|(_, at)| *at).collect();
+        acks.sort();
+        let start = acks
+            .iter()
+            .rev()
+            .find(|at| **at <= from)
+            .copied()
+            .unwrap_or(from);
+        let after: Vec<Instant> = acks.into_iter().filter(|at| *at > from).collect();
+        std::iter::once(start)
+            .chain(after.iter().copied())
+            .zip(after.iter().copied())
+            .max_by_key(|(a, b)| *b - *a)
+    }
+
     /// Acknowledged writes in the window `[from, to)`.
     pub fn acknowledged_between(&self, from: Instant, to: Instant) -> Vec<i64> {
         self.acknowledged
@@ -382,6 +403,9 @@ mod tests {
         assert_eq!(r.outage_after(at(400)), None);
         assert_eq!(r.first_ack_after(at(250)), Some(at(900)));
         assert_eq!(r.first_ack_after(at(1000)), None);
+        assert_eq!(r.longest_pause_after(at(150)), Some((at(200), at(900))));
+        assert_eq!(r.longest_pause_after(at(50)), Some((at(200), at(900))));
+        assert_eq!(r.longest_pause_after(at(900)), None);
         assert_eq!(r.lost(&[1, 5, 6]), vec![2]);
         assert!(r.lost(&[1, 2, 5]).is_empty());
     }

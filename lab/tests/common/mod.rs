@@ -747,3 +747,24 @@ pub fn print_failures(name: &str, fault: Instant, report: &WriterReport) {
         }
     }
 }
+
+/// Prints the longest pause of acknowledged writes after `fault`: what a
+/// client saw of it, whether its writes failed or hung meanwhile.
+pub fn pause_figure(name: &str, what: &str, fault: Instant, report: &WriterReport) {
+    let since = |at: Instant| {
+        if at >= fault {
+            format!("+{:.1}", (at - fault).as_secs_f64())
+        } else {
+            format!("-{:.1}", (fault - at).as_secs_f64())
+        }
+    };
+    match report.longest_pause_after(fault) {
+        Some((from, to)) => eprintln!(
+            "[{name}] FIGURE {what}: writes through pgpool paused {:.1} s (no acknowledgement from {} s to {} s after the fault)",
+            (to - from).as_secs_f64(),
+            since(from),
+            since(to)
+        ),
+        None => eprintln!("[{name}] FIGURE {what}: no write acknowledged after the fault"),
+    }
+}
