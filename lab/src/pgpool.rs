@@ -502,8 +502,18 @@ pub fn log_lines(lab: &Lab, node: &str, needles: &[&str]) -> Vec<String> {
 /// not answer) with the moment it was seen: what pgpool's view did when.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(Instant, String)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// One change a [`Watcher`] saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    /// What pgpool showed, or `None` when it did not answer.
+    pub view: Option<PoolView>,
+    /// The view's summary, or why there was none.
+    pub line: String,
 }
 
 impl Watcher {
@@ -512,7 +522,7 @@ impl Watcher {
         let netns = lab.switch_netns()?;
         let names = names(lab)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let seen: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (stop2, seen2) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             let entered = std::fs::File::open(&netns)
@@ -522,32 +532,40 @@ impl Watcher {
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = entered {
-                seen2
-                    .lock()
-                    .expect("watcher")
-                    .push((Instant::now(), format!("cannot enter the switch: {e}")));
+                seen2.lock().expect("watcher").push(Seen {
+                    at: Instant::now(),
+                    view: None,
+                    line: format!("cannot enter the switch: {e}"),
+                });
                 return;
             }
             let mut client: Option<postgres::Client> = None;
             while !stop2.load(Ordering::Relaxed) {
                 let tick = Instant::now();
-                let line = (|| -> Result<String> {
+                let answer = (|| -> Result<PoolView> {
                     if client.is_none() {
                         client = Some(config.connect(postgres::NoTls)?);
                     }
-                    let view = show_pool_nodes(client.as_mut().expect("connected above"));
-                    if view.is_err() {
-                        client = None;
+                    show_pool_nodes(client.as_mut().expect("connected above"))
+                })();
+                let (view, line) = match answer {
+                    Ok(view) => {
+                        let line = view.summary(&names);
+                        (Some(view), line)
                     }
-                    Ok(view?.summary(&names))
-                })()
-                .unwrap_or_else(|e| {
-                    client = None;
-                    format!("no answer: {}", first_line(&format!("{e:#}")))
-                });
+                    Err(e) => {
+                        client = None;
+                        let why = format!("no answer: {}", first_line(&format!("{e:#}")));
+                        (None, why)
+                    }
+                };
                 let mut seen = seen2.lock().expect("watcher");
-                if seen.last().map(|(_, l)| l) != Some(&line) {
-                    seen.push((Instant::now(), line));
+                if seen.last().map(|s| &s.line) != Some(&line) {
+                    seen.push(Seen {
+                        at: Instant::now(),
+                        view,
+                        line,
+                    });
                 }
                 drop(seen);
                 std::thread::sleep(Duration::from_millis(200).saturating_sub(tick.elapsed()));
@@ -561,7 +579,7 @@ impl Watcher {
     }
 
     /// Every change seen so far.
-    pub fn seen(&self) -> Vec<(Instant, String)> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("watcher").clone()
     }
 
@@ -569,7 +587,7 @@ impl Watcher {
     pub fn timeline(&self, zero: Instant) -> Vec<String> {
         self.seen()
             .into_iter()
-            .map(|(at, line)| {
+            .map(|Seen { at, line, .. }| {
                 let t = if at >= zero {
                     format!("+{:.1}", (at - zero).as_secs_f64())
                 } else {

@@ -76,6 +76,7 @@ fn failover(name: &str, configure: impl FnOnce(Pool) -> Pool) {
     print_failures(name, fault, &report);
     print_timelines(name, fault, &watchers);
     print_pool_logs(name, lab);
+    assert_never_two_primaries(&watchers, fault);
     drop(watchers);
 
     assert_nothing_lost(lab, &report);

@@ -112,6 +112,33 @@ fn after_a_partition_heals_one_pgpool_serves_per_node_in_step_with_the_new_prima
     print_failures(NAME, fault, &report);
     print_timelines(NAME, fault, &watchers);
     print_pool_logs(NAME, lab);
+    assert_never_two_primaries(&watchers, fault);
+    // The former primary was never used while it was lost or rejoining:
+    // detached from the failover until the heal, and afterwards attached
+    // only as a standby (once it streamed: the agent's condition).
+    let old_addr = lab.address(&old).unwrap();
+    let new_addr = lab.address(&new).unwrap();
+    for (node, w) in &watchers {
+        for seen in w.seen() {
+            let Some(view) = &seen.view else { continue };
+            let Some(former) = view.node(old_addr) else {
+                continue;
+            };
+            let while_lost = seen.at > promoted + bound && seen.at < healed;
+            assert!(
+                !(while_lost && former.is_attached()),
+                "{node}'s pgpool had {old} attached while it was cut off: {:?}",
+                w.timeline(fault)
+            );
+            if seen.at > healed && former.is_attached() {
+                assert!(
+                    former.role == "standby" && view.has_primary(new_addr),
+                    "{node}'s pgpool had {old} attached other than as {new}'s standby: {:?}",
+                    w.timeline(fault)
+                );
+            }
+        }
+    }
     drop(watchers);
 
     assert_nothing_lost(lab, &report);

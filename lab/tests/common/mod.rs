@@ -768,3 +768,22 @@ pub fn pause_figure(name: &str, what: &str, fault: Instant, report: &WriterRepor
         None => eprintln!("[{name}] FIGURE {what}: no write acknowledged after the fault"),
     }
 }
+
+/// No watched pgpool ever showed two backends attached as primaries.
+pub fn assert_never_two_primaries(watchers: &[(String, pgpool::Watcher)], zero: Instant) {
+    for (node, w) in watchers {
+        for seen in w.seen() {
+            let Some(view) = &seen.view else { continue };
+            let primaries = view
+                .nodes
+                .iter()
+                .filter(|n| n.is_attached() && n.role == "primary")
+                .count();
+            assert!(
+                primaries <= 1,
+                "{node}'s pgpool showed {primaries} primaries: {:?}",
+                w.timeline(zero)
+            );
+        }
+    }
+}
