@@ -715,6 +715,8 @@ pub fn print_pool_logs(name: &str, lab: &Lab) {
                 "received failback",
                 "received degenerate",
                 "Giving up finding primary",
+                "restart children",
+                "Restart all children",
             ],
         ) {
             eprintln!("[{name}] {node} pgpool.log: {line}");
