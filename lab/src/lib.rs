@@ -27,6 +27,7 @@ mod lab;
 pub mod namespace;
 pub mod network;
 pub mod node;
+pub mod pgpool;
 pub mod postgres;
 pub mod preflight;
 pub mod process;

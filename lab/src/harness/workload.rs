@@ -24,6 +24,24 @@ pub fn in_netns<T: Send + 'static>(
         .map_err(|_| anyhow::anyhow!("thread in the lab's network namespace panicked"))?
 }
 
+/// [`in_netns`] that gives up after `timeout`: for a question to a server
+/// that may not answer (a pgpool searching for its primary holds new
+/// clients). A thread still waiting is left behind; give its connection
+/// keepalives and a TCP user timeout so that it ends by itself.
+pub fn in_netns_within<T: Send + 'static>(
+    netns: &Path,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _thread = spawn_in_netns(netns.to_path_buf(), move || {
+        let _ = tx.send(f());
+        Ok(())
+    })?;
+    rx.recv_timeout(timeout)
+        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+}
+
 fn spawn_in_netns<T: Send + 'static>(
     netns: PathBuf,
     f: impl FnOnce() -> Result<T> + Send + 'static,
@@ -121,6 +139,27 @@ impl WriterReport {
         // A gap still open at `to` counts up to `to`.
         times.push(to.max(*times.last().expect("not empty")));
         times.windows(2).map(|w| w[1] - w[0]).max()
+    }
+
+    /// The longest pause between two acknowledged writes that ends after
+    /// `from` (the last acknowledgement before it, or `from` itself when
+    /// there is none, to the next one): the outage a client saw around a
+    /// fault whether its writes failed, hung, or one was acknowledged just
+    /// after the fault struck.
+    pub fn longest_pause_after(&self, from: Instant) -> Option<(Instant, Instant)> {
+        let mut acks: Vec<Instant> = self.acknowledged.iter().map(|(_, at)| *at).collect();
+        acks.sort();
+        let start = acks
+            .iter()
+            .rev()
+            .find(|at| **at <= from)
+            .copied()
+            .unwrap_or(from);
+        let after: Vec<Instant> = acks.into_iter().filter(|at| *at > from).collect();
+        std::iter::once(start)
+            .chain(after.iter().copied())
+            .zip(after.iter().copied())
+            .max_by_key(|(a, b)| *b - *a)
     }
 
     /// Acknowledged writes in the window `[from, to)`.
@@ -266,7 +305,7 @@ fn write_loop(
             Ok(timeline) => Entry::Acknowledged(n, timeline),
             Err(e) => {
                 client = None;
-                Entry::Failed(e.to_string())
+                Entry::Failed(describe(&e))
             }
         };
         if let Some(journal) = journal {
@@ -446,6 +485,15 @@ impl Journal {
     }
 }
 
+/// An error as a client would read it: a server's (or pgpool's) own
+/// message, not only "db error".
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 /// How long the writer waits for one write before it cancels it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -589,6 +637,9 @@ mod tests {
         assert_eq!(r.outage_after(at(400)), None);
         assert_eq!(r.first_ack_after(at(250)), Some(at(900)));
         assert_eq!(r.first_ack_after(at(1000)), None);
+        assert_eq!(r.longest_pause_after(at(150)), Some((at(200), at(900))));
+        assert_eq!(r.longest_pause_after(at(50)), Some((at(200), at(900))));
+        assert_eq!(r.longest_pause_after(at(900)), None);
         assert_eq!(r.lost(&[1, 5, 6]), vec![2]);
         assert!(r.lost(&[1, 2, 5]).is_empty());
     }

@@ -501,3 +501,291 @@ pub fn assert_one_primary_nothing_blocked(lab: &Lab) -> String {
     assert!(blocked.is_empty(), "blocked resources: {blocked:?}");
     roles.promoted[0].clone()
 }
+
+// ---------------------------------------------------------------------------
+// pgpool in front of the promotable clone (issue 9's scenarios).
+
+use tusk_lab::pgpool::{self, Pool};
+
+/// [`up_promotable`] on every node with the defaults, then pgpool
+/// configured as `configure` says (starting from every PostgreSQL node as a
+/// backend) and its clone started on every node; returns once every pgpool
+/// shows the primary as its primary with every standby attached. Returns
+/// the lab and the primary.
+pub fn up_pgpool(
+    name: &str,
+    nodes: usize,
+    configure: impl FnOnce(Pool) -> Pool,
+) -> (TestLab, String) {
+    let (test, primary) = up_promotable(name, nodes, |c| c);
+    let lab = &test.lab;
+    let all = lab.nodes().unwrap();
+    let pool = configure(Pool::on(&all));
+    let started = Instant::now();
+    pgpool::configure(lab, &pool).expect("pgpool's files on every node");
+    pgpool::create_clone(lab, Duration::from_secs(120)).expect("the pgpool clone");
+    let clone_up = started.elapsed();
+    for node in &all {
+        wait_pool_in_step(lab, node, &primary, Duration::from_secs(60));
+    }
+    eprintln!(
+        "[{name}] FIGURE pgpool setup: the clone started on {} nodes in {:.1} s, every pgpool in step with the cluster after {:.1} s",
+        all.len(),
+        clone_up.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    (test, primary)
+}
+
+/// Waits until `node`'s pgpool shows `primary` as its primary and every
+/// backend that streams from it attached (as the primary's
+/// pg_stat_replication says); returns how long it took.
+pub fn wait_pool_in_step(lab: &Lab, node: &str, primary: &str, timeout: Duration) -> Duration {
+    let primary_addr = lab.address(primary).unwrap();
+    let names = pgpool::names(lab).unwrap();
+    let mut last = String::new();
+    let started = Instant::now();
+    let ok = process::wait_for(
+        &format!("{node}'s pgpool in step with {primary} as primary"),
+        timeout,
+        || {
+            let view = match pgpool::pool_nodes(lab, node, Duration::from_secs(3)) {
+                Ok(v) => v,
+                Err(e) => {
+                    last = format!("{e:#}");
+                    return Ok(false);
+                }
+            };
+            last = view.summary(&names);
+            if !view.has_primary(primary_addr) {
+                return Ok(false);
+            }
+            let streaming = postgres::replication(lab, primary).unwrap_or_default();
+            Ok(streaming
+                .iter()
+                .filter(|r| r.state == "streaming")
+                .all(|r| view.is_attached(lab.address(&r.name).unwrap())))
+        },
+    );
+    if let Err(e) = ok {
+        panic!("{e:#}; last seen: {last}");
+    }
+    started.elapsed()
+}
+
+/// Waits until `node`'s pgpool shows `primary` as its one primary;
+/// returns how long it took.
+pub fn wait_pool_primary(lab: &Lab, node: &str, primary: &str, timeout: Duration) -> Duration {
+    let addr = lab.address(primary).unwrap();
+    let names = pgpool::names(lab).unwrap();
+    let mut last = String::new();
+    let started = Instant::now();
+    let ok = process::wait_for(
+        &format!("{node}'s pgpool to show {primary} as primary"),
+        timeout,
+        || {
+            Ok(
+                match pgpool::pool_nodes(lab, node, Duration::from_secs(3)) {
+                    Ok(view) => {
+                        last = view.summary(&names);
+                        view.has_primary(addr)
+                    }
+                    Err(e) => {
+                        last = format!("{e:#}");
+                        false
+                    }
+                },
+            )
+        },
+    );
+    if let Err(e) = ok {
+        panic!("{e:#}; last seen: {last}");
+    }
+    started.elapsed()
+}
+
+/// Waits until `node`'s pgpool shows the backend of `backend` as `attached`
+/// (or not); returns how long it took.
+pub fn wait_pool_attached(
+    lab: &Lab,
+    node: &str,
+    backend: &str,
+    attached: bool,
+    timeout: Duration,
+) -> Duration {
+    let addr = lab.address(backend).unwrap();
+    let names = pgpool::names(lab).unwrap();
+    let mut last = String::new();
+    let started = Instant::now();
+    let what = if attached { "attached" } else { "detached" };
+    let ok = process::wait_for(
+        &format!("{node}'s pgpool to show {backend} {what}"),
+        timeout,
+        || {
+            Ok(
+                match pgpool::pool_nodes(lab, node, Duration::from_secs(3)) {
+                    Ok(view) => {
+                        last = view.summary(&names);
+                        view.is_attached(addr) == attached
+                    }
+                    Err(e) => {
+                        last = format!("{e:#}");
+                        false
+                    }
+                },
+            )
+        },
+    );
+    if let Err(e) = ok {
+        panic!("{e:#}; last seen: {last}");
+    }
+    started.elapsed()
+}
+
+/// The writer through the pgpool of `node`, once it has had 10 writes
+/// acknowledged.
+pub fn start_pool_writer(lab: &Lab, node: &str) -> Writer {
+    let netns = lab.switch_netns().unwrap();
+    let writer = Writer::start(
+        &netns,
+        &pgpool::conninfo(lab, node).unwrap(),
+        Duration::from_millis(100),
+    )
+    .expect("starting the writer");
+    wait(
+        "10 writes acknowledged through pgpool",
+        Duration::from_secs(30),
+        || writer.report().acknowledged.len() >= 10,
+    );
+    writer
+}
+
+/// The main PID of every running pgpool of `nodes`.
+pub fn pool_pids(lab: &Lab, nodes: &[String]) -> Vec<(String, i32)> {
+    nodes
+        .iter()
+        .map(|n| {
+            let pid = pgpool::main_pid(lab, n).unwrap_or_else(|e| panic!("{e:#}"));
+            (n.clone(), pid)
+        })
+        .collect()
+}
+
+/// pgpool was never restarted on `before`'s nodes: the same main process
+/// runs, and Pacemaker recorded no failure of it anywhere.
+pub fn assert_pools_not_restarted(lab: &Lab, before: &[(String, i32)]) {
+    assert_eq!(
+        pool_pids(
+            lab,
+            &before.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+        ),
+        before,
+        "a pgpool main process changed: pgpool was restarted"
+    );
+    let view = lab.view(&postgres::observer(lab).unwrap()).unwrap();
+    let failures = view.failures_of(pgpool::RESOURCE);
+    assert!(
+        failures.is_empty(),
+        "pgpool operations failed: {failures:?}"
+    );
+}
+
+/// Prints what each watched pgpool showed, and when (relative to `zero`).
+pub fn print_timelines(name: &str, zero: Instant, watchers: &[(String, pgpool::Watcher)]) {
+    for (node, w) in watchers {
+        eprintln!("[{name}] SHOW pool_nodes through {node}'s pgpool (time from the fault):");
+        for line in w.timeline(zero) {
+            eprintln!("[{name}]   {line}");
+        }
+    }
+}
+
+/// The agent's view changes on every node (pgpool's log lines for
+/// failovers and the agent's PCP requests), for the report.
+pub fn print_pool_logs(name: &str, lab: &Lab) {
+    for node in lab.nodes().unwrap() {
+        for line in pgpool::log_lines(
+            lab,
+            &node,
+            &[
+                "failover done",
+                "set new primary node",
+                "find_primary_node: primary node is",
+                "received promote",
+                "received failback",
+                "received degenerate",
+                "Giving up finding primary",
+                "restart children",
+                "Restart all children",
+            ],
+        ) {
+            eprintln!("[{name}] {node} pgpool.log: {line}");
+        }
+        for line in pacemaker_log(lab, &node).lines().filter(|l| {
+            l.contains("pgpool")
+                && (l.contains("attach node")
+                    || l.contains("promote node")
+                    || l.contains("detach node")
+                    || l.contains("backends:"))
+        }) {
+            eprintln!("[{name}] {node} agent: {line}");
+        }
+    }
+}
+
+/// Prints when the writer's attempts failed, relative to `fault`, and why
+/// (the first line of the first error of each second).
+pub fn print_failures(name: &str, fault: Instant, report: &WriterReport) {
+    let mut last_second = None;
+    for (at, why) in &report.failures {
+        let t = at.saturating_duration_since(fault).as_secs_f64();
+        let second = t as u64;
+        if last_second != Some(second) {
+            eprintln!(
+                "[{name}]   write failed at +{t:.1} s: {}",
+                why.lines().next().unwrap_or_default()
+            );
+            last_second = Some(second);
+        }
+    }
+}
+
+/// Prints the longest pause of acknowledged writes after `fault`: what a
+/// client saw of it, whether its writes failed or hung meanwhile.
+pub fn pause_figure(name: &str, what: &str, fault: Instant, report: &WriterReport) {
+    let since = |at: Instant| {
+        if at >= fault {
+            format!("+{:.1}", (at - fault).as_secs_f64())
+        } else {
+            format!("-{:.1}", (fault - at).as_secs_f64())
+        }
+    };
+    match report.longest_pause_after(fault) {
+        Some((from, to)) => eprintln!(
+            "[{name}] FIGURE {what}: writes through pgpool paused {:.1} s (no acknowledgement from {} s to {} s after the fault)",
+            (to - from).as_secs_f64(),
+            since(from),
+            since(to)
+        ),
+        None => eprintln!("[{name}] FIGURE {what}: no write acknowledged after the fault"),
+    }
+}
+
+/// No watched pgpool ever showed two backends attached as primaries.
+pub fn assert_never_two_primaries(watchers: &[(String, pgpool::Watcher)], zero: Instant) {
+    for (node, w) in watchers {
+        for seen in w.seen() {
+            let Some(view) = &seen.view else { continue };
+            let primaries = view
+                .nodes
+                .iter()
+                .filter(|n| n.is_attached() && n.role == "primary")
+                .count();
+            assert!(
+                primaries <= 1,
+                "{node}'s pgpool showed {primaries} primaries: {:?}",
+                w.timeline(zero)
+            );
+        }
+    }
+}
