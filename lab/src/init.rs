@@ -69,9 +69,12 @@ fn reap_forever(sigchld: &SigSet) -> Result<Infallible> {
     }
 }
 
-/// Where `up` keeps the agent of TUSK_LAB_AGENT, in the lab directory.
-pub const AGENT_COPY: &str = "ocf/postgresql";
-const INSTALLED_AGENT: &str = "/usr/lib/ocf/resource.d/tusk/postgresql";
+/// Where `up` keeps the agents of TUSK_LAB_AGENTS and TUSK_LAB_AGENT, in
+/// the lab directory, each under its name.
+pub const AGENT_COPIES: &str = "ocf";
+/// The agents a lab may run instead of the installed ones.
+pub const AGENTS: [&str; 3] = ["postgresql", "pgpool", "slon"];
+const INSTALLED_AGENTS: &str = "/usr/lib/ocf/resource.d/tusk";
 
 /// The node's private filesystem view. unshare already made every mount
 /// private, so nothing here propagates to the host.
@@ -118,12 +121,16 @@ fn mount_disks(node: &NodeDir, lab_dir: &Path) -> Result<()> {
         Some(overlay.as_str()),
     )
     .context("mounting the overlay that adds fence_tusklab to /usr/sbin")?;
-    // The lab's own postgresql agent (TUSK_LAB_AGENT), over the installed
-    // one inside the nodes only.
-    let agent = lab_dir.join(AGENT_COPY);
-    if agent.is_file() && Path::new(INSTALLED_AGENT).is_file() {
-        mount(Some(&agent), INSTALLED_AGENT, none, MsFlags::MS_BIND, none)
-            .with_context(|| format!("bind-mounting {} on {INSTALLED_AGENT}", agent.display()))?;
+    // The lab's own agents (TUSK_LAB_AGENTS, TUSK_LAB_AGENT), each over the
+    // installed one, inside the nodes only.
+    for name in AGENTS {
+        let agent = lab_dir.join(AGENT_COPIES).join(name);
+        let installed = Path::new(INSTALLED_AGENTS).join(name);
+        if agent.is_file() && installed.is_file() {
+            mount(Some(&agent), &installed, none, MsFlags::MS_BIND, none).with_context(|| {
+                format!("bind-mounting {} on {}", agent.display(), installed.display())
+            })?;
+        }
     }
 
     // What Debian's tmpfiles.d creates at boot. /run/postgresql is left out

@@ -892,17 +892,38 @@ fn install_binaries(dir: &Path, exe: &Path) -> Result<PathBuf> {
     fs::copy(exe, &installed).with_context(|| format!("copying {} into the lab", exe.display()))?;
     fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))?;
     fs::hard_link(&installed, dir.join("sbin").join(crate::fence::agent::NAME))?;
-    // TUSK_LAB_AGENT: a postgresql agent the nodes run instead of the
-    // installed one (see init.rs), so that a lab tests a build without
-    // installing a package that other labs on the machine share.
-    if let Some(agent) = std::env::var_os("TUSK_LAB_AGENT") {
-        let copy = dir.join(crate::init::AGENT_COPY);
+    // TUSK_LAB_AGENTS (a directory holding the agents' binaries, such as
+    // target/debug) or TUSK_LAB_AGENT (the postgresql agent alone): agents
+    // the nodes run instead of the installed ones (see init.rs), so that a
+    // lab tests a build without installing a package that other labs on the
+    // machine share.
+    for (name, source) in agent_overrides() {
+        let copy = dir.join(crate::init::AGENT_COPIES).join(name);
         fs::create_dir_all(copy.parent().expect("a file in the lab directory"))?;
-        fs::copy(&agent, &copy)
-            .with_context(|| format!("copying TUSK_LAB_AGENT {agent:?} into the lab"))?;
+        fs::copy(&source, &copy)
+            .with_context(|| format!("copying the {name} agent {source:?} into the lab"))?;
         fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))?;
     }
     Ok(installed)
+}
+
+/// The agents to run instead of the installed ones: every agent binary in
+/// TUSK_LAB_AGENTS, and TUSK_LAB_AGENT as the postgresql agent.
+fn agent_overrides() -> Vec<(&'static str, PathBuf)> {
+    let mut agents = Vec::new();
+    if let Some(dir) = std::env::var_os("TUSK_LAB_AGENTS") {
+        for name in crate::init::AGENTS {
+            let binary = Path::new(&dir).join(name);
+            if binary.is_file() {
+                agents.push((name, binary));
+            }
+        }
+    }
+    if let Some(agent) = std::env::var_os("TUSK_LAB_AGENT") {
+        agents.retain(|(name, _)| *name != "postgresql");
+        agents.push(("postgresql", PathBuf::from(agent)));
+    }
+    agents
 }
 
 fn write_seed_cib(node: &NodeDir) -> Result<()> {
