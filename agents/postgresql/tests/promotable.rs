@@ -295,6 +295,9 @@ fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
 
 #[test]
 fn a_planned_switchover_needs_no_rewind_and_the_old_primary_follows() {
+    // A cluster, as any promotable clone runs in: the new primary keeps a
+    // replication slot for the old one, which streams through it.
+    let _cluster = TestCluster::of(&["node1", "node2"]);
     let p = primary();
     let s = standby_of(&p);
     p.psql("INSERT INTO t VALUES ('last on node1')");
