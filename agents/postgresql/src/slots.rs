@@ -182,7 +182,8 @@ pub fn keep(
              node must be rebuilt"
         );
     }
-    let idle = repl.slots.iter().any(|s| is_ours(&s.name) && !s.active);
+    // On a primary only: a standby's peers' slots are idle by design.
+    let idle = !repl.in_recovery && repl.slots.iter().any(|s| is_ours(&s.name) && !s.active);
     let unbounded = idle && repl.slots_bounded == Some(false);
     if unbounded != cluster.note(UNBOUNDED).is_some() {
         if unbounded {
