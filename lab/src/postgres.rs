@@ -273,10 +273,11 @@ pub fn replicate_by_hand(lab: &Lab, nodes: &[String]) -> Result<()> {
     let (first, others) = nodes.split_first().context("no nodes for PostgreSQL")?;
     initdb(lab, first)?;
     // A standby that was cut off for a while (scenario tests do that on
-    // purpose) should find the WAL it missed still on the primary.
+    // purpose) should find the WAL it missed still on the primary; with
+    // replication slots, at most what a node that is down may keep.
     append(
         &host_path(lab, first).join("postgresql.conf"),
-        "wal_keep_size = '256MB'\n",
+        "wal_keep_size = '256MB'\nmax_slot_wal_keep_size = '1GB'\n",
     )?;
     for dir in ["/run/postgresql", "/var/log/postgresql"] {
         run(

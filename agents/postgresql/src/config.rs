@@ -117,6 +117,24 @@ pub const PARAMS: &[Param] = &[
              default. A node that was a primary on the primary's own timeline number cannot be \
              rewound: its start fails, saying to rebuild it.",
         ),
+    Param::choice("replication_slots", &["on", "off"])
+        .default("on")
+        .short("Physical replication slots, one per cluster node: on or off")
+        .long(
+            "on: the primary keeps a physical replication slot for every other node of the \
+             cluster (tusk_NODE; a node name with characters a slot name cannot hold becomes \
+             tuskx_ with a hash of the name), each standby streams through its own \
+             (primary_slot_name), and standbys keep their peers' slots too, advanced as they \
+             replay, so that a newly promoted primary already retains WAL for its standbys. A \
+             standby that was down for a while then catches up without a rebuild. A slot of a \
+             node that is down keeps WAL on the primary: set max_slot_wal_keep_size in \
+             postgresql.conf to what the disk can spare (PostgreSQL's default, -1, keeps WAL \
+             without bound; the monitor warns then); a standby whose slot lost WAL to that \
+             bound must be rebuilt. Slots of nodes that left the cluster are dropped. The \
+             replication role creates its own slot on the primary when a standby starts \
+             (LOGIN REPLICATION allows it); max_replication_slots must cover every node. off: \
+             no slots; a standby finds only the WAL that wal_keep_size keeps.",
+        ),
     Param::integer("max_receiver_silence")
         .default("30")
         .short("Seconds a standby's WAL receiver may go without streaming")
@@ -166,6 +184,8 @@ pub struct Replication {
     /// How long a standby's WAL receiver may go without streaming; `None`:
     /// no bound.
     pub max_receiver_silence: Option<std::time::Duration>,
+    /// One physical replication slot per cluster node.
+    pub slots: bool,
 }
 
 /// The validated configuration of one PostgreSQL instance.
@@ -315,6 +335,7 @@ fn replication(p: &Params) -> Result<Replication> {
         rewind,
         max_lag,
         max_receiver_silence,
+        slots: p.choice("replication_slots") != Some("off"),
     })
 }
 

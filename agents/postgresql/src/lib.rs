@@ -12,6 +12,7 @@ pub mod promote;
 pub mod rejoin;
 pub mod replication;
 pub mod rewind;
+pub mod slots;
 pub mod sql;
 pub mod standby;
 pub mod start;

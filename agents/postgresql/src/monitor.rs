@@ -8,7 +8,7 @@ use crate::config::PgConfig;
 use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
-use crate::{election, rejoin};
+use crate::{election, rejoin, slots};
 use nix::unistd::{Gid, Uid};
 use ocf::attributes::Score;
 use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
@@ -78,6 +78,11 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         warning!("{}", e.reason());
     }
     if repl.in_recovery {
+        if cfg.replication.slots {
+            if let Err(e) = slots::keep(cfg, &cluster, &repl, None, as_user, deadline) {
+                warning!("{}", e.reason());
+            }
+        }
         return standby_health(cfg, &cluster, &repl, as_user, deadline);
     }
     if !repl.standbys.iter().any(|s| s.is_streaming()) {
@@ -167,6 +172,15 @@ fn standby_health(
     );
     let why = match rejoin::ask_primary(cfg, as_user, &asking) {
         Ok(Some(_)) => {
+            // Its slot may be missing there (a node new to the cluster
+            // that this primary did not know yet).
+            if cfg.replication.slots {
+                if let Err(e) = rejoin::primary_client(cfg).and_then(|primary| {
+                    slots::ensure_on_primary(primary, as_user, &cluster.node, &asking)
+                }) {
+                    warning!("{}", e.reason());
+                }
+            }
             // The primary gives no score to a node that does not stream
             // from it; this node takes its own back too, in case the
             // primary could not.
@@ -225,6 +239,11 @@ fn primary_duties(
             None
         }
     };
+    // Before waiting for standbys: a standby whose primary changed streams
+    // only once its slot exists here.
+    if let (true, Some(peers)) = (cfg.replication.slots, &peers) {
+        failures.extend(slots::keep(cfg, cluster, &repl, Some(peers), as_user, deadline).err());
+    }
     let repl =
         await_standbys_after_promotion(cfg, cluster, repl, peers.as_deref(), as_user, deadline);
     let standbys = election::cluster_standbys(&repl.standbys, peers.as_deref());

@@ -9,8 +9,8 @@ use crate::election;
 use crate::monitor::set_sync_names;
 use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
-use crate::sql;
 use crate::wal::Position;
+use crate::{slots, sql};
 use nix::unistd::{Gid, Uid};
 use ocf::attributes::Score;
 use ocf::{info, warning, Deadline, OcfEnv, OcfError, Result, Status};
@@ -115,7 +115,16 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
         ));
     }
     let timeline = match replication::observe(cfg, as_user, deadline) {
-        Ok(promoted) => promoted.timeline(),
+        Ok(promoted) => {
+            // The other nodes' slots, if this standby did not keep them
+            // already: they reconnect through them in a few seconds.
+            if cfg.replication.slots {
+                if let Err(e) = slots::keep(cfg, &cluster, &promoted, None, as_user, deadline) {
+                    warnings.push(e.reason().to_string());
+                }
+            }
+            promoted.timeline()
+        }
         Err(e) => {
             warnings.push(format!("reading the new timeline: {}", e.reason()));
             repl.timeline() + 1

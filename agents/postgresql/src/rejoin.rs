@@ -192,14 +192,8 @@ pub fn answer_of(kind: &pgclient::ErrorKind) -> Answer {
     }
 }
 
-/// Asks the primary at primary_host, if one answers there. As the server's
-/// user: a unix-socket primary_host may authenticate by peer.
-pub fn ask_primary(
-    cfg: &PgConfig,
-    as_user: (Uid, Gid),
-    deadline: &Deadline,
-) -> Result<Option<PrimaryInfo>> {
-    let as_user = Some(as_user);
+/// A connection to primary_host as the replication role, to database pgdb.
+pub fn primary_client(cfg: &PgConfig) -> Result<pgclient::Config> {
     let r = &cfg.replication;
     let mut pg = pgclient::Config::new();
     pg.host(&r.primary_host)
@@ -209,6 +203,19 @@ pub fn ask_primary(
     if let Some(password) = repl_password(cfg)? {
         pg.password(password);
     }
+    Ok(pg)
+}
+
+/// Asks the primary at primary_host, if one answers there. As the server's
+/// user: a unix-socket primary_host may authenticate by peer.
+pub fn ask_primary(
+    cfg: &PgConfig,
+    as_user: (Uid, Gid),
+    deadline: &Deadline,
+) -> Result<Option<PrimaryInfo>> {
+    let as_user = Some(as_user);
+    let r = &cfg.replication;
+    let pg = primary_client(cfg)?;
     let first = "SELECT system_identifier::text FROM pg_control_system(); \
                  SELECT pg_is_in_recovery(), \
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END";

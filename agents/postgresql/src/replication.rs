@@ -3,6 +3,7 @@
 //! the standbys streaming from it (a primary).
 
 use crate::config::PgConfig;
+use crate::slots::{self, Slot};
 use crate::sql;
 use crate::wal::{self, timeline_of_walfile, Lsn, Position};
 use nix::unistd::{Gid, Uid};
@@ -57,6 +58,11 @@ pub struct Replication {
     pub checkpoint_timeline: Option<u32>,
     pub sync_names: String,
     pub standbys: Vec<Standby>,
+    /// Its physical replication slots.
+    pub slots: Vec<Slot>,
+    /// Whether max_slot_wal_keep_size bounds what they keep (`None`: no
+    /// slot to tell by).
+    pub slots_bounded: Option<bool>,
 }
 
 impl Replication {
@@ -83,9 +89,14 @@ const QUERY: &str = "SELECT pg_is_in_recovery(), \
   SELECT application_name, state, sync_state, flush_lsn, pid, \
   extract(epoch FROM backend_start)::numeric(20,6) FROM pg_stat_replication";
 
+/// [`QUERY`] and the slots', in the same round trip.
+fn query() -> String {
+    format!("{QUERY}; {}", slots::QUERY)
+}
+
 /// Asks the local server, as the postmaster's uid and gid.
 pub fn observe(cfg: &PgConfig, as_user: (Uid, Gid), deadline: &Deadline) -> Result<Replication> {
-    let results = pgclient::query(sql::local(cfg), Some(as_user), deadline, QUERY)?;
+    let results = pgclient::query(sql::local(cfg), Some(as_user), deadline, &query())?;
     let mut repl = parse(&results)?;
     // Without a streaming receiver, SQL knows only the timeline of the last
     // restartpoint; the WAL it streamed knows better.
@@ -144,6 +155,10 @@ fn parse(results: &[Rows]) -> Result<Replication> {
         })
         .transpose()?
         .unwrap_or_default();
+    let (slots, slots_bounded) = match results.get(2) {
+        Some(rows) => slots::parse(rows)?,
+        None => (Vec::new(), None),
+    };
     Ok(Replication {
         in_recovery,
         position,
@@ -152,6 +167,8 @@ fn parse(results: &[Rows]) -> Result<Replication> {
         checkpoint_timeline: number(7),
         sync_names: get(9).unwrap_or_default().to_string(),
         standbys,
+        slots,
+        slots_bounded,
     })
 }
 

@@ -7,7 +7,7 @@ use crate::config::{PgConfig, SyncPolicy};
 use crate::controldata::{ClusterState, ControlData};
 use crate::rewind::RewindMarker;
 use crate::validate::Checked;
-use crate::{election, rejoin};
+use crate::{election, rejoin, slots};
 use ocf::{warning, Deadline, OcfError, Result};
 use std::time::Duration;
 
@@ -58,6 +58,10 @@ pub fn prepare(
     } else {
         false
     };
+    if primary_seen && cfg.replication.slots {
+        let user = (checked.user.uid, checked.user.gid);
+        slots::ensure_on_primary(rejoin::primary_client(cfg)?, user, node, deadline)?;
+    }
     write_standby_signal(cfg, checked)?;
     Ok(Prepared {
         options: options(cfg, node),
@@ -83,10 +87,15 @@ fn write_standby_signal(cfg: &PgConfig, checked: &Checked) -> Result<()> {
 /// new timelines, and answers the monitor's queries.
 fn options(cfg: &PgConfig, node: &str) -> String {
     let conninfo = rejoin::conninfo(cfg, Some(node), false);
-    format!(
+    let mut options = format!(
         "-c hot_standby=on -c recovery_target_timeline=latest -c {}",
         shell_quote(&format!("primary_conninfo={conninfo}"))
-    )
+    );
+    if cfg.replication.slots {
+        // A slot name is [a-z0-9_] alone: nothing for the shell.
+        options.push_str(&format!(" -c primary_slot_name={}", slots::slot_name(node)));
+    }
+    options
 }
 
 /// pg_ctl hands -o to /bin/sh.
@@ -143,7 +152,7 @@ mod tests {
         let cfg = PgConfig::from_params(&params).unwrap();
         assert_eq!(
             options(&cfg, "node2"),
-            r"-c hot_standby=on -c recovery_target_timeline=latest -c 'primary_conninfo=host=10.0.0.100 user=replicator application_name=node2 passfile='\''/etc/it\'\''s'\'''"
+            r"-c hot_standby=on -c recovery_target_timeline=latest -c 'primary_conninfo=host=10.0.0.100 user=replicator application_name=node2 passfile='\''/etc/it\'\''s'\''' -c primary_slot_name=tusk_node2"
         );
     }
 }

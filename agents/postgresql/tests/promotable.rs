@@ -295,6 +295,9 @@ fn only_the_clusters_nodes_release_commits_never_a_pg_receivewal() {
 
 #[test]
 fn a_planned_switchover_needs_no_rewind_and_the_old_primary_follows() {
+    // A cluster, as any promotable clone runs in: the new primary keeps a
+    // replication slot for the old one, which streams through it.
+    let _cluster = TestCluster::of(&["node1", "node2"]);
     let p = primary();
     let s = standby_of(&p);
     p.psql("INSERT INTO t VALUES ('last on node1')");
@@ -861,4 +864,125 @@ fn a_new_primary_makes_commits_wait_for_a_standby_until_its_monitor_releases_the
         "did not wait for a standby: {:?}",
         monitor.took
     );
+}
+
+/// The replication slot `name` on `pg`: whether a walsender uses it, if
+/// it exists.
+fn slot_active(pg: &Instance, name: &str) -> Option<String> {
+    let active = pg.psql(&format!(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = '{name}'"
+    ));
+    (!active.is_empty()).then_some(active)
+}
+
+/// Writes on `p` until the WAL a standby stopped at is gone from its
+/// pg_wal (nothing else keeps it: wal_keep_size 0).
+fn write_past_retention(p: &Instance) {
+    p.psql("ALTER SYSTEM SET wal_keep_size = 0");
+    p.psql("SELECT pg_reload_conf()");
+    for _ in 0..4 {
+        p.psql("INSERT INTO t SELECT 'filler' FROM generate_series(1, 1000)");
+        p.psql("SELECT pg_switch_wal()");
+        p.psql("CHECKPOINT");
+    }
+}
+
+#[test]
+fn a_standby_down_for_a_while_catches_up_through_its_slot_and_without_one_cannot() {
+    let p = primary();
+    // Without slots: the WAL it needs is gone when it comes back.
+    let without = p.standby("basebackup");
+    let off = |s: &Instance| agent(s, "node3", &p).param("replication_slots", "off");
+    off(&without).run("start").expect(Status::Success);
+    assert!(wait_until(Duration::from_secs(20), || p
+        .replication_state("node3")
+        .as_deref()
+        == Some("streaming")));
+    assert_eq!(slot_active(&p, "tusk_node3"), None, "no slot under off");
+    off(&without).run("stop").expect(Status::Success);
+    write_past_retention(&p);
+    off(&without).run("start").expect(Status::Success);
+    assert!(
+        !wait_until(Duration::from_secs(10), || p
+            .replication_state("node3")
+            .as_deref()
+            == Some("streaming")),
+        "a standby without a slot caught up: the test wrote too little WAL"
+    );
+    off(&without).run("stop").expect(Status::Success);
+
+    // With its slot (the default): the primary kept what it needs.
+    let with = standby_on(&p, "node2");
+    assert_eq!(slot_active(&p, "tusk_node2").as_deref(), Some("t"));
+    agent(&with, "node2", &p)
+        .run("stop")
+        .expect(Status::Success);
+    write_past_retention(&p);
+    agent(&with, "node2", &p)
+        .run("start")
+        .expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(20), || p
+            .replication_state("node2")
+            .as_deref()
+            == Some("streaming")),
+        "the standby did not catch up through its slot"
+    );
+    caught_up(&p, &with);
+}
+
+#[test]
+fn the_primary_keeps_a_slot_for_each_other_cluster_node_and_drops_those_of_nodes_gone() {
+    let cluster = TestCluster::of(&["node1", "node2", "node3"]);
+    let p = primary();
+    p.psql("SELECT pg_create_physical_replication_slot('tusk_node9')");
+    p.psql("SELECT pg_create_physical_replication_slot('backup_tool')");
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    let slots =
+        || p.psql("SELECT string_agg(slot_name, ' ' ORDER BY slot_name) FROM pg_replication_slots");
+    // None for itself, none kept for a node the cluster does not have,
+    // and nobody else's touched.
+    assert_eq!(slots(), "backup_tool tusk_node2 tusk_node3");
+
+    // node3 leaves the cluster.
+    drop(cluster);
+    let _cluster = TestCluster::of(&["node1", "node2"]);
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert_eq!(slots(), "backup_tool tusk_node2");
+}
+
+#[test]
+fn a_standby_keeps_its_peers_slots_so_that_once_promoted_they_are_there() {
+    let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
+    let p = primary();
+    let s = standby_of(&p);
+    agent(&s, "node2", &p)
+        .run("monitor")
+        .expect(Status::Success);
+    let on_standby =
+        s.psql("SELECT string_agg(slot_name, ' ' ORDER BY slot_name) FROM pg_replication_slots");
+    assert_eq!(on_standby, "tusk_node1 tusk_node3");
+    // Advanced as it replays: a segment of WAL later, not holding on to
+    // where they were created.
+    let restart = |name: &str| {
+        s.psql(&format!(
+            "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '{name}'"
+        ))
+    };
+    let before = restart("tusk_node3");
+    for _ in 0..2 {
+        p.psql("INSERT INTO t SELECT 'filler' FROM generate_series(1, 1000)");
+        p.psql("SELECT pg_switch_wal()");
+    }
+    caught_up(&p, &s);
+    agent(&s, "node2", &p)
+        .run("monitor")
+        .expect(Status::Success);
+    let after = restart("tusk_node3");
+    let newer = s.psql(&format!("SELECT '{after}'::pg_lsn > '{before}'::pg_lsn"));
+    assert_eq!(newer, "t", "{before} -> {after}");
 }
