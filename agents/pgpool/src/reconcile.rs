@@ -32,7 +32,7 @@
 //!   does with every reachable backend when it starts without a status
 //!   file) is detached: it would serve reads from an old timeline.
 
-use crate::pcp::{BackendStatus, LiveRole, LiveStatus, NodeInfo, PoolRole};
+use crate::pcp::{BackendStatus, LiveRole, LiveStatus, NodeInfo, PcpError, PcpErrorKind, PoolRole};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -149,6 +149,32 @@ impl Change {
             Change::Detach(_) => false,
         }
     }
+}
+
+impl Change {
+    /// Whether pgpool's view of the node (`info`) shows the change made.
+    pub fn shows_in(self, info: &NodeInfo) -> bool {
+        match self {
+            Change::Attach(_) => info.status.is_attached(),
+            Change::Detach(_) => info.status == BackendStatus::Down,
+            Change::Promote(_) => is_pools_primary(info),
+        }
+    }
+}
+
+/// Whether pgpool uses the node as its primary.
+pub fn is_pools_primary(info: &NodeInfo) -> bool {
+    info.status.is_attached() && info.role == PoolRole::Primary
+}
+
+/// Whether pgpool refused a promotion because the node already is its
+/// primary ("invalid promote request: specified node is already primary
+/// node", docs/pgpool-facts.md): pgpool found it itself between the
+/// agent's reading and its request, and nothing is wrong.
+pub fn refused_as_primary_already(change: Change, e: &PcpError) -> bool {
+    matches!(change, Change::Promote(_))
+        && e.kind == PcpErrorKind::Server
+        && e.reason.contains("already primary")
 }
 
 impl fmt::Display for Change {
@@ -686,6 +712,36 @@ mod tests {
             reason(Change::Attach(1), &after, &stale),
             "it is the primary (timeline 2) and pgpool had it detached"
         );
+    }
+
+    #[test]
+    fn a_change_shows_once_pgpool_has_acted_on_it() {
+        let detached = node(1, Down, PoolStandby, LIVE_STANDBY);
+        let waiting = node(1, Waiting, PoolStandby, LIVE_STANDBY);
+        assert!(!Change::Attach(1).shows_in(&detached));
+        assert!(Change::Attach(1).shows_in(&waiting));
+        assert!(Change::Detach(1).shows_in(&detached));
+        assert!(!Change::Detach(1).shows_in(&waiting));
+        // Promoted: attached and pgpool's primary, not one without the other.
+        assert!(!Change::Promote(1).shows_in(&waiting));
+        assert!(!Change::Promote(1).shows_in(&node(1, Down, PoolPrimary, LIVE_PRIMARY)));
+        assert!(Change::Promote(1).shows_in(&node(1, Up, PoolPrimary, LIVE_PRIMARY)));
+    }
+
+    #[test]
+    fn only_pgpools_already_primary_refusal_of_a_promotion_is_no_failure() {
+        // pgpool-II 4.3.5's words (test promote_makes_pgpool_follow_a_promotion_it_missed).
+        let already = PcpError::new(
+            PcpErrorKind::Server,
+            "invalid promote request: specified node is already primary node, can't \
+             promote node id 1",
+        );
+        assert!(refused_as_primary_already(Change::Promote(1), &already));
+        assert!(!refused_as_primary_already(Change::Attach(1), &already));
+        let other = PcpError::new(PcpErrorKind::Server, "invalid node id");
+        assert!(!refused_as_primary_already(Change::Promote(1), &other));
+        let cut = PcpError::new(PcpErrorKind::Protocol, "already primary? the peer closed");
+        assert!(!refused_as_primary_already(Change::Promote(1), &cut));
     }
 
     #[test]
