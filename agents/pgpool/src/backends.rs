@@ -8,12 +8,15 @@
 //! answers a request before it acts, and a report of the view read before
 //! the change would say the opposite of what was just done.
 
+use crate::config::Follow;
 use crate::live::Asker;
 use crate::pcp::{NodeInfo, PcpError};
 use crate::reconcile::{self, Change, Current, LiveView};
 use crate::session::Pcp;
 use crate::settings::BackendConf;
+use crate::slony;
 use ocf::{debug, info, warning, Deadline};
+use tusk_slon::cluster::ClusterName;
 
 /// What one reconciliation saw and did.
 #[derive(Debug, Default)]
@@ -29,17 +32,36 @@ pub struct Outcome {
 /// standbys.
 const ROUNDS: usize = 3;
 
-/// Brings pgpool's view of its `count` backends in step with theirs,
-/// inside `deadline`.
+/// Brings pgpool's view of its `count` backends in step with theirs
+/// (`follow`: a streaming primary or a Slony origin), inside `deadline`.
 pub fn reconcile(
     pcp: &Pcp,
     count: u32,
     asker: &Asker,
     backends: &[BackendConf],
+    follow: &Follow,
     deadline: &Deadline,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     read(pcp, count, &mut outcome, &deadline.share(0.4));
+    match follow {
+        Follow::Streaming => follow_primary(pcp, count, asker, backends, outcome, deadline),
+        Follow::Slony(cluster) => {
+            follow_origin(pcp, count, asker, backends, cluster, outcome, deadline)
+        }
+    }
+}
+
+/// Streaming replication: the live primary pgpool's primary, its standbys
+/// attached.
+fn follow_primary(
+    pcp: &Pcp,
+    count: u32,
+    asker: &Asker,
+    backends: &[BackendConf],
+    mut outcome: Outcome,
+    deadline: &Deadline,
+) -> Outcome {
     let mut live: Option<LiveView> = None;
     for _ in 0..ROUNDS {
         if !reconcile::needs_live_view(&outcome.nodes) {
@@ -71,6 +93,40 @@ pub fn reconcile(
         if !moved {
             break;
         }
+    }
+    outcome
+}
+
+/// Slony mode: writes to the origin. pgpool's view cannot show that the
+/// origin moved (every backend is up and writable to pgpool), so the
+/// backends are asked at every monitor, one round trip each.
+fn follow_origin(
+    pcp: &Pcp,
+    count: u32,
+    asker: &Asker,
+    backends: &[BackendConf],
+    cluster: &ClusterName,
+    mut outcome: Outcome,
+    deadline: &Deadline,
+) -> Outcome {
+    let view = asker.observe_slony(backends, cluster, &deadline.share(0.5));
+    let changes = slony::plan(&outcome.nodes, &view);
+    if changes.is_empty() {
+        if let slony::Origin::Unsure(why) = slony::origin(&view) {
+            warning!("pgpool's view of the backends is left as it is: {why}");
+        }
+        return outcome;
+    }
+    let applied = apply(
+        pcp,
+        &changes,
+        &outcome.nodes,
+        |change| slony::reason(change, &view),
+        deadline,
+    );
+    outcome.changed.extend(&applied.made);
+    if applied.view_changed {
+        read(pcp, count, &mut outcome, &deadline.share(0.5));
     }
     outcome
 }

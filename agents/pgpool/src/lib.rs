@@ -12,6 +12,7 @@ pub mod pcppass;
 pub mod reconcile;
 pub mod session;
 pub mod settings;
+pub mod slony;
 pub mod start;
 pub mod stop;
 pub mod validate;

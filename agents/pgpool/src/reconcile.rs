@@ -327,10 +327,14 @@ pub fn summary(nodes: &[NodeInfo], unknown: &[u32]) -> String {
     let attached = configured.iter().filter(|n| n.status.is_attached()).count();
     let primary = configured
         .iter()
-        .find(|n| n.role == PoolRole::Primary && n.status.is_attached())
-        .map_or("no primary".to_string(), |n| {
-            format!("primary node {}", n.node_id)
-        });
+        .filter(|n| n.status.is_attached())
+        .find_map(|n| match n.role {
+            PoolRole::Primary => Some(format!("primary node {}", n.node_id)),
+            // Slony and the other modes: where pgpool sends writes.
+            PoolRole::Main => Some(format!("main node {}", n.node_id)),
+            _ => None,
+        })
+        .unwrap_or_else(|| "no primary".to_string());
     let mut text = format!(
         "{attached}/{} attached, {primary}",
         configured.len() + unknown.len()
@@ -358,14 +362,21 @@ pub fn status_file(backends: &[u32], live: &LiveView) -> Option<String> {
         return None;
     };
     let followers = live.followers(p);
+    status_text(backends, |id| {
+        id == p || (followers.contains(&id) && live.backends.get(&id) == Some(&Live::Standby))
+    })
+}
+
+/// pgpool_status's text: `up` for the backends in `backends` that `up`
+/// says, `down` for the others, `unused` for the slots between them; `None`
+/// without a backend.
+pub fn status_text(backends: &[u32], up: impl Fn(u32) -> bool) -> Option<String> {
     let last = backends.iter().max()?;
     let mut text = String::new();
     for id in 0..=*last {
         let word = if !backends.contains(&id) {
             "unused"
-        } else if id == p
-            || (followers.contains(&id) && live.backends.get(&id) == Some(&Live::Standby))
-        {
+        } else if up(id) {
             "up"
         } else {
             "down"

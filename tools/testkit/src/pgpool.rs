@@ -176,6 +176,29 @@ impl Pgpool {
         ])
     }
 
+    /// pgpool in slony mode in front of every node of `cluster`: node N-1
+    /// is Slony node N (so node 0 is the first origin). Clients use the
+    /// cluster's database ([`crate::slony::DATABASE`]).
+    pub fn for_slony(cluster: &crate::slony::SlonyCluster) -> Pgpool {
+        let names: Vec<String> = cluster
+            .nodes()
+            .iter()
+            .map(|n| format!("slony{}", n.id))
+            .collect();
+        let backends: Vec<Backend<'_>> = cluster
+            .nodes()
+            .iter()
+            .zip(&names)
+            .map(|(n, name)| Backend {
+                instance: &n.instance,
+                application_name: name,
+            })
+            .collect();
+        let pool = Pgpool::new(&backends);
+        pool.set("backend_clustering_mode", "'slony'");
+        pool
+    }
+
     fn write_configuration(&self, backends: &[Backend<'_>]) {
         let dir = quoted(&self.dir);
         let mut conf = format!(
@@ -485,8 +508,13 @@ impl Pgpool {
     /// psql through pgpool as [`DB_USER`] with the password from
     /// `.pgpass`: `-X -At`, one statement.
     pub fn psql_command(&self, sql: &str) -> Command {
+        self.psql_command_in("postgres", sql)
+    }
+
+    /// [`Pgpool::psql_command`] in `database`.
+    pub fn psql_command_in(&self, database: &str, sql: &str) -> Command {
         let mut cmd = Command::new("psql");
-        cmd.args(["-X", "-At", "-d", "postgres", "-U", DB_USER, "-h"])
+        cmd.args(["-X", "-At", "-d", database, "-U", DB_USER, "-h"])
             .arg(&self.socket_dir)
             .arg("-p")
             .arg(self.port.to_string())
@@ -499,7 +527,12 @@ impl Pgpool {
 
     /// Runs `sql` through pgpool; `Err` holds psql's stderr.
     pub fn try_psql(&self, sql: &str) -> Result<String, String> {
-        let out = self.psql_command(sql).output().expect("psql");
+        self.try_psql_in("postgres", sql)
+    }
+
+    /// [`Pgpool::try_psql`] in `database`.
+    pub fn try_psql_in(&self, database: &str, sql: &str) -> Result<String, String> {
+        let out = self.psql_command_in(database, sql).output().expect("psql");
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {

@@ -1,0 +1,147 @@
+//! pgpool-II 4.3 in slony mode in front of a real Slony-I 2.2 cluster of
+//! three PostgreSQL 15 nodes (pgpool node N is Slony node N+1, set 1 from
+//! Slony node 1): pgpool sends writes to its lowest-numbered attached
+//! backend, so after a MOVE SET it sends them to a subscriber, which
+//! refuses them, until one monitor detaches the backends below the new
+//! origin; after the move back, one monitor attaches the origin again.
+
+mod common;
+
+use common::{agent_for, nodes_of};
+use ocf::{Deadline, Status};
+use std::time::Duration;
+use tusk_pgpool::pcp::{BackendStatus, NodeInfo};
+use tusk_testkit::pgpool::Pgpool;
+use tusk_testkit::slony::{Slon, SlonyCluster, DATABASE, SET, TABLE};
+use tusk_testkit::{wait_until, Agent};
+
+fn secs(n: u64) -> Deadline {
+    Deadline::after(Duration::from_secs(n))
+}
+
+fn attached(nodes: &[NodeInfo]) -> Vec<bool> {
+    nodes.iter().map(|n| n.status.is_attached()).collect()
+}
+
+/// Inserts row `id` through pgpool.
+fn write(pool: &Pgpool, id: i64) -> Result<String, String> {
+    pool.try_psql_in(
+        DATABASE,
+        &format!("INSERT INTO {TABLE} VALUES ({id}, 'through pgpool')"),
+    )
+}
+
+/// Whether row `id` is in Slony node `node`'s table.
+fn has_row(cluster: &SlonyCluster, node: u32, id: i64) -> bool {
+    cluster
+        .node(node)
+        .value(&format!("SELECT count(*) FROM {TABLE} WHERE id = {id}"))
+        .as_deref()
+        == Some("1")
+}
+
+/// Moves set 1 and waits until both nodes' catalogs say so.
+fn move_set(cluster: &SlonyCluster, from: u32, to: u32) {
+    cluster.move_set(from, to, secs(90)).expect_success();
+    assert!(
+        wait_until(Duration::from_secs(30), || (1..=3)
+            .all(|n| cluster.set_origin(n, SET) == Some(to))),
+        "not every node sees node {to} as the origin"
+    );
+}
+
+#[test]
+fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
+    let cluster = SlonyCluster::new(3);
+    let _slons: Vec<Slon> = (1..=3).map(|n| cluster.start_slon(n)).collect();
+    for n in 1..=3 {
+        cluster.wait_serving(n, secs(30)).unwrap();
+    }
+    let pool = Pgpool::for_slony(&cluster);
+    let resource = "pgpool-slony-move";
+    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
+    let agent = || -> Agent {
+        agent_for(&pool, resource)
+            .param("slony_cluster", cluster.name().as_str())
+            .param("dbname", DATABASE)
+    };
+    agent().run("validate-all").expect(Status::Success);
+    let start = agent().run("start").expect(Status::Success);
+    eprintln!("{}", start.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&pool.status_file).unwrap(),
+        "up\nup\nup\n"
+    );
+    let nodes = nodes_of(&pool);
+    eprintln!("pgpool in slony mode: {nodes:?}");
+    assert_eq!(attached(&nodes), [true, true, true]);
+    write(&pool, 1).unwrap();
+    assert!(has_row(&cluster, 1, 1), "the write went to the origin");
+
+    move_set(&cluster, 1, 2);
+    // pgpool still sends writes to node 0, now a subscriber.
+    let refused = write(&pool, 2).unwrap_err();
+    assert!(
+        refused.contains("cannot be modified on a subscriber"),
+        "{refused}"
+    );
+    let monitor = agent().run("monitor").expect(Status::Success);
+    eprintln!("{}", monitor.stderr);
+    assert!(
+        monitor.stderr.contains("detach node 0")
+            && monitor.stderr.contains("numbered below the origin, node 1"),
+        "{}",
+        monitor.stderr
+    );
+    assert!(
+        monitor
+            .stderr
+            .contains("backends: 2/3 attached, main node 1"),
+        "{}",
+        monitor.stderr
+    );
+    assert!(!monitor.stderr.contains("promote"), "{}", monitor.stderr);
+    assert_eq!(attached(&nodes_of(&pool)), [false, true, true]);
+    // pgpool restarts its children after a detach: the first client may
+    // meet that.
+    assert!(
+        wait_until(Duration::from_secs(10), || write(&pool, 3).is_ok()),
+        "no write through pgpool after the monitor: {:?}",
+        write(&pool, 3)
+    );
+    assert!(has_row(&cluster, 2, 3), "the write went to the new origin");
+    // In step: the next monitor changes nothing.
+    let again = agent().run("monitor").expect(Status::Success);
+    assert!(!again.stderr.contains("node 0"), "{}", again.stderr);
+    assert_eq!(nodes_of(&pool)[0].status, BackendStatus::Down);
+
+    move_set(&cluster, 2, 1);
+    let monitor = agent().run("monitor").expect(Status::Success);
+    eprintln!("{}", monitor.stderr);
+    assert!(
+        monitor.stderr.contains("attach node 0")
+            && monitor
+                .stderr
+                .contains("it is the origin of the sets (Slony node 1)"),
+        "{}",
+        monitor.stderr
+    );
+    assert!(
+        monitor
+            .stderr
+            .contains("backends: 3/3 attached, main node 0"),
+        "{}",
+        monitor.stderr
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || write(&pool, 4).is_ok()),
+        "no write through pgpool after the move back: {:?}",
+        write(&pool, 4)
+    );
+    assert!(
+        has_row(&cluster, 1, 4),
+        "the write went to the origin again"
+    );
+    agent().run("stop").expect(Status::Success);
+    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
+}
