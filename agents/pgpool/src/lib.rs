@@ -103,8 +103,10 @@ impl Agent for Pgpool {
         monitor::monitor(&PoolConfig::from_env()?, ctx)
     }
 
-    fn validate(&self, _ctx: &Context) -> Result<Status> {
-        validate::check(&PoolConfig::from_env()?)?;
+    fn validate(&self, ctx: &Context) -> Result<Status> {
+        let cfg = PoolConfig::from_env()?;
+        let checked = validate::check(&cfg)?;
+        validate::slony_origin(&cfg, &checked, &ctx.deadline.share(0.8))?;
         Ok(Status::Success)
     }
 }

@@ -70,6 +70,35 @@ pub fn check(cfg: &PoolConfig) -> Result<Checked> {
     })
 }
 
+/// In slony mode validate-all also asks the backends for the sets' origin.
+/// Sets of one cluster with different origins leave pgpool no backend that
+/// takes every write (it sends all writes to one). That is warned about, not
+/// refused: the origins live in the databases, not in the configuration,
+/// they split for a while whenever an operator moves one set after
+/// another, and ERR_CONFIGURED would make Pacemaker stop pgpool on every
+/// node for a state that the next MOVE SET ends. While it lasts, the
+/// monitor leaves pgpool's view as it is and says why.
+pub fn slony_origin(cfg: &PoolConfig, checked: &Checked, deadline: &ocf::Deadline) -> Result<()> {
+    let Ok(Follow::Slony(cluster)) = cfg.follow(&checked.settings) else {
+        return Ok(());
+    };
+    if !cfg.reconcile {
+        return Ok(());
+    }
+    let asker = crate::start::asker(cfg, (checked.user.uid, checked.user.gid))?;
+    let view = asker.observe_slony(&checked.backends, &cluster, deadline);
+    match crate::slony::origin(&view) {
+        crate::slony::Origin::At { backend, node } => {
+            ocf::info!("the origin of every set of Slony cluster {cluster} is node {backend} (Slony node {node})")
+        }
+        crate::slony::Origin::Unsure(why) => warning!(
+            "the origin of the sets of Slony cluster {cluster} cannot be told now: {why}; \
+             while this lasts the monitor leaves pgpool's view of the backends as it is"
+        ),
+    }
+    Ok(())
+}
+
 /// A configuration file, read safely: missing is ERR_INSTALLED (this
 /// node), unreadable or not a regular file ERR_PERM.
 fn read_small_file(path: &Path, param: &str) -> Result<String> {

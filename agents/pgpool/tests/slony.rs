@@ -9,7 +9,7 @@ mod common;
 
 use common::{agent_for, nodes_of};
 use ocf::{Deadline, Status};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tusk_pgpool::pcp::{BackendStatus, NodeInfo};
 use tusk_testkit::pgpool::Pgpool;
 use tusk_testkit::slony::{Slon, SlonyCluster, DATABASE, SET, TABLE};
@@ -104,10 +104,16 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
     assert_eq!(attached(&nodes_of(&pool)), [false, true, true]);
     // pgpool restarts its children after a detach: the first client may
     // meet that.
+    let after = Instant::now();
     assert!(
         wait_until(Duration::from_secs(10), || write(&pool, 3).is_ok()),
         "no write through pgpool after the monitor: {:?}",
         write(&pool, 3)
+    );
+    eprintln!(
+        "monitor that detached node 0: {:.2}s; first write through pgpool {:.2}s after it",
+        monitor.took.as_secs_f64(),
+        after.elapsed().as_secs_f64()
     );
     assert!(has_row(&cluster, 2, 3), "the write went to the new origin");
     // In step: the next monitor changes nothing.
@@ -133,10 +139,16 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
         "{}",
         monitor.stderr
     );
+    let after = Instant::now();
     assert!(
         wait_until(Duration::from_secs(10), || write(&pool, 4).is_ok()),
         "no write through pgpool after the move back: {:?}",
         write(&pool, 4)
+    );
+    eprintln!(
+        "monitor that attached node 0: {:.2}s; first write through pgpool {:.2}s after it",
+        monitor.took.as_secs_f64(),
+        after.elapsed().as_secs_f64()
     );
     assert!(
         has_row(&cluster, 1, 4),
@@ -144,4 +156,85 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
     );
     agent().run("stop").expect(Status::Success);
     let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
+}
+
+/// A second set whose origin is the other node: no backend takes every
+/// write. validate-all says so (a warning: it is a state of the databases
+/// that a MOVE SET ends, not a configuration to refuse), start leaves
+/// pgpool's status file alone and the monitor changes nothing.
+#[test]
+fn sets_with_different_origins_are_warned_about_and_change_nothing() {
+    let cluster = SlonyCluster::new(2);
+    let _slons: Vec<Slon> = (1..=2).map(|n| cluster.start_slon(n)).collect();
+    for n in 1..=2 {
+        cluster
+            .node(n)
+            .query("CREATE TABLE others (id bigint PRIMARY KEY)");
+    }
+    cluster
+        .slonik(
+            "create set (id = 2, origin = 2, comment = 'others');\n\
+             set add table (set id = 2, origin = 2, id = 2, \
+             fully qualified name = 'public.others');\n",
+            secs(60),
+        )
+        .expect_success();
+    let pool = Pgpool::for_slony(&cluster);
+    let resource = "pgpool-slony-split";
+    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
+    let agent = || -> Agent {
+        agent_for(&pool, resource)
+            .param("slony_cluster", cluster.name().as_str())
+            .param("dbname", DATABASE)
+    };
+    let validate = agent().run("validate-all").expect(Status::Success);
+    eprintln!("{}", validate.stderr);
+    assert!(
+        validate
+            .stderr
+            .contains("different origins (set 1 on node 1, set 2 on node 2"),
+        "{}",
+        validate.stderr
+    );
+    let start = agent().run("start").expect(Status::Success);
+    assert!(
+        start.stderr.contains("left as pgpool wrote it"),
+        "{}",
+        start.stderr
+    );
+    let monitor = agent().run("monitor").expect(Status::Success);
+    assert!(
+        monitor.stderr.contains("left as it is") && !monitor.stderr.contains("detach"),
+        "{}",
+        monitor.stderr
+    );
+    assert_eq!(attached(&nodes_of(&pool)), [true, true]);
+    agent().run("stop").expect(Status::Success);
+    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
+}
+
+/// Slony mode without the cluster's name: the agent cannot tell where
+/// writes must go, and says so.
+#[test]
+fn slony_mode_without_the_cluster_name_is_a_configuration_error() {
+    let s = common::setup(
+        "pgpool-slony-unnamed",
+        &[("backend_clustering_mode", "'slony'")],
+    );
+    let out = s.agent().run("validate-all").expect(Status::ErrConfigured);
+    assert!(
+        out.reason().contains("slony_cluster is empty"),
+        "{}",
+        out.reason()
+    );
+    s.agent()
+        .param("reconcile", "false")
+        .run("validate-all")
+        .expect(Status::Success);
+    let out = s
+        .agent()
+        .param("slony_cluster", "tusk; drop")
+        .run("validate-all")
+        .expect(Status::ErrConfigured);
+    assert!(out.reason().contains("slony_cluster"), "{}", out.reason());
 }
