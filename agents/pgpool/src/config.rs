@@ -117,10 +117,11 @@ pub const PARAMS: &[Param] = &[
              node, the lowest-numbered attached backend, and cannot be told which node is \
              the origin (pcp_promote_node refuses outside streaming replication), so the \
              agent asks each backend for the sets' origin (sl_set.set_origin) and its own \
-             node id (getLocalNodeId) in dbname, detaches every backend numbered below the \
-             origin's, attaches the origin and the subscribers numbered above it, and \
-             detaches a backend above it that does not subscribe to every set. Required in \
-             slony mode; ignored otherwise.",
+             node id (getLocalNodeId), in dbname (which must be the replicated database), \
+             detaches every backend numbered below the origin's, attaches the origin and \
+             the subscribers numbered above it, and detaches a backend above it that does \
+             not subscribe to every set; never while the origin cannot be told. Required in \
+             slony mode with reconcile on; ignored otherwise.",
         ),
     Param::boolean("reconcile")
         .default("true")
@@ -133,7 +134,8 @@ pub const PARAMS: &[Param] = &[
              Pacemaker, not pgpool, fails over), and the standbys that detaches are attached \
              again; a backend that does not follow the current primary (a former primary \
              before its rejoin) is never attached, and a second primary attached beside the \
-             current one is detached. Each change is one log line. Off: pgpool's own view \
+             current one is detached. Each change is one log line. In slony mode pgpool \
+             follows the Slony-I origin instead (see slony_cluster). Off: pgpool's own view \
              is left alone.",
         ),
 ];

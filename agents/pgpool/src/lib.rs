@@ -52,6 +52,16 @@ pgpool (without -s; a promotion drops pgpool's client sessions, so the agent mak
 pgpool's primary is wrong) and the standbys streaming from it are attached again; a backend that \
 does not follow the current primary is never attached. One log line per change.
 
+In slony mode (backend_clustering_mode = 'slony', slony_cluster naming the Slony-I cluster) \
+pgpool sends every write to its lowest-numbered attached backend and cannot be promoted to \
+another: the monitor asks each backend for its Slony node id and the sets' origin (one \
+round trip per backend at every monitor, since nothing in pgpool's view shows a MOVE SET), \
+detaches the backends numbered below the origin's, attaches the origin and the subscribers \
+numbered above it, and changes nothing while the origin cannot be told (a move in progress, \
+sets with different origins). Detached backends also leave read balancing: number the \
+backends so that the usual origin is node 0, or put a floating address with the promoted \
+ocf:tusk:slon instance instead (README).
+
 Sizing pgpool's settings beside Pacemaker's. search_primary_node_timeout: after its primary \
 fails, pgpool searches that long for a new one while new clients wait; a promotion within the \
 search is found by pgpool itself (0.8 s after it, measured), one after it is followed by the \
