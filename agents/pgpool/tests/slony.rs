@@ -119,6 +119,10 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
     // In step: the next monitor changes nothing.
     let again = agent().run("monitor").expect(Status::Success);
     assert!(!again.stderr.contains("node 0"), "{}", again.stderr);
+    eprintln!(
+        "monitor in step (three backends asked): {:.3}s",
+        again.took.as_secs_f64()
+    );
     assert_eq!(nodes_of(&pool)[0].status, BackendStatus::Down);
 
     move_set(&cluster, 2, 1);
