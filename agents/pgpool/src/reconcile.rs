@@ -394,26 +394,8 @@ mod tests {
     /// pgpool's view of one backend: its status, its role in pgpool, and
     /// what pgpool's checks saw (`pg_status`, `pg_role`).
     fn node(id: u32, status: BackendStatus, role: PoolRole, pg: Option<LiveRole>) -> NodeInfo {
-        NodeInfo {
-            node_id: id,
-            hostname: format!("/run/node{id}"),
-            port: 5432,
-            status,
-            quarantine: false,
-            pg_status: if pg.is_some() {
-                LiveStatus::Up
-            } else {
-                LiveStatus::Down
-            },
-            weight: 0.5,
-            role,
-            pg_role: pg.unwrap_or(LiveRole::Unknown),
-            replication_delay: 0,
-            delay_by_time: false,
-            replication_state: String::new(),
-            replication_sync_state: String::new(),
-            status_changed: 0,
-        }
+        let reached = pg.is_some();
+        NodeInfo::sample(id, status, role, reached, pg.unwrap_or(LiveRole::Unknown))
     }
 
     use BackendStatus::{Down, Up, Waiting};

@@ -299,31 +299,14 @@ mod tests {
     use super::*;
     use crate::pcp::{LiveRole, PoolRole};
 
+    /// Backend `id` in slony mode: node 0 pgpool's main node.
     fn info(id: u32, status: BackendStatus, reached: bool) -> NodeInfo {
-        NodeInfo {
-            node_id: id,
-            hostname: format!("/run/node{id}"),
-            port: 5432,
-            status,
-            quarantine: false,
-            pg_status: if reached {
-                LiveStatus::Up
-            } else {
-                LiveStatus::Down
-            },
-            weight: 0.5,
-            role: if id == 0 {
-                PoolRole::Main
-            } else {
-                PoolRole::Replica
-            },
-            pg_role: LiveRole::Primary,
-            replication_delay: 0,
-            delay_by_time: false,
-            replication_state: String::new(),
-            replication_sync_state: String::new(),
-            status_changed: 0,
-        }
+        let role = if id == 0 {
+            PoolRole::Main
+        } else {
+            PoolRole::Replica
+        };
+        NodeInfo::sample(id, status, role, reached, LiveRole::Other("main".into()))
     }
 
     use BackendStatus::{Down, Up, Waiting};

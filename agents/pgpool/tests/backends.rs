@@ -86,15 +86,12 @@ fn a_standby_that_follows_nobody_stays_detached() {
     s.agent().run("stop").expect(Status::Success);
 }
 
-/// pgpool gave up its primary search before Pacemaker promoted the
-/// standby: pgpool calls the new primary a standby for good, until the
-/// monitor promotes it in pgpool.
-#[test]
-fn a_promotion_pgpool_missed_is_followed_within_one_monitor() {
-    let s = setup(
-        "pgpool-missed-promotion",
-        &[("search_primary_node_timeout", "2")],
-    );
+/// The agent started pgpool; the primary stopped; pgpool gave up its
+/// primary search (2 s) before the standby was promoted, and calls the new
+/// primary a standby. Returns the setup, pgpool's main PID and when the
+/// standby was promoted.
+fn missed_promotion(resource: &str) -> (common::Setup, i32, Instant) {
+    let s = setup(resource, &[("search_primary_node_timeout", "2")]);
     s.agent().run("start").expect(Status::Success);
     let main = s.main_pid().unwrap();
     pg_ctl_stop(&s.primary);
@@ -112,6 +109,15 @@ fn a_promotion_pgpool_missed_is_followed_within_one_monitor() {
         n.pg_role == LiveRole::Primary
     });
     assert_eq!(seen.role, PoolRole::Standby, "pgpool missed the promotion");
+    (s, main, promoted)
+}
+
+/// pgpool gave up its primary search before Pacemaker promoted the
+/// standby: pgpool calls the new primary a standby for good, until the
+/// monitor promotes it in pgpool.
+#[test]
+fn a_promotion_pgpool_missed_is_followed_within_one_monitor() {
+    let (s, main, promoted) = missed_promotion("pgpool-missed-promotion");
     let monitor = s.agent().run("monitor").expect(Status::Success);
     eprintln!("{}", monitor.stderr);
     assert!(
@@ -311,25 +317,7 @@ fn a_hung_backend_does_not_hang_the_monitor() {
 /// would drop every client session), an info line instead of a warning.
 #[test]
 fn a_primary_pgpool_took_meanwhile_is_not_promoted_again() {
-    let s = setup(
-        "pgpool-primary-meanwhile",
-        &[("search_primary_node_timeout", "2")],
-    );
-    s.agent().run("start").expect(Status::Success);
-    pg_ctl_stop(&s.primary);
-    assert!(
-        wait_until(Duration::from_secs(20), || s
-            .pool
-            .log()
-            .contains("failover: set new primary node: -1")),
-        "pgpool never gave up its search:\n{}",
-        s.pool.log()
-    );
-    pg_ctl_promote(&s.standby);
-    let seen = s.wait_node(1, "seen as a live primary", |n| {
-        n.pg_role == LiveRole::Primary
-    });
-    assert_eq!(seen.role, PoolRole::Standby, "pgpool missed the promotion");
+    let (s, _, _) = missed_promotion("pgpool-primary-meanwhile");
     // The stopped primary's socket answers nothing: the monitor's question
     // to node 0 waits out its share of the timeout, long enough to act
     // behind the monitor's back.
@@ -352,16 +340,10 @@ fn a_primary_pgpool_took_meanwhile_is_not_promoted_again() {
     let monitor = monitor.join().unwrap();
     eprintln!("{}", monitor.stderr);
     let monitor = monitor.expect(Status::Success);
-    assert!(
-        monitor.stderr.contains("node 1 (")
-            && monitor.stderr.contains("is pgpool's primary already"),
-        "{}",
-        monitor.stderr
-    );
-    assert!(
-        !monitor.stderr.contains("could not promote"),
-        "{}",
-        monitor.stderr
+    common::assert_said(
+        &monitor.stderr,
+        &["node 1 (", "is pgpool's primary already"],
+        &["could not promote"],
     );
     assert!(
         !s.pool.log().contains("already primary node"),

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{agent_for, nodes_of};
+use common::{agent_for, assert_said, nodes_of};
 use ocf::{Deadline, Status};
 use std::time::{Duration, Instant};
 use tusk_pgpool::pcp::{BackendStatus, NodeInfo};
@@ -31,6 +31,51 @@ fn write(pool: &Pgpool, id: i64) -> Result<String, String> {
     )
 }
 
+/// Waits (10 s) until row `id` is written through pgpool; prints how long
+/// that took after the monitor that `did` something, which took `took`.
+fn first_write(pool: &Pgpool, id: i64, did: &str, took: Duration) {
+    let after = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || write(pool, id).is_ok()),
+        "no write through pgpool after the monitor that {did}: {:?}",
+        write(pool, id)
+    );
+    eprintln!(
+        "monitor that {did}: {:.2}s; first write through pgpool {:.2}s after it",
+        took.as_secs_f64(),
+        after.elapsed().as_secs_f64()
+    );
+}
+
+/// The agent for `pool` in front of `cluster`, as resource `resource`.
+fn slony_agent(cluster: &SlonyCluster, pool: &Pgpool, resource: &str) -> Agent {
+    agent_for(pool, resource)
+        .param("slony_cluster", cluster.name().as_str())
+        .param("dbname", DATABASE)
+}
+
+/// The notes the agent keeps for `resource` (/run/tusk/RESOURCE), removed
+/// when the test begins and when it ends, pass or fail.
+struct Notes(&'static str);
+
+impl Notes {
+    fn fresh(resource: &'static str) -> Notes {
+        let notes = Notes(resource);
+        notes.remove();
+        notes
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_dir_all(format!("/run/tusk/{}", self.0));
+    }
+}
+
+impl Drop for Notes {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
 /// Whether row `id` is in Slony node `node`'s table.
 fn has_row(cluster: &SlonyCluster, node: u32, id: i64) -> bool {
     cluster
@@ -40,14 +85,29 @@ fn has_row(cluster: &SlonyCluster, node: u32, id: i64) -> bool {
         == Some("1")
 }
 
-/// Moves set 1 and waits until both nodes' catalogs say so.
-fn move_set(cluster: &SlonyCluster, from: u32, to: u32) {
+/// Moves set 1 from Slony node `from` to `to` and waits until every node's
+/// catalog says so; a write through pgpool then still goes to the old
+/// origin, which refuses it. Then one monitor, which must say `said` and
+/// never promote.
+fn move_then_monitor(
+    cluster: &SlonyCluster,
+    pool: &Pgpool,
+    agent: Agent,
+    (from, to): (u32, u32),
+    said: &[&str],
+) -> tusk_testkit::Outcome {
     cluster.move_set(from, to, secs(90)).expect_success();
     assert!(
         wait_until(Duration::from_secs(30), || (1..=3)
             .all(|n| cluster.set_origin(n, SET) == Some(to))),
         "not every node sees node {to} as the origin"
     );
+    let refused = write(pool, 1000 + i64::from(to)).unwrap_err();
+    assert_said(&refused, &["cannot be modified on a subscriber"], &[]);
+    let monitor = agent.run("monitor").expect(Status::Success);
+    eprintln!("{}", monitor.stderr);
+    assert_said(&monitor.stderr, said, &["promote"]);
+    monitor
 }
 
 #[test]
@@ -58,13 +118,8 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
         cluster.wait_serving(n, secs(30)).unwrap();
     }
     let pool = Pgpool::for_slony(&cluster);
-    let resource = "pgpool-slony-move";
-    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
-    let agent = || -> Agent {
-        agent_for(&pool, resource)
-            .param("slony_cluster", cluster.name().as_str())
-            .param("dbname", DATABASE)
-    };
+    let _notes = Notes::fresh("pgpool-slony-move");
+    let agent = || slony_agent(&cluster, &pool, "pgpool-slony-move");
     agent().run("validate-all").expect(Status::Success);
     let start = agent().run("start").expect(Status::Success);
     eprintln!("{}", start.stderr);
@@ -78,43 +133,21 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
     write(&pool, 1).unwrap();
     assert!(has_row(&cluster, 1, 1), "the write went to the origin");
 
-    move_set(&cluster, 1, 2);
-    // pgpool still sends writes to node 0, now a subscriber.
-    let refused = write(&pool, 2).unwrap_err();
-    assert!(
-        refused.contains("cannot be modified on a subscriber"),
-        "{refused}"
+    let monitor = move_then_monitor(
+        &cluster,
+        &pool,
+        agent(),
+        (1, 2),
+        &[
+            "detach node 0",
+            "numbered below the origin, node 1",
+            "backends: 2/3 attached, main node 1",
+        ],
     );
-    let monitor = agent().run("monitor").expect(Status::Success);
-    eprintln!("{}", monitor.stderr);
-    assert!(
-        monitor.stderr.contains("detach node 0")
-            && monitor.stderr.contains("numbered below the origin, node 1"),
-        "{}",
-        monitor.stderr
-    );
-    assert!(
-        monitor
-            .stderr
-            .contains("backends: 2/3 attached, main node 1"),
-        "{}",
-        monitor.stderr
-    );
-    assert!(!monitor.stderr.contains("promote"), "{}", monitor.stderr);
     assert_eq!(attached(&nodes_of(&pool)), [false, true, true]);
     // pgpool restarts its children after a detach: the first client may
     // meet that.
-    let after = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(10), || write(&pool, 3).is_ok()),
-        "no write through pgpool after the monitor: {:?}",
-        write(&pool, 3)
-    );
-    eprintln!(
-        "monitor that detached node 0: {:.2}s; first write through pgpool {:.2}s after it",
-        monitor.took.as_secs_f64(),
-        after.elapsed().as_secs_f64()
-    );
+    first_write(&pool, 3, "detached node 0", monitor.took);
     assert!(has_row(&cluster, 2, 3), "the write went to the new origin");
     // In step: the next monitor changes nothing.
     let again = agent().run("monitor").expect(Status::Success);
@@ -125,41 +158,23 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
     );
     assert_eq!(nodes_of(&pool)[0].status, BackendStatus::Down);
 
-    move_set(&cluster, 2, 1);
-    let monitor = agent().run("monitor").expect(Status::Success);
-    eprintln!("{}", monitor.stderr);
-    assert!(
-        monitor.stderr.contains("attach node 0")
-            && monitor
-                .stderr
-                .contains("it is the origin of the sets (Slony node 1)"),
-        "{}",
-        monitor.stderr
+    let monitor = move_then_monitor(
+        &cluster,
+        &pool,
+        agent(),
+        (2, 1),
+        &[
+            "attach node 0",
+            "it is the origin of the sets (Slony node 1)",
+            "backends: 3/3 attached, main node 0",
+        ],
     );
-    assert!(
-        monitor
-            .stderr
-            .contains("backends: 3/3 attached, main node 0"),
-        "{}",
-        monitor.stderr
-    );
-    let after = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(10), || write(&pool, 4).is_ok()),
-        "no write through pgpool after the move back: {:?}",
-        write(&pool, 4)
-    );
-    eprintln!(
-        "monitor that attached node 0: {:.2}s; first write through pgpool {:.2}s after it",
-        monitor.took.as_secs_f64(),
-        after.elapsed().as_secs_f64()
-    );
+    first_write(&pool, 4, "attached node 0", monitor.took);
     assert!(
         has_row(&cluster, 1, 4),
         "the write went to the origin again"
     );
     agent().run("stop").expect(Status::Success);
-    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
 }
 
 /// A second set whose origin is the other node: no backend takes every
@@ -184,37 +199,18 @@ fn sets_with_different_origins_are_warned_about_and_change_nothing() {
         )
         .expect_success();
     let pool = Pgpool::for_slony(&cluster);
-    let resource = "pgpool-slony-split";
-    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
-    let agent = || -> Agent {
-        agent_for(&pool, resource)
-            .param("slony_cluster", cluster.name().as_str())
-            .param("dbname", DATABASE)
-    };
+    let _notes = Notes::fresh("pgpool-slony-split");
+    let agent = || slony_agent(&cluster, &pool, "pgpool-slony-split");
     let validate = agent().run("validate-all").expect(Status::Success);
     eprintln!("{}", validate.stderr);
-    assert!(
-        validate
-            .stderr
-            .contains("different origins (set 1 on node 1, set 2 on node 2"),
-        "{}",
-        validate.stderr
-    );
+    let differ = "different origins (set 1 on node 1, set 2 on node 2";
+    assert_said(&validate.stderr, &[differ], &[]);
     let start = agent().run("start").expect(Status::Success);
-    assert!(
-        start.stderr.contains("left as pgpool wrote it"),
-        "{}",
-        start.stderr
-    );
+    assert_said(&start.stderr, &["left as pgpool wrote it", differ], &[]);
     let monitor = agent().run("monitor").expect(Status::Success);
-    assert!(
-        monitor.stderr.contains("left as it is") && !monitor.stderr.contains("detach"),
-        "{}",
-        monitor.stderr
-    );
+    assert_said(&monitor.stderr, &["left as it is", differ], &["detach"]);
     assert_eq!(attached(&nodes_of(&pool)), [true, true]);
     agent().run("stop").expect(Status::Success);
-    let _ = std::fs::remove_dir_all(format!("/run/tusk/{resource}"));
 }
 
 /// Slony mode without the cluster's name: the agent cannot tell where
@@ -225,20 +221,21 @@ fn slony_mode_without_the_cluster_name_is_a_configuration_error() {
         "pgpool-slony-unnamed",
         &[("backend_clustering_mode", "'slony'")],
     );
-    let out = s.agent().run("validate-all").expect(Status::ErrConfigured);
-    assert!(
-        out.reason().contains("slony_cluster is empty"),
-        "{}",
-        out.reason()
-    );
-    s.agent()
-        .param("reconcile", "false")
-        .run("validate-all")
-        .expect(Status::Success);
-    let out = s
-        .agent()
-        .param("slony_cluster", "tusk; drop")
-        .run("validate-all")
-        .expect(Status::ErrConfigured);
-    assert!(out.reason().contains("slony_cluster"), "{}", out.reason());
+    type Case<'a> = (&'a [(&'a str, &'a str)], Status, &'a str);
+    let cases: [Case; 3] = [
+        (&[], Status::ErrConfigured, "slony_cluster is empty"),
+        (&[("reconcile", "false")], Status::Success, ""),
+        (
+            &[("slony_cluster", "tusk; drop")],
+            Status::ErrConfigured,
+            "slony_cluster: the Slony cluster name",
+        ),
+    ];
+    for (params, status, reason) in cases {
+        let agent = params
+            .iter()
+            .fold(s.agent(), |agent, (name, value)| agent.param(name, value));
+        let out = agent.run("validate-all").expect(status);
+        assert_said(out.reason(), &[reason], &[]);
+    }
 }

@@ -199,6 +199,19 @@ impl Pgpool {
         pool
     }
 
+    /// The pgpool agent `binary` with this configuration's parameters, as
+    /// the resource `resource`.
+    pub fn agent(&self, binary: impl AsRef<std::ffi::OsStr>, resource: &str) -> crate::Agent {
+        crate::Agent::new(binary)
+            .env("OCF_RESOURCE_INSTANCE", resource)
+            .param("config", &self.conf)
+            .param("pcp_config", &self.pcp_conf)
+            .param("hba_config", &self.hba_conf)
+            .param("logfile", &self.log_file)
+            .param("pcp_user", PCP_USER)
+            .param("pcp_passfile", &self.pcppass)
+    }
+
     fn write_configuration(&self, backends: &[Backend<'_>]) {
         let dir = quoted(&self.dir);
         let mut conf = format!(

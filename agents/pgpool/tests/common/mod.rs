@@ -40,16 +40,21 @@ pub fn setup(resource: &str, settings: &[(&str, &str)]) -> Setup {
     }
 }
 
+/// Asserts that `text` (what the agent logged) holds every one of
+/// `needles`, and none of `never`.
+#[track_caller]
+pub fn assert_said(text: &str, needles: &[&str], never: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    for word in never {
+        assert!(!text.contains(word), "{word:?} in:\n{text}");
+    }
+}
+
 /// The agent for `pool`'s configuration, as resource `resource`.
 pub fn agent_for(pool: &Pgpool, resource: &str) -> Agent {
-    Agent::new(AGENT)
-        .env("OCF_RESOURCE_INSTANCE", resource)
-        .param("config", &pool.conf)
-        .param("pcp_config", &pool.pcp_conf)
-        .param("hba_config", &pool.hba_conf)
-        .param("logfile", &pool.log_file)
-        .param("pcp_user", PCP_USER)
-        .param("pcp_passfile", &pool.pcppass)
+    pool.agent(AGENT, resource)
 }
 
 /// pgpool's view of every node of `pool`, in a PCP session closed at once.
