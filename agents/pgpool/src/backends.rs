@@ -80,10 +80,11 @@ fn follow_primary(
         }
         let why = |change| reconcile::reason(change, &outcome.nodes, live);
         let applied = apply(pcp, &changes, &outcome.nodes, why, deadline);
-        let moved = applied
-            .made
-            .iter()
-            .any(|c| c.moves_the_primary(&outcome.nodes));
+        let moved = applied.primary_taken
+            || applied
+                .made
+                .iter()
+                .any(|c| c.moves_the_primary(&outcome.nodes));
         outcome.changed.extend(&applied.made);
         if applied.view_changed {
             read(pcp, count, &mut outcome, &deadline.share(0.5));
@@ -149,6 +150,9 @@ pub struct Applied {
     /// Whether pgpool's view may differ from the one the changes were
     /// planned on (a change was made, or pgpool made one itself).
     pub view_changed: bool,
+    /// pgpool took the planned primary itself: as after a promotion, the
+    /// standbys it detached meanwhile are planned again.
+    pub primary_taken: bool,
 }
 
 /// Makes `changes` one log line each, then waits until each shows in
@@ -172,6 +176,7 @@ pub fn apply(
                 Ok(now) if reconcile::is_pools_primary(&now) => {
                     info!("node {n}{at} is pgpool's primary already: pgpool found it itself");
                     applied.view_changed = true;
+                    applied.primary_taken = true;
                     continue;
                 }
                 Ok(_) => {}
@@ -190,6 +195,7 @@ pub fn apply(
                     change.node()
                 );
                 applied.view_changed = true;
+                applied.primary_taken = true;
             }
             Err(e) => warning!("could not {change}{at}: {e}"),
         }
