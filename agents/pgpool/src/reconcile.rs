@@ -25,7 +25,9 @@
 //! - with pgpool's primary right, a detached standby that **streams from the
 //!   current primary** (its `backend_application_nameN` in the primary's
 //!   `pg_stat_replication`, state `streaming`) and that pgpool's own checks
-//!   see up is attached (attaching drops no session); a backend that is up
+//!   see up is attached (attaching closes no session while the standby's
+//!   server kept running; after its restart pgpool closes some idle ones,
+//!   docs/pgpool-facts.md); a backend that is up
 //!   but follows nobody, or another primary (a former primary before its
 //!   rejoin), is never attached;
 //! - a **second primary** attached beside the current one (what pgpool

@@ -313,6 +313,17 @@ impl Pgpool {
         crate::append(&self.conf, &format!("{name} = {value}\n"));
     }
 
+    /// Clients may also connect over TCP, on 127.0.0.1 at `port` (a free
+    /// port the test picked), with a password as over the socket; pgpool's
+    /// `port` then names the unix socket file too. Takes effect at the next
+    /// start.
+    pub fn listen_on_tcp(&mut self, port: u16) {
+        self.set("listen_addresses", "'127.0.0.1'");
+        self.set("port", &port.to_string());
+        crate::append(&self.hba_conf, "host all all 127.0.0.1/32 md5\n");
+        self.port = port;
+    }
+
     /// The command line the fixture starts pgpool with (not as a daemon:
     /// `-n`), as Debian's unit does apart from the paths.
     pub fn command(&self) -> Command {
