@@ -116,6 +116,9 @@ fn follow_origin(
         if let slony::Origin::Unsure(why) = slony::origin(&view) {
             warning!("pgpool's view of the backends is left as it is: {why}");
         }
+        if let Some(why) = slony::held_back(&outcome.nodes, &view) {
+            warning!("{why}");
+        }
         return outcome;
     }
     let applied = apply(

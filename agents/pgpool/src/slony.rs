@@ -251,6 +251,22 @@ pub fn plan(nodes: &[NodeInfo], view: &View) -> Vec<Change> {
     changes
 }
 
+/// Why nothing is planned although pgpool does not send writes to the
+/// origin, for the operator: the origin detached and out of pgpool's own
+/// reach (attached, its next health check would detach it again).
+pub fn held_back(nodes: &[NodeInfo], view: &View) -> Option<String> {
+    let Origin::At { backend, node } = origin(view) else {
+        return None;
+    };
+    let n = nodes.iter().find(|n| n.node_id == backend)?;
+    (!n.status.is_attached() && n.pg_status != LiveStatus::Up).then(|| {
+        format!(
+            "the origin, node {backend} (Slony node {node}), is detached and pgpool's own \
+             checks do not reach it: it stays detached, and so do the backends below it"
+        )
+    })
+}
+
 /// Why `change` is made, for its log line.
 pub fn reason(change: Change, view: &View) -> String {
     let Origin::At { backend: o, node } = origin(view) else {
@@ -396,9 +412,13 @@ mod tests {
             "it is the origin of the sets (Slony node 1): writes go there"
         );
         // The origin pgpool cannot reach: nothing, not even the detaches,
-        // or pgpool would be left with no backend.
+        // or pgpool would be left with no backend; and the operator is told.
         let nodes = [info(0, Down, false), info(1, Up, true), info(2, Up, true)];
         assert_eq!(plan(&nodes, &agreed(1)), []);
+        assert!(held_back(&nodes, &agreed(1))
+            .is_some_and(|why| why.starts_with("the origin, node 0 (Slony node 1), is detached")));
+        let nodes = [info(0, Down, true), info(1, Up, true), info(2, Up, true)];
+        assert_eq!(held_back(&nodes, &agreed(1)), None);
     }
 
     #[test]
