@@ -239,3 +239,63 @@ fn slony_mode_without_the_cluster_name_is_a_configuration_error() {
         assert_said(out.reason(), &[reason], &[]);
     }
 }
+
+/// After a FAILOVER from Slony node 1 to node 2 and a DROP NODE of node 1,
+/// node 1's PostgreSQL comes back: its own catalog still names it the
+/// origin, and it accepts writes (docs/slony-facts.md). A pgpool started
+/// then without its status file would attach both backends and send every
+/// write to backend 0, that old origin, where they would be lost. The
+/// agent's start writes pgpool_status from the backends: node 2 is
+/// believed (node 1 is no active member in node 2's catalog), backend 0
+/// stays detached, writes go to the new origin.
+#[test]
+fn an_old_origin_back_after_a_failover_never_takes_writes() {
+    let cluster = SlonyCluster::new(2);
+    let mut slons: Vec<Slon> = (1..=2).map(|n| cluster.start_slon(n)).collect();
+    for n in 1..=2 {
+        cluster.wait_serving(n, secs(30)).unwrap();
+    }
+    let pool = Pgpool::for_slony(&cluster);
+    let _notes = Notes::fresh("pgpool-slony-failover");
+    let agent = || slony_agent(&cluster, &pool, "pgpool-slony-failover");
+    agent().run("start").expect(Status::Success);
+    write(&pool, 1).unwrap();
+    assert!(has_row(&cluster, 1, 1));
+    agent().run("stop").expect(Status::Success);
+
+    slons[0].terminate(secs(20)).unwrap();
+    cluster.node(1).stop_server("immediate");
+    let failover = cluster
+        .slonik(
+            "failover (id = 1, backup node = 2);\ndrop node (id = 1, event node = 2);\n",
+            secs(120),
+        )
+        .expect_success();
+    eprintln!(
+        "FAILOVER and DROP NODE: {:.1}s",
+        failover.took.as_secs_f64()
+    );
+    cluster.node(1).start_server();
+    assert_eq!(
+        cluster.set_origin(1, SET),
+        Some(1),
+        "node 1 believes itself"
+    );
+    assert_eq!(cluster.set_origin(2, SET), Some(2));
+
+    let _ = std::fs::remove_file(&pool.status_file);
+    let start = agent().run("start").expect(Status::Success);
+    eprintln!("{}", start.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&pool.status_file).unwrap(),
+        "down\nup\n"
+    );
+    assert_eq!(attached(&nodes_of(&pool)), [false, true]);
+    write(&pool, 2).unwrap();
+    assert!(has_row(&cluster, 2, 2), "the write went to the new origin");
+    assert!(!has_row(&cluster, 1, 2), "the write went to the old origin");
+    let monitor = agent().run("monitor").expect(Status::Success);
+    assert_said(&monitor.stderr, &[], &["attach", "left as it is"]);
+    assert_eq!(attached(&nodes_of(&pool)), [false, true]);
+    agent().run("stop").expect(Status::Success);
+}
