@@ -177,9 +177,12 @@ pub fn origin(view: &View) -> Origin {
             backend: *backend,
             node: m.node,
         },
-        [] if members.is_empty() => {
-            Origin::Unsure("no backend answered as a node of the cluster".to_string())
-        }
+        [] if members.is_empty() && view.values().any(|l| *l == Live::NotMember) => Origin::Unsure(
+            "no backend that answered has the cluster's schema in dbname (is dbname the \
+                 replicated database?)"
+                .to_string(),
+        ),
+        [] if members.is_empty() => Origin::Unsure("no backend answered".to_string()),
         [] if claimants.is_empty() => Origin::Unsure(
             "no backend is the origin of every set by its own catalog (a MOVE SET in \
              progress?)"
@@ -526,9 +529,9 @@ mod tests {
         view.insert(2, member(2, 2, &[1, 2, 3], &[1, 3]));
         assert!(matches!(origin(&view), Origin::Unsure(why) if why.contains("configured twice")));
         let none: View = [(0, Live::NotMember), (1, Live::Absent("x".into()))].into();
-        assert!(
-            matches!(origin(&none), Origin::Unsure(why) if why.contains("no backend answered"))
-        );
+        assert!(matches!(origin(&none), Origin::Unsure(why) if why.contains("is dbname the")));
+        let gone: View = [(0, Live::Absent("x".into()))].into();
+        assert_eq!(origin(&gone), Origin::Unsure("no backend answered".into()));
     }
 
     #[test]

@@ -121,6 +121,16 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
     let _notes = Notes::fresh("pgpool-slony-move");
     let agent = || slony_agent(&cluster, &pool, "pgpool-slony-move");
     agent().run("validate-all").expect(Status::Success);
+    // The cluster's schema is in the replicated database only.
+    let elsewhere = agent()
+        .param("dbname", "postgres")
+        .run("validate-all")
+        .expect(Status::Success);
+    assert_said(
+        &elsewhere.stderr,
+        &["is dbname the replicated database?"],
+        &[],
+    );
     let start = agent().run("start").expect(Status::Success);
     eprintln!("{}", start.stderr);
     assert_eq!(
