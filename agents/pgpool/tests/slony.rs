@@ -47,6 +47,17 @@ fn first_write(pool: &Pgpool, id: i64, did: &str, took: Duration) {
     );
 }
 
+/// A Slony cluster of `nodes` nodes, set 1 from node 1, with a slon
+/// serving each node.
+fn served_cluster(nodes: u32) -> (SlonyCluster, Vec<Slon>) {
+    let cluster = SlonyCluster::new(nodes);
+    let slons = (1..=nodes).map(|n| cluster.start_slon(n)).collect();
+    for n in 1..=nodes {
+        cluster.wait_serving(n, secs(30)).unwrap();
+    }
+    (cluster, slons)
+}
+
 /// The agent for `pool` in front of `cluster`, as resource `resource`.
 fn slony_agent(cluster: &SlonyCluster, pool: &Pgpool, resource: &str) -> Agent {
     agent_for(pool, resource)
@@ -112,11 +123,7 @@ fn move_then_monitor(
 
 #[test]
 fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
-    let cluster = SlonyCluster::new(3);
-    let _slons: Vec<Slon> = (1..=3).map(|n| cluster.start_slon(n)).collect();
-    for n in 1..=3 {
-        cluster.wait_serving(n, secs(30)).unwrap();
-    }
+    let (cluster, _slons) = served_cluster(3);
     let pool = Pgpool::for_slony(&cluster);
     let _notes = Notes::fresh("pgpool-slony-move");
     let agent = || slony_agent(&cluster, &pool, "pgpool-slony-move");
@@ -193,8 +200,7 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
 /// pgpool's status file alone and the monitor changes nothing.
 #[test]
 fn sets_with_different_origins_are_warned_about_and_change_nothing() {
-    let cluster = SlonyCluster::new(2);
-    let _slons: Vec<Slon> = (1..=2).map(|n| cluster.start_slon(n)).collect();
+    let (cluster, _slons) = served_cluster(2);
     for n in 1..=2 {
         cluster
             .node(n)
@@ -260,11 +266,7 @@ fn slony_mode_without_the_cluster_name_is_a_configuration_error() {
 /// stays detached, writes go to the new origin.
 #[test]
 fn an_old_origin_back_after_a_failover_never_takes_writes() {
-    let cluster = SlonyCluster::new(2);
-    let mut slons: Vec<Slon> = (1..=2).map(|n| cluster.start_slon(n)).collect();
-    for n in 1..=2 {
-        cluster.wait_serving(n, secs(30)).unwrap();
-    }
+    let (cluster, mut slons) = served_cluster(2);
     let pool = Pgpool::for_slony(&cluster);
     let _notes = Notes::fresh("pgpool-slony-failover");
     let agent = || slony_agent(&cluster, &pool, "pgpool-slony-failover");
