@@ -9,6 +9,7 @@
 use crate::settings::Settings;
 use ocf::{OcfError, Param, Params, Result};
 use std::path::{Path, PathBuf};
+use tusk_slon::cluster::ClusterName;
 
 pub const PARAMS: &[Param] = &[
     Param::string("pgpool")
@@ -106,6 +107,22 @@ pub const PARAMS: &[Param] = &[
              names them (backend_hostnameN, backend_portN). Empty: no password (peer or \
              trust authentication).",
         ),
+    Param::string("slony_cluster")
+        .default("")
+        .short("Slony-I cluster whose set origin pgpool follows (slony mode)")
+        .long(
+            "With backend_clustering_mode = 'slony' in pgpool.conf and reconcile on: the name \
+             of the Slony-I cluster (as slonik's cluster name, the schema is _NAME) whose \
+             sets the backends replicate. pgpool in slony mode sends every write to its main \
+             node, the lowest-numbered attached backend, and cannot be told which node is \
+             the origin (pcp_promote_node refuses outside streaming replication), so the \
+             agent asks each backend for the sets' origin (sl_set.set_origin) and its own \
+             node id (getLocalNodeId), in dbname (which must be the replicated database), \
+             detaches every backend numbered below the origin's, attaches the origin and \
+             the subscribers numbered above it, and detaches a backend above it that does \
+             not subscribe to every set; never while the origin cannot be told. Required in \
+             slony mode with reconcile on; ignored otherwise.",
+        ),
     Param::boolean("reconcile")
         .default("true")
         .short("Keep pgpool's view of the backends in step with the cluster")
@@ -117,7 +134,8 @@ pub const PARAMS: &[Param] = &[
              Pacemaker, not pgpool, fails over), and the standbys that detaches are attached \
              again; a backend that does not follow the current primary (a former primary \
              before its rejoin) is never attached, and a second primary attached beside the \
-             current one is detached. Each change is one log line. Off: pgpool's own view \
+             current one is detached. Each change is one log line. In slony mode pgpool \
+             follows the Slony-I origin instead (see slony_cluster). Off: pgpool's own view \
              is left alone.",
         ),
 ];
@@ -142,6 +160,8 @@ pub struct PoolConfig {
     pub dbname: String,
     pub db_passfile: Option<PathBuf>,
     pub reconcile: bool,
+    /// The Slony-I cluster to follow in pgpool's slony mode.
+    pub slony_cluster: Option<ClusterName>,
 }
 
 impl PoolConfig {
@@ -190,6 +210,12 @@ impl PoolConfig {
             dbname: word("dbname")?,
             db_passfile: absolute_path(p, "db_passfile")?,
             reconcile: p.boolean("reconcile").expect("reconcile has a default"),
+            slony_cluster: match p.string("slony_cluster").map(str::trim) {
+                None | Some("") => None,
+                Some(name) => Some(ClusterName::parse(name).map_err(|e| {
+                    OcfError::configured(format!("parameter slony_cluster: {}", e.reason()))
+                })?),
+            },
         })
     }
 
@@ -227,6 +253,38 @@ impl PoolConfig {
             .trim()
             .to_string();
         cfg
+    }
+}
+
+/// What reconciliation makes pgpool follow, by its clustering mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    /// Streaming replication: the live primary and its standbys.
+    Streaming,
+    /// Slony mode: the origin of the cluster's sets (see [`crate::slony`]).
+    Slony(ClusterName),
+}
+
+impl PoolConfig {
+    /// What reconciliation follows with this pgpool.conf: only the
+    /// streaming-replication and slony modes can be followed, and slony
+    /// mode needs the cluster's name.
+    pub fn follow(&self, settings: &Settings) -> Result<Follow> {
+        match (settings.clustering_mode(), &self.slony_cluster) {
+            ("streaming_replication", _) => Ok(Follow::Streaming),
+            ("slony", Some(cluster)) => Ok(Follow::Slony(cluster.clone())),
+            ("slony", None) => Err(OcfError::configured(
+                "pgpool.conf sets backend_clustering_mode = 'slony' and reconcile=true, but \
+                 slony_cluster is empty: pgpool sends writes to its lowest-numbered attached \
+                 backend, and the agent needs the Slony cluster's name to find the sets' \
+                 origin and keep that backend the origin (or set reconcile=false)",
+            )),
+            (mode, _) => Err(OcfError::configured(format!(
+                "pgpool.conf sets backend_clustering_mode = '{}': reconcile=true follows a \
+                 streaming-replication primary or a Slony-I origin; set reconcile=false",
+                mode.escape_default()
+            ))),
+        }
     }
 }
 
@@ -319,6 +377,9 @@ mod tests {
         );
         assert_eq!(c.db_passfile, None);
         assert!(c.reconcile);
+        assert_eq!(c.slony_cluster, None);
+        let c = parse(&[("slony_cluster", "Tusk_A$1")]).unwrap();
+        assert_eq!(c.slony_cluster.unwrap().schema_sql(), "\"_Tusk_A$1\"");
     }
 
     #[test]
@@ -339,6 +400,10 @@ mod tests {
                 "user holds a control character",
             ),
             (vec![("pcp_user", " ")], "pcp_user is empty"),
+            (
+                vec![("slony_cluster", "a;b")],
+                "slony_cluster: the Slony cluster name",
+            ),
         ] {
             let e = parse(&pairs).unwrap_err();
             assert_eq!(e.status(), ocf::Status::ErrConfigured, "{pairs:?}");

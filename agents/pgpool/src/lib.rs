@@ -12,6 +12,7 @@ pub mod pcppass;
 pub mod reconcile;
 pub mod session;
 pub mod settings;
+pub mod slony;
 pub mod start;
 pub mod stop;
 pub mod validate;
@@ -50,6 +51,16 @@ attached; the current primary, when pgpool does not call it primary, is attached
 pgpool (without -s; a promotion drops pgpool's client sessions, so the agent makes it only when \
 pgpool's primary is wrong) and the standbys streaming from it are attached again; a backend that \
 does not follow the current primary is never attached. One log line per change.
+
+In slony mode (backend_clustering_mode = 'slony', slony_cluster naming the Slony-I cluster) \
+pgpool sends every write to its lowest-numbered attached backend and cannot be promoted to \
+another: the monitor asks each backend for its Slony node id and the sets' origin (one \
+round trip per backend at every monitor, since nothing in pgpool's view shows a MOVE SET), \
+detaches the backends numbered below the origin's, attaches the origin and the subscribers \
+numbered above it, and changes nothing while the origin cannot be told (a move in progress, \
+sets with different origins). Detached backends also leave read balancing: number the \
+backends so that the usual origin is node 0, or put a floating address with the promoted \
+ocf:tusk:slon instance instead (README).
 
 Sizing pgpool's settings beside Pacemaker's. search_primary_node_timeout: after its primary \
 fails, pgpool searches that long for a new one while new clients wait; a promotion within the \
@@ -102,8 +113,10 @@ impl Agent for Pgpool {
         monitor::monitor(&PoolConfig::from_env()?, ctx)
     }
 
-    fn validate(&self, _ctx: &Context) -> Result<Status> {
-        validate::check(&PoolConfig::from_env()?)?;
+    fn validate(&self, ctx: &Context) -> Result<Status> {
+        let cfg = PoolConfig::from_env()?;
+        let checked = validate::check(&cfg)?;
+        validate::slony_origin(&cfg, &checked, &ctx.deadline.share(0.8))?;
         Ok(Status::Success)
     }
 }

@@ -6,9 +6,11 @@
 
 use crate::reconcile::{Live, LiveView};
 use crate::settings::BackendConf;
+use crate::slony;
 use nix::unistd::{Gid, Uid};
 use ocf::Deadline;
 use pgclient::{ErrorKind, Passfile};
+use tusk_slon::cluster::ClusterName;
 
 /// On a primary, the timeline it writes on (from the name of the WAL file
 /// it writes: right after a promotion, when pg_control_checkpoint() still
@@ -44,7 +46,9 @@ impl Asker {
         view
     }
 
-    fn ask(&self, b: &BackendConf, deadline: &Deadline) -> Live {
+    /// The connection to backend `b`, as dbuser to dbname, with its
+    /// password when db_passfile has one.
+    fn config(&self, b: &BackendConf) -> pgclient::Config {
         let mut pg = pgclient::Config::new();
         if b.hostname.starts_with('/') {
             pg.host_path(&b.hostname);
@@ -59,7 +63,11 @@ impl Asker {
         {
             pg.password(p);
         }
-        let results = match pgclient::query(pg, self.as_user, deadline, QUESTION) {
+        pg
+    }
+
+    fn ask(&self, b: &BackendConf, deadline: &Deadline) -> Live {
+        let results = match pgclient::query(self.config(b), self.as_user, deadline, QUESTION) {
             Ok(r) => r,
             Err(e) => {
                 let why = e.reason().to_string();
@@ -89,5 +97,43 @@ impl Asker {
             }
             _ => Live::Unknown("pg_is_in_recovery() gave no answer".into()),
         }
+    }
+}
+
+impl Asker {
+    /// In pgpool's slony mode: asks every backend what it is in `cluster`
+    /// ([`slony::question`]), each with its share of `deadline`.
+    pub fn observe_slony(
+        &self,
+        backends: &[BackendConf],
+        cluster: &ClusterName,
+        deadline: &Deadline,
+    ) -> slony::View {
+        let question = slony::question(cluster);
+        let n = backends.len();
+        let mut view = slony::View::new();
+        for (i, b) in backends.iter().enumerate() {
+            let share = deadline.share(1.0 / (n - i) as f64);
+            let live = match pgclient::query(self.config(b), self.as_user, &share, &question) {
+                Ok(results) => match slony::member(&results) {
+                    Ok(m) => slony::Live::Member(m),
+                    Err(why) => slony::Live::Unknown(why),
+                },
+                Err(e) => match e.kind() {
+                    ErrorKind::Unreachable | ErrorKind::Timeout { .. } => {
+                        slony::Live::Absent(e.reason().to_string())
+                    }
+                    _ if e
+                        .sqlstate()
+                        .is_some_and(|s| slony::NOT_A_MEMBER.contains(&s)) =>
+                    {
+                        slony::Live::NotMember
+                    }
+                    _ => slony::Live::Unknown(e.reason().to_string()),
+                },
+            };
+            view.insert(b.id, live);
+        }
+        view
     }
 }

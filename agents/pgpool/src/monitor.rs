@@ -57,15 +57,19 @@ pub fn monitor(cfg: &PoolConfig, ctx: &Context) -> Result<Status> {
     accepts_clients(&pgpool, &main, &layout)?;
     let asker = cfg
         .reconcile
-        .then(|| start::asker(cfg, (Uid::from_raw(main.uid), Gid::from_raw(main.gid))))
+        .then(|| {
+            let asker = start::asker(cfg, (Uid::from_raw(main.uid), Gid::from_raw(main.gid)))?;
+            Ok((asker, cfg.follow(&settings)?))
+        })
         .transpose()
-        .unwrap_or_else(|e| {
+        .unwrap_or_else(|e: OcfError| {
             warning!("not reconciling: {}", e.reason());
             None
         });
     let (nodes, missing) = match asker {
-        Some(asker) => {
-            let o = backends::reconcile(&pcp, count, &asker, &settings.backends()?, deadline);
+        Some((asker, follow)) => {
+            let backends = settings.backends()?;
+            let o = backends::reconcile(&pcp, count, &asker, &backends, &follow, deadline);
             (o.nodes, o.missing)
         }
         None => {

@@ -183,6 +183,41 @@ pub struct NodeInfo {
     pub status_changed: u64,
 }
 
+#[cfg(test)]
+impl NodeInfo {
+    /// A node as the decisions' tests need it: its status and role in
+    /// pgpool, and what pgpool's checks saw (`pg_status` up when
+    /// `reached`, `pg_role`).
+    pub fn sample(
+        id: u32,
+        status: BackendStatus,
+        role: PoolRole,
+        reached: bool,
+        pg_role: LiveRole,
+    ) -> NodeInfo {
+        NodeInfo {
+            node_id: id,
+            hostname: format!("/run/node{id}"),
+            port: 5432,
+            status,
+            quarantine: false,
+            pg_status: if reached {
+                LiveStatus::Up
+            } else {
+                LiveStatus::Down
+            },
+            weight: 0.5,
+            role,
+            pg_role,
+            replication_delay: 0,
+            delay_by_time: false,
+            replication_state: String::new(),
+            replication_sync_state: String::new(),
+            status_changed: 0,
+        }
+    }
+}
+
 /// `BACKEND_STATUS` in pgpool: whether pgpool sends clients to the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendStatus {

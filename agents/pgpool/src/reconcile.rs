@@ -25,14 +25,16 @@
 //! - with pgpool's primary right, a detached standby that **streams from the
 //!   current primary** (its `backend_application_nameN` in the primary's
 //!   `pg_stat_replication`, state `streaming`) and that pgpool's own checks
-//!   see up is attached (attaching drops no session); a backend that is up
+//!   see up is attached (attaching closes no session while the standby's
+//!   server kept running; after its restart pgpool closes some idle ones,
+//!   docs/pgpool-facts.md); a backend that is up
 //!   but follows nobody, or another primary (a former primary before its
 //!   rejoin), is never attached;
 //! - a **second primary** attached beside the current one (what pgpool
 //!   does with every reachable backend when it starts without a status
 //!   file) is detached: it would serve reads from an old timeline.
 
-use crate::pcp::{BackendStatus, LiveRole, LiveStatus, NodeInfo, PoolRole};
+use crate::pcp::{BackendStatus, LiveRole, LiveStatus, NodeInfo, PcpError, PcpErrorKind, PoolRole};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -149,6 +151,32 @@ impl Change {
             Change::Detach(_) => false,
         }
     }
+}
+
+impl Change {
+    /// Whether pgpool's view of the node (`info`) shows the change made.
+    pub fn shows_in(self, info: &NodeInfo) -> bool {
+        match self {
+            Change::Attach(_) => info.status.is_attached(),
+            Change::Detach(_) => info.status == BackendStatus::Down,
+            Change::Promote(_) => is_pools_primary(info),
+        }
+    }
+}
+
+/// Whether pgpool uses the node as its primary.
+pub fn is_pools_primary(info: &NodeInfo) -> bool {
+    info.status.is_attached() && info.role == PoolRole::Primary
+}
+
+/// Whether pgpool refused a promotion because the node already is its
+/// primary ("invalid promote request: specified node is already primary
+/// node", docs/pgpool-facts.md): pgpool found it itself between the
+/// agent's reading and its request, and nothing is wrong.
+pub fn refused_as_primary_already(change: Change, e: &PcpError) -> bool {
+    matches!(change, Change::Promote(_))
+        && e.kind == PcpErrorKind::Server
+        && e.reason.contains("already primary")
 }
 
 impl fmt::Display for Change {
@@ -301,10 +329,14 @@ pub fn summary(nodes: &[NodeInfo], unknown: &[u32]) -> String {
     let attached = configured.iter().filter(|n| n.status.is_attached()).count();
     let primary = configured
         .iter()
-        .find(|n| n.role == PoolRole::Primary && n.status.is_attached())
-        .map_or("no primary".to_string(), |n| {
-            format!("primary node {}", n.node_id)
-        });
+        .filter(|n| n.status.is_attached())
+        .find_map(|n| match n.role {
+            PoolRole::Primary => Some(format!("primary node {}", n.node_id)),
+            // Slony and the other modes: where pgpool sends writes.
+            PoolRole::Main => Some(format!("main node {}", n.node_id)),
+            _ => None,
+        })
+        .unwrap_or_else(|| "no primary".to_string());
     let mut text = format!(
         "{attached}/{} attached, {primary}",
         configured.len() + unknown.len()
@@ -332,14 +364,21 @@ pub fn status_file(backends: &[u32], live: &LiveView) -> Option<String> {
         return None;
     };
     let followers = live.followers(p);
+    status_text(backends, |id| {
+        id == p || (followers.contains(&id) && live.backends.get(&id) == Some(&Live::Standby))
+    })
+}
+
+/// pgpool_status's text: `up` for the backends in `backends` that `up`
+/// says, `down` for the others, `unused` for the slots between them; `None`
+/// without a backend.
+pub fn status_text(backends: &[u32], up: impl Fn(u32) -> bool) -> Option<String> {
     let last = backends.iter().max()?;
     let mut text = String::new();
     for id in 0..=*last {
         let word = if !backends.contains(&id) {
             "unused"
-        } else if id == p
-            || (followers.contains(&id) && live.backends.get(&id) == Some(&Live::Standby))
-        {
+        } else if up(id) {
             "up"
         } else {
             "down"
@@ -357,26 +396,8 @@ mod tests {
     /// pgpool's view of one backend: its status, its role in pgpool, and
     /// what pgpool's checks saw (`pg_status`, `pg_role`).
     fn node(id: u32, status: BackendStatus, role: PoolRole, pg: Option<LiveRole>) -> NodeInfo {
-        NodeInfo {
-            node_id: id,
-            hostname: format!("/run/node{id}"),
-            port: 5432,
-            status,
-            quarantine: false,
-            pg_status: if pg.is_some() {
-                LiveStatus::Up
-            } else {
-                LiveStatus::Down
-            },
-            weight: 0.5,
-            role,
-            pg_role: pg.unwrap_or(LiveRole::Unknown),
-            replication_delay: 0,
-            delay_by_time: false,
-            replication_state: String::new(),
-            replication_sync_state: String::new(),
-            status_changed: 0,
-        }
+        let reached = pg.is_some();
+        NodeInfo::sample(id, status, role, reached, pg.unwrap_or(LiveRole::Unknown))
     }
 
     use BackendStatus::{Down, Up, Waiting};
@@ -686,6 +707,36 @@ mod tests {
             reason(Change::Attach(1), &after, &stale),
             "it is the primary (timeline 2) and pgpool had it detached"
         );
+    }
+
+    #[test]
+    fn a_change_shows_once_pgpool_has_acted_on_it() {
+        let detached = node(1, Down, PoolStandby, LIVE_STANDBY);
+        let waiting = node(1, Waiting, PoolStandby, LIVE_STANDBY);
+        assert!(!Change::Attach(1).shows_in(&detached));
+        assert!(Change::Attach(1).shows_in(&waiting));
+        assert!(Change::Detach(1).shows_in(&detached));
+        assert!(!Change::Detach(1).shows_in(&waiting));
+        // Promoted: attached and pgpool's primary, not one without the other.
+        assert!(!Change::Promote(1).shows_in(&waiting));
+        assert!(!Change::Promote(1).shows_in(&node(1, Down, PoolPrimary, LIVE_PRIMARY)));
+        assert!(Change::Promote(1).shows_in(&node(1, Up, PoolPrimary, LIVE_PRIMARY)));
+    }
+
+    #[test]
+    fn only_pgpools_already_primary_refusal_of_a_promotion_is_no_failure() {
+        // pgpool-II 4.3.5's words (test promote_makes_pgpool_follow_a_promotion_it_missed).
+        let already = PcpError::new(
+            PcpErrorKind::Server,
+            "invalid promote request: specified node is already primary node, can't \
+             promote node id 1",
+        );
+        assert!(refused_as_primary_already(Change::Promote(1), &already));
+        assert!(!refused_as_primary_already(Change::Attach(1), &already));
+        let other = PcpError::new(PcpErrorKind::Server, "invalid node id");
+        assert!(!refused_as_primary_already(Change::Promote(1), &other));
+        let cut = PcpError::new(PcpErrorKind::Protocol, "already primary? the peer closed");
+        assert!(!refused_as_primary_already(Change::Promote(1), &cut));
     }
 
     #[test]

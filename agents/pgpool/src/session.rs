@@ -87,6 +87,14 @@ impl Pcp {
         found
     }
 
+    /// pgpool's view of one node, in a session of its own.
+    pub fn node_info(&self, node: u32, deadline: &Deadline) -> PcpResult<NodeInfo> {
+        let mut c = self.connect(deadline)?;
+        let info = c.node_info(node, deadline)?;
+        let _ = c.close(deadline);
+        Ok(info)
+    }
+
     /// Makes `change` in a session of its own. pgpool answers before it has
     /// acted; see [`Pcp::wait_for`].
     pub fn request(&self, change: Change, deadline: &Deadline) -> PcpResult<()> {
@@ -113,12 +121,7 @@ impl Pcp {
             "no time left to ask pgpool",
         ));
         while !deadline.is_expired() {
-            let attempt = deadline.share(0.5);
-            last = self.connect(&attempt).and_then(|mut c| {
-                let info = c.node_info(node, &attempt)?;
-                let _ = c.close(&attempt);
-                Ok(info)
-            });
+            last = self.node_info(node, &deadline.share(0.5));
             if matches!(&last, Ok(info) if done(info)) {
                 break;
             }

@@ -136,6 +136,13 @@ impl Settings {
         self.dir_setting("pid_file_name", DEFAULT_PID_FILE)
     }
 
+    /// `backend_clustering_mode`: pgpool-II 4.3's default is streaming
+    /// replication.
+    pub fn clustering_mode(&self) -> &str {
+        self.text("backend_clustering_mode")
+            .unwrap_or("streaming_replication")
+    }
+
     /// Where pgpool keeps `pgpool_status`.
     pub fn logdir(&self) -> PathBuf {
         self.dir_setting("logdir", DEFAULT_LOGDIR)

@@ -30,10 +30,11 @@
 //! PCP, reconciles once, and on failure reports pgpool's own error line.
 
 use crate::backends;
-use crate::config::PoolConfig;
+use crate::config::{Follow, PoolConfig};
 use crate::daemon::Pgpool;
 use crate::live::Asker;
 use crate::reconcile;
+use crate::slony;
 use crate::stop;
 use crate::validate::{self, Checked};
 use ocf::process::{self, PidFile};
@@ -76,8 +77,12 @@ pub fn start(cfg: &PoolConfig, ctx: &Context) -> Result<Status> {
     clear_leftovers(&pgpool, &checked)?;
     prepare_directories(cfg, &checked)?;
     let asker = asker(cfg, (user.uid, user.gid))?;
-    if cfg.reconcile {
-        write_status_file(&checked, &asker, &deadline.share(0.3));
+    let follow = cfg
+        .reconcile
+        .then(|| cfg.follow(&checked.settings))
+        .transpose()?;
+    if let Some(follow) = &follow {
+        write_status_file(&checked, &asker, follow, &deadline.share(0.3));
     }
 
     let log_offset = std::fs::metadata(&cfg.logfile).map_or(0, |m| m.len());
@@ -92,8 +97,15 @@ pub fn start(cfg: &PoolConfig, ctx: &Context) -> Result<Status> {
         cfg.config.display(),
         started.elapsed().as_secs_f64()
     );
-    if cfg.reconcile {
-        let outcome = backends::reconcile(&checked.pcp, count, &asker, &checked.backends, deadline);
+    if let Some(follow) = &follow {
+        let outcome = backends::reconcile(
+            &checked.pcp,
+            count,
+            &asker,
+            &checked.backends,
+            follow,
+            deadline,
+        );
         let unknown: Vec<u32> = outcome.missing.iter().map(|(n, _)| *n).collect();
         crate::monitor::report(ctx, &outcome.nodes, &unknown);
     }
@@ -181,17 +193,33 @@ pub fn asker(cfg: &PoolConfig, as_user: (nix::unistd::Uid, nix::unistd::Gid)) ->
 
 /// pgpool_status from the live view (see the module's description). A
 /// failure costs only this: pgpool's own file is used.
-fn write_status_file(checked: &Checked, asker: &Asker, deadline: &Deadline) {
-    let live = asker.observe(&checked.backends, deadline);
+fn write_status_file(checked: &Checked, asker: &Asker, follow: &Follow, deadline: &Deadline) {
     let ids: Vec<u32> = checked.backends.iter().map(|b| b.id).collect();
     let path = &checked.layout.status_file;
-    let Some(text) = reconcile::status_file(&ids, &live) else {
-        let why = match reconcile::current_primary(&live) {
-            reconcile::Current::Unsure(why) => why,
-            _ => "no backend is a primary".to_string(),
-        };
-        warning!("{} left as pgpool wrote it: {why}", path.display());
-        return;
+    let text = match follow {
+        Follow::Streaming => {
+            let live = asker.observe(&checked.backends, deadline);
+            reconcile::status_file(&ids, &live).ok_or_else(|| {
+                match reconcile::current_primary(&live) {
+                    reconcile::Current::Unsure(why) => why,
+                    _ => "no backend is a primary".to_string(),
+                }
+            })
+        }
+        Follow::Slony(cluster) => {
+            let view = asker.observe_slony(&checked.backends, cluster, deadline);
+            slony::status_file(&ids, &view).ok_or_else(|| match slony::origin(&view) {
+                slony::Origin::Unsure(why) => why,
+                slony::Origin::At { .. } => "no backend".to_string(),
+            })
+        }
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(why) => {
+            warning!("{} left as pgpool wrote it: {why}", path.display());
+            return;
+        }
     };
     let owner = Some((checked.user.uid, checked.user.gid));
     let written = ocf::fs::open_append_owned(path, 0o644, owner).and_then(|mut f| {

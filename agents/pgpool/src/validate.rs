@@ -6,7 +6,7 @@
 //! configuration wrong on every node, among them the pgpool settings that
 //! would make pgpool fight Pacemaker.
 
-use crate::config::{Layout, PoolConfig};
+use crate::config::{Follow, Layout, PoolConfig};
 use crate::pcp::{md5_hex, Endpoint};
 use crate::session::Pcp;
 use crate::settings::{BackendConf, Settings};
@@ -28,7 +28,7 @@ pub fn check(cfg: &PoolConfig) -> Result<Checked> {
     read_small_file(&cfg.hba_config, "hba_config")?;
     let pcp_conf = read_small_file(&cfg.pcp_config, "pcp_config")?;
     let user = OsUser::lookup(&cfg.user)?;
-    for warning in conflicts(&settings, cfg.reconcile)? {
+    for warning in conflicts(&settings, cfg)? {
         warning!("{warning}");
     }
     let layout = Layout::resolve(cfg, &settings)?;
@@ -68,6 +68,35 @@ pub fn check(cfg: &PoolConfig) -> Result<Checked> {
         user,
         pcp,
     })
+}
+
+/// In slony mode validate-all also asks the backends for the sets' origin.
+/// Sets of one cluster with different origins leave pgpool no backend that
+/// takes every write (it sends all writes to one). That is warned about, not
+/// refused: the origins live in the databases, not in the configuration,
+/// they split for a while whenever an operator moves one set after
+/// another, and ERR_CONFIGURED would make Pacemaker stop pgpool on every
+/// node for a state that the next MOVE SET ends. While it lasts, the
+/// monitor leaves pgpool's view as it is and says why.
+pub fn slony_origin(cfg: &PoolConfig, checked: &Checked, deadline: &ocf::Deadline) -> Result<()> {
+    let Ok(Follow::Slony(cluster)) = cfg.follow(&checked.settings) else {
+        return Ok(());
+    };
+    if !cfg.reconcile {
+        return Ok(());
+    }
+    let asker = crate::start::asker(cfg, (checked.user.uid, checked.user.gid))?;
+    let view = asker.observe_slony(&checked.backends, &cluster, deadline);
+    match crate::slony::origin(&view) {
+        crate::slony::Origin::At { backend, node } => {
+            ocf::info!("the origin of every set of Slony cluster {cluster} is node {backend} (Slony node {node})")
+        }
+        crate::slony::Origin::Unsure(why) => warning!(
+            "the origin of the sets of Slony cluster {cluster} cannot be told now: {why}; \
+             while this lasts the monitor leaves pgpool's view of the backends as it is"
+        ),
+    }
+    Ok(())
 }
 
 /// A configuration file, read safely: missing is ERR_INSTALLED (this
@@ -145,7 +174,8 @@ pub fn db_passwords(passfile: &Path) -> Result<pgclient::Passfile> {
 /// The settings of pgpool.conf that would make pgpool fight Pacemaker
 /// (refused, ERR_CONFIGURED) or only surprise the operator (returned, to
 /// be logged as warnings).
-pub fn conflicts(s: &Settings, reconcile: bool) -> Result<Vec<String>> {
+pub fn conflicts(s: &Settings, cfg: &PoolConfig) -> Result<Vec<String>> {
+    let reconcile = cfg.reconcile;
     for command in ["failover_command", "follow_primary_command"] {
         if s.text(command).is_some() {
             return Err(OcfError::configured(format!(
@@ -162,17 +192,18 @@ pub fn conflicts(s: &Settings, reconcile: bool) -> Result<Vec<String>> {
              off and let Pacemaker place pgpool (and its address)",
         ));
     }
-    let mode = s
-        .text("backend_clustering_mode")
-        .unwrap_or("streaming_replication");
-    if reconcile && mode != "streaming_replication" {
-        return Err(OcfError::configured(format!(
-            "pgpool.conf sets backend_clustering_mode = '{}': reconcile=true follows a \
-             streaming-replication primary and its standbys; set reconcile=false",
-            mode.escape_default()
-        )));
-    }
+    let follow = if reconcile {
+        Some(cfg.follow(s)?)
+    } else {
+        None
+    };
     let mut warnings = Vec::new();
+    if let (Some(cluster), false) = (&cfg.slony_cluster, s.clustering_mode() == "slony") {
+        warnings.push(format!(
+            "slony_cluster is {cluster}, but pgpool.conf does not set backend_clustering_mode \
+             = 'slony': the parameter is ignored"
+        ));
+    }
     if s.flag("auto_failback")? == Some(true) {
         warnings.push(
             "pgpool.conf sets auto_failback = on: pgpool itself attaches a detached standby \
@@ -181,7 +212,7 @@ pub fn conflicts(s: &Settings, reconcile: bool) -> Result<Vec<String>> {
                 .to_string(),
         );
     }
-    if reconcile {
+    if follow == Some(Follow::Streaming) {
         for b in s.backends()? {
             if b.application_name.is_empty() {
                 warnings.push(format!(
@@ -201,8 +232,13 @@ pub fn conflicts(s: &Settings, reconcile: bool) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    fn cfg(pairs: &[(&str, &str)]) -> PoolConfig {
+        PoolConfig::from_params(&ocf::Params::from_pairs(crate::config::PARAMS, pairs).unwrap())
+            .unwrap()
+    }
+
     fn refused(conf: &str) -> OcfError {
-        conflicts(&Settings::parse(conf), true).unwrap_err()
+        conflicts(&Settings::parse(conf), &cfg(&[])).unwrap_err()
     }
 
     #[test]
@@ -226,11 +262,12 @@ mod tests {
         // Empty commands and watchdog off are what the agent needs.
         let fine = "failover_command = ''\nfollow_primary_command = ''\nuse_watchdog = off\n";
         assert_eq!(
-            conflicts(&Settings::parse(fine), true).unwrap(),
+            conflicts(&Settings::parse(fine), &cfg(&[])).unwrap(),
             Vec::<String>::new()
         );
         // Another mode is fine without reconciliation.
-        assert!(conflicts(&Settings::parse("backend_clustering_mode = 'raw'\n"), false).is_ok());
+        let off = cfg(&[("reconcile", "false")]);
+        assert!(conflicts(&Settings::parse("backend_clustering_mode = 'raw'\n"), &off).is_ok());
     }
 
     #[test]
@@ -240,12 +277,43 @@ mod tests {
                 "auto_failback = on\nbackend_hostname0 = 'a'\nbackend_application_name0 = 'n0'\n\
                  backend_hostname1 = 'b'\n",
             ),
-            true,
+            &cfg(&[]),
         )
         .unwrap();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("auto_failback"));
         assert!(w[1].starts_with("backend_application_name1 is not set"));
+    }
+
+    #[test]
+    fn slony_mode_needs_the_cluster_name_and_names_no_walreceiver() {
+        let slony = "backend_clustering_mode = 'slony'\nbackend_hostname0 = 'a'\n";
+        let e = refused(slony);
+        assert_eq!(e.status(), ocf::Status::ErrConfigured);
+        assert!(
+            e.reason().contains("slony_cluster is empty")
+                && e.reason().contains("lowest-numbered attached backend"),
+            "{}",
+            e.reason()
+        );
+        let named = cfg(&[("slony_cluster", "tusk")]);
+        let s = Settings::parse(slony);
+        assert_eq!(conflicts(&s, &named).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            named.follow(&s).unwrap(),
+            Follow::Slony(tusk_slon::cluster::ClusterName::parse("tusk").unwrap())
+        );
+        // Without reconciliation the agent follows nothing and needs no name.
+        let off = cfg(&[("reconcile", "false")]);
+        assert!(conflicts(&s, &off).is_ok());
+        // A name without slony mode is said to be ignored.
+        let w = conflicts(
+            &Settings::parse("backend_hostname0 = 'a'\nbackend_application_name0 = 'n'\n"),
+            &named,
+        )
+        .unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("slony_cluster is tusk"), "{w:?}");
     }
 
     #[test]

@@ -39,6 +39,15 @@ fn a_restarted_standby_is_attached_again_by_the_monitor() {
         "{}",
         monitor.stderr
     );
+    // What it reports is pgpool's view after the attach, not the one the
+    // attach was planned on ("1/2 attached", noted by the monitor before).
+    assert!(
+        monitor
+            .stderr
+            .contains("backends: 2/2 attached, primary node 0"),
+        "{}",
+        monitor.stderr
+    );
     s.wait_node(1, "attached", |n| n.status.is_attached());
     assert_eq!(s.main_pid(), Some(main), "pgpool was not restarted");
     // In step: the next monitor changes nothing.
@@ -77,15 +86,12 @@ fn a_standby_that_follows_nobody_stays_detached() {
     s.agent().run("stop").expect(Status::Success);
 }
 
-/// pgpool gave up its primary search before Pacemaker promoted the
-/// standby: pgpool calls the new primary a standby for good, until the
-/// monitor promotes it in pgpool.
-#[test]
-fn a_promotion_pgpool_missed_is_followed_within_one_monitor() {
-    let s = setup(
-        "pgpool-missed-promotion",
-        &[("search_primary_node_timeout", "2")],
-    );
+/// The agent started pgpool; the primary stopped; pgpool gave up its
+/// primary search (2 s) before the standby was promoted, and calls the new
+/// primary a standby. Returns the setup, pgpool's main PID and when the
+/// standby was promoted.
+fn missed_promotion(resource: &str) -> (common::Setup, i32, Instant) {
+    let s = setup(resource, &[("search_primary_node_timeout", "2")]);
     s.agent().run("start").expect(Status::Success);
     let main = s.main_pid().unwrap();
     pg_ctl_stop(&s.primary);
@@ -103,6 +109,15 @@ fn a_promotion_pgpool_missed_is_followed_within_one_monitor() {
         n.pg_role == LiveRole::Primary
     });
     assert_eq!(seen.role, PoolRole::Standby, "pgpool missed the promotion");
+    (s, main, promoted)
+}
+
+/// pgpool gave up its primary search before Pacemaker promoted the
+/// standby: pgpool calls the new primary a standby for good, until the
+/// monitor promotes it in pgpool.
+#[test]
+fn a_promotion_pgpool_missed_is_followed_within_one_monitor() {
+    let (s, main, promoted) = missed_promotion("pgpool-missed-promotion");
     let monitor = s.agent().run("monitor").expect(Status::Success);
     eprintln!("{}", monitor.stderr);
     assert!(
@@ -292,4 +307,114 @@ fn a_hung_backend_does_not_hang_the_monitor() {
         monitor.stderr
     );
     s.agent().run("stop").expect(Status::Success);
+}
+
+/// pgpool takes the new primary itself (here: someone else's
+/// pcp_promote_node; pgpool's own primary search does the same) while the
+/// monitor, which read pgpool's view before, is still asking the backends.
+/// The monitor reads the node again before promoting it: no second
+/// promotion (pgpool would refuse it, "already primary"; one it accepted
+/// would drop every client session), an info line instead of a warning.
+#[test]
+fn a_primary_pgpool_took_meanwhile_is_not_promoted_again() {
+    let (s, _, _) = missed_promotion("pgpool-primary-meanwhile");
+    // The stopped primary's socket answers nothing: the monitor's question
+    // to node 0 waits out its share of the timeout, long enough to act
+    // behind the monitor's back.
+    let node0 = Silent::listen(&s.primary.socketdir.join(".s.PGSQL.5432"));
+    let monitor = {
+        let agent = s.agent().timeout_ms(20_000);
+        std::thread::spawn(move || agent.run("monitor"))
+    };
+    assert!(
+        node0.wait_agent(Duration::from_secs(15)),
+        "the monitor never asked node 0"
+    );
+    let mut pcp = s.pcp();
+    let d = ocf::Deadline::after(Duration::from_secs(5));
+    pcp.promote_node(1, &d).unwrap();
+    pcp.close(&d).unwrap();
+    s.wait_node(1, "pgpool's primary", |n| {
+        n.role == PoolRole::Primary && n.status.is_attached()
+    });
+    let monitor = monitor.join().unwrap();
+    eprintln!("{}", monitor.stderr);
+    let monitor = monitor.expect(Status::Success);
+    common::assert_said(
+        &monitor.stderr,
+        &["node 1 (", "is pgpool's primary already"],
+        &["could not promote"],
+    );
+    assert!(
+        !s.pool.log().contains("already primary node"),
+        "the monitor promoted node 1 again:\n{}",
+        s.pool.log()
+    );
+    drop(node0);
+    s.agent().run("stop").expect(Status::Success);
+}
+
+/// A unix socket that accepts and never answers the agent, standing for a
+/// backend that hangs; pgpool's own connections are closed at once, as if
+/// nothing listened (so that no pgpool process waits on it).
+struct Silent {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    asked: std::sync::mpsc::Receiver<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: std::path::PathBuf,
+}
+
+impl Silent {
+    fn listen(path: &std::path::Path) -> Silent {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tell, asked) = std::sync::mpsc::channel();
+        let agent = std::fs::canonicalize(common::AGENT).unwrap();
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let cred = nix::sys::socket::getsockopt(
+                            &stream,
+                            nix::sys::socket::sockopt::PeerCredentials,
+                        )
+                        .unwrap();
+                        let exe = std::fs::read_link(format!("/proc/{}/exe", cred.pid()));
+                        if exe.is_ok_and(|e| e == agent) {
+                            let _ = tell.send(());
+                            held.push(stream);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Silent {
+            stop,
+            asked,
+            thread: Some(thread),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Whether the agent connected within `limit`.
+    fn wait_agent(&self, limit: Duration) -> bool {
+        self.asked.recv_timeout(limit).is_ok()
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

@@ -14,8 +14,7 @@ use crate::{command_row, row, CALL_DEADLINE};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tusk_testkit::pgpool::{primary_and_standby, Pgpool, PCP_USER};
-use tusk_testkit::Agent;
+use tusk_testkit::pgpool::{primary_and_standby, Pgpool};
 
 pub fn bench(mut args: impl Iterator<Item = String>) -> Result<()> {
     let binary = PathBuf::from(
@@ -36,14 +35,7 @@ pub fn bench(mut args: impl Iterator<Item = String>) -> Result<()> {
     let (primary, standby) = primary_and_standby("node2");
     let pool = Pgpool::for_pair(&primary, &standby);
     let agent = || {
-        Agent::new(&binary)
-            .env("OCF_RESOURCE_INSTANCE", "tusk-bench-pgpool")
-            .param("config", &pool.conf)
-            .param("pcp_config", &pool.pcp_conf)
-            .param("hba_config", &pool.hba_conf)
-            .param("logfile", &pool.log_file)
-            .param("pcp_user", PCP_USER)
-            .param("pcp_passfile", &pool.pcppass)
+        pool.agent(&binary, "tusk-bench-pgpool")
             .param("CRM_meta_interval", "10000")
             .timeout_ms(CALL_DEADLINE.as_millis() as u64)
     };

@@ -176,6 +176,42 @@ impl Pgpool {
         ])
     }
 
+    /// pgpool in slony mode in front of every node of `cluster`: node N-1
+    /// is Slony node N (so node 0 is the first origin). Clients use the
+    /// cluster's database ([`crate::slony::DATABASE`]).
+    pub fn for_slony(cluster: &crate::slony::SlonyCluster) -> Pgpool {
+        let names: Vec<String> = cluster
+            .nodes()
+            .iter()
+            .map(|n| format!("slony{}", n.id))
+            .collect();
+        let backends: Vec<Backend<'_>> = cluster
+            .nodes()
+            .iter()
+            .zip(&names)
+            .map(|(n, name)| Backend {
+                instance: &n.instance,
+                application_name: name,
+            })
+            .collect();
+        let pool = Pgpool::new(&backends);
+        pool.set("backend_clustering_mode", "'slony'");
+        pool
+    }
+
+    /// The pgpool agent `binary` with this configuration's parameters, as
+    /// the resource `resource`.
+    pub fn agent(&self, binary: impl AsRef<std::ffi::OsStr>, resource: &str) -> crate::Agent {
+        crate::Agent::new(binary)
+            .env("OCF_RESOURCE_INSTANCE", resource)
+            .param("config", &self.conf)
+            .param("pcp_config", &self.pcp_conf)
+            .param("hba_config", &self.hba_conf)
+            .param("logfile", &self.log_file)
+            .param("pcp_user", PCP_USER)
+            .param("pcp_passfile", &self.pcppass)
+    }
+
     fn write_configuration(&self, backends: &[Backend<'_>]) {
         let dir = quoted(&self.dir);
         let mut conf = format!(
@@ -275,6 +311,17 @@ impl Pgpool {
     /// a test that needs another value; takes effect at the next start.
     pub fn set(&self, name: &str, value: &str) {
         crate::append(&self.conf, &format!("{name} = {value}\n"));
+    }
+
+    /// Clients may also connect over TCP, on 127.0.0.1 at `port` (a free
+    /// port the test picked), with a password as over the socket; pgpool's
+    /// `port` then names the unix socket file too. Takes effect at the next
+    /// start.
+    pub fn listen_on_tcp(&mut self, port: u16) {
+        self.set("listen_addresses", "'127.0.0.1'");
+        self.set("port", &port.to_string());
+        crate::append(&self.hba_conf, "host all all 127.0.0.1/32 md5\n");
+        self.port = port;
     }
 
     /// The command line the fixture starts pgpool with (not as a daemon:
@@ -485,8 +532,13 @@ impl Pgpool {
     /// psql through pgpool as [`DB_USER`] with the password from
     /// `.pgpass`: `-X -At`, one statement.
     pub fn psql_command(&self, sql: &str) -> Command {
+        self.psql_command_in("postgres", sql)
+    }
+
+    /// [`Pgpool::psql_command`] in `database`.
+    pub fn psql_command_in(&self, database: &str, sql: &str) -> Command {
         let mut cmd = Command::new("psql");
-        cmd.args(["-X", "-At", "-d", "postgres", "-U", DB_USER, "-h"])
+        cmd.args(["-X", "-At", "-d", database, "-U", DB_USER, "-h"])
             .arg(&self.socket_dir)
             .arg("-p")
             .arg(self.port.to_string())
@@ -499,7 +551,12 @@ impl Pgpool {
 
     /// Runs `sql` through pgpool; `Err` holds psql's stderr.
     pub fn try_psql(&self, sql: &str) -> Result<String, String> {
-        let out = self.psql_command(sql).output().expect("psql");
+        self.try_psql_in("postgres", sql)
+    }
+
+    /// [`Pgpool::try_psql`] in `database`.
+    pub fn try_psql_in(&self, database: &str, sql: &str) -> Result<String, String> {
+        let out = self.psql_command_in(database, sql).output().expect("psql");
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {

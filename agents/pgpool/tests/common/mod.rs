@@ -40,18 +40,42 @@ pub fn setup(resource: &str, settings: &[(&str, &str)]) -> Setup {
     }
 }
 
+/// Asserts that `text` (what the agent logged) holds every one of
+/// `needles`, and none of `never`.
+#[track_caller]
+pub fn assert_said(text: &str, needles: &[&str], never: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    for word in never {
+        assert!(!text.contains(word), "{word:?} in:\n{text}");
+    }
+}
+
+/// The agent for `pool`'s configuration, as resource `resource`.
+pub fn agent_for(pool: &Pgpool, resource: &str) -> Agent {
+    pool.agent(AGENT, resource)
+}
+
+/// pgpool's view of every node of `pool`, in a PCP session closed at once.
+pub fn nodes_of(pool: &Pgpool) -> Vec<NodeInfo> {
+    let d = Deadline::after(Duration::from_secs(10));
+    let mut c = PcpConnection::connect(
+        &Endpoint::unix(&pool.socket_dir, pool.pcp_port),
+        PCP_USER,
+        PCP_PASSWORD,
+        &d,
+    )
+    .unwrap_or_else(|e| panic!("PCP: {e}"));
+    let nodes = c.all_node_info(&d).unwrap();
+    c.close(&d).unwrap();
+    nodes
+}
+
 impl Setup {
     /// The agent with this configuration's parameters.
     pub fn agent(&self) -> Agent {
-        let p = &self.pool;
-        Agent::new(AGENT)
-            .env("OCF_RESOURCE_INSTANCE", &self.resource)
-            .param("config", &p.conf)
-            .param("pcp_config", &p.pcp_conf)
-            .param("hba_config", &p.hba_conf)
-            .param("logfile", &p.log_file)
-            .param("pcp_user", PCP_USER)
-            .param("pcp_passfile", &p.pcppass)
+        agent_for(&self.pool, &self.resource)
     }
 
     pub fn main_pid(&self) -> Option<i32> {
@@ -70,11 +94,7 @@ impl Setup {
 
     /// pgpool's view of every node, in a session closed at once.
     pub fn nodes(&self) -> Vec<NodeInfo> {
-        let mut c = self.pcp();
-        let d = Deadline::after(Duration::from_secs(10));
-        let nodes = c.all_node_info(&d).unwrap();
-        c.close(&d).unwrap();
-        nodes
+        nodes_of(&self.pool)
     }
 
     /// Waits (30 s) until pgpool's view of `node` satisfies `pred`.
