@@ -70,6 +70,7 @@ pub mod identity;
 pub mod passfile;
 pub mod query;
 pub mod quote;
+pub mod slony;
 
 pub use conninfo::Conninfo;
 pub use error::{classify, describe, Error, ErrorKind, Result};

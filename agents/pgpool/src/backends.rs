@@ -16,7 +16,7 @@ use crate::session::Pcp;
 use crate::settings::BackendConf;
 use crate::slony;
 use ocf::{debug, info, warning, Deadline};
-use tusk_slon::cluster::ClusterName;
+use pgclient::slony::ClusterName;
 
 /// What one reconciliation saw and did.
 #[derive(Debug, Default)]

@@ -8,8 +8,8 @@
 
 use crate::settings::Settings;
 use ocf::{OcfError, Param, Params, Result};
+use pgclient::slony::ClusterName;
 use std::path::{Path, PathBuf};
-use tusk_slon::cluster::ClusterName;
 
 pub const PARAMS: &[Param] = &[
     Param::string("pgpool")

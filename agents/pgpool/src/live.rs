@@ -9,8 +9,8 @@ use crate::settings::BackendConf;
 use crate::slony;
 use nix::unistd::{Gid, Uid};
 use ocf::Deadline;
+use pgclient::slony::ClusterName;
 use pgclient::{ErrorKind, Passfile};
-use tusk_slon::cluster::ClusterName;
 
 /// On a primary, the timeline it writes on (from the name of the WAL file
 /// it writes: right after a promotion, when pg_control_checkpoint() still

@@ -27,8 +27,8 @@
 use crate::pcp::{BackendStatus, LiveStatus, NodeInfo};
 use crate::reconcile::Change;
 use pgclient::quote;
+use pgclient::slony::ClusterName;
 use std::collections::{BTreeMap, BTreeSet};
-use tusk_slon::cluster::ClusterName;
 
 /// What one backend said of itself when the agent asked it.
 #[derive(Debug, Clone, PartialEq, Eq)]

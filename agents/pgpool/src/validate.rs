@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(conflicts(&s, &named).unwrap(), Vec::<String>::new());
         assert_eq!(
             named.follow(&s).unwrap(),
-            Follow::Slony(tusk_slon::cluster::ClusterName::parse("tusk").unwrap())
+            Follow::Slony(pgclient::slony::ClusterName::parse("tusk").unwrap())
         );
         // Without reconciliation the agent follows nothing and needs no name.
         let off = cfg(&[("reconcile", "false")]);

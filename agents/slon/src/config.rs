@@ -1,11 +1,11 @@
 //! The agent's parameters, declared once (meta-data, man page and parsing
 //! all come from `PARAMS`), and the typed configuration the actions use.
 
-use crate::cluster::ClusterName;
 use crate::database::{self, NodeDb};
 use crate::nodelock;
 use nix::unistd::{Gid, Uid};
 use ocf::{OcfError, Param, Params, Result};
+use pgclient::slony::ClusterName;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

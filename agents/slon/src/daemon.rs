@@ -203,7 +203,7 @@ pub fn is_frozen(p: &ProcInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::ClusterName;
+    use pgclient::slony::ClusterName;
     use std::ffi::OsString;
     use std::time::SystemTime;
 

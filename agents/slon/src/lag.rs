@@ -10,9 +10,9 @@
 //! `sync_interval_timeout` (10 s by default) even when idle, so the age of
 //! the newest confirmed event is the lag in time, up to that interval.
 
-use crate::cluster::ClusterName;
 use crate::config::LagLimits;
 use pgclient::quote;
+use pgclient::slony::ClusterName;
 
 /// One set this node receives, as this node's catalog shows it.
 #[derive(Debug, Clone, PartialEq)]

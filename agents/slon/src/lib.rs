@@ -4,7 +4,6 @@
 //! process, backend or lock row, and a monitor that reports this node's
 //! lag behind the origin.
 
-pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod daemon;

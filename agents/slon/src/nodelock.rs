@@ -11,12 +11,12 @@
 //! node's database, and, when its client is on this host, that client is a
 //! slon of this cluster.
 
-use crate::cluster::ClusterName;
 use crate::database::NodeDb;
 use crate::peer::{self, Client, Peer};
 use ocf::process::ProcInfo;
 use ocf::{Deadline, OcfError, Result};
 use pgclient::quote;
+use pgclient::slony::ClusterName;
 use std::net::IpAddr;
 use std::path::Path;
 

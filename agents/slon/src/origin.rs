@@ -4,10 +4,10 @@
 //! and the confirmations of the origin's events in `sl_confirm` (every
 //! node's confirmations reach every node).
 
-use crate::cluster::ClusterName;
 use ocf::attributes::Score;
 use ocf::{OcfError, Result};
 use pgclient::quote;
+use pgclient::slony::ClusterName;
 
 /// The score of the origin: Pacemaker promotes where the sets already are,
 /// so a transition that aborts between a planned move and the promote

@@ -2,10 +2,10 @@
 //! the preamble built from the parameters (every value quoted for slonik),
 //! run as the OS user without a shell, killed at the action's deadline.
 
-use crate::cluster::ClusterName;
 use crate::config::SlonConfig;
 use crate::quote::slonik_literal;
 use ocf::{command, info, Deadline, OcfError, OsUser, Result};
+use pgclient::slony::ClusterName;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;

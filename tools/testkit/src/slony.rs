@@ -15,13 +15,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{chown, Pid};
 use ocf::process::ProcInfo;
 use ocf::{Deadline, OcfError};
+use pgclient::slony::ClusterName;
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use tusk_slon::cluster::ClusterName;
 use tusk_slon::quote;
 
 pub const SLON: &str = "/usr/bin/slon";

@@ -1,8 +1,8 @@
 //! The Slony-I cluster name, validated once: it is written into slonik
 //! scripts, slon's command line and SQL (as the schema `_<name>`).
 
+use crate::quote;
 use ocf::{OcfError, Result};
-use pgclient::quote;
 use std::fmt;
 
 /// Every word slonik 2.2.11's scanner turns into a keyword, whatever its
