@@ -300,11 +300,12 @@ pub enum Judgement {
 /// more WAL is waited for (the caller turns a wait that outlasts its
 /// budget into a refusal naming it). The synchronous standby holds every
 /// acknowledged commit: it proceeds without the others, and outranks any
-/// node that is not further than it. A candidate that is gone (node
-/// offline, instance stopped) is passed over under `available` and `off`,
-/// which promise nothing once the standby holding the commits is lost too;
-/// under `strict` it may have been the synchronous one, so only the
-/// recorded synchronous standby, or a node further than it, proceeds.
+/// node behind it (one exactly as far holds the same WAL). A candidate
+/// that is gone (node offline, instance stopped) is passed over under
+/// `available` and `off`, which promise nothing once the standby holding
+/// the commits is lost too; under `strict` it may have been the
+/// synchronous one, so only the recorded synchronous standby, or a node
+/// at least as far as it, proceeds.
 pub fn judge(
     me: &str,
     mine: Position,
@@ -320,7 +321,8 @@ pub fn judge(
     let mut sync_compared = false;
     if let Some(x) = synchronous {
         match others.get(x) {
-            Some(Said::Position(p)) if *p >= mine => {
+            // As far as this node is the same WAL: either may go.
+            Some(Said::Position(p)) if *p > mine => {
                 return Judgement::Refuse {
                     why: format!(
                         "{x}, the synchronous standby, holds every acknowledged commit ({p}; \
@@ -841,11 +843,18 @@ mod tests {
             judge("node2", mine, Off, Some("node2"), &slow),
             Judgement::Wait(vec!["node3".into()])
         );
-        // Another node is the synchronous one, as far as this one: it wins.
+        // Another node is the synchronous one and further: it wins.
+        let further = said(&[("node3", Said::Position(pos("2:0/5000001")))]);
+        assert!(matches!(
+            judge("node2", mine, Available, Some("node3"), &further),
+            Judgement::Refuse { instead: Some(ref n), .. } if n == "node3"
+        ));
+        // As far as this one (a switchover, every standby at the old
+        // primary's shutdown checkpoint): the same WAL, Pacemaker's pick.
         let equal = said(&[("node3", Said::Position(mine))]);
         assert!(matches!(
-            judge("node2", mine, Available, Some("node3"), &equal),
-            Judgement::Refuse { instead: Some(ref n), .. } if n == "node3"
+            judge("node2", mine, Strict, Some("node3"), &equal),
+            Judgement::Promote(_)
         ));
         // Unless this node is further: it holds all the synchronous one has.
         let behind = said(&[("node3", Said::Position(pos("2:0/4000000")))]);

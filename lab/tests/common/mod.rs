@@ -116,8 +116,11 @@ fn notable(logs: &str, lines: usize) -> String {
     out
 }
 
+/// `/tmp/tusk-lab-test-NAME`, or `PREFIX-NAME` with `TUSK_LAB_TEST_DIR=PREFIX`
+/// (one engineer's labs apart from another's).
 pub fn test_dir(name: &str) -> PathBuf {
-    PathBuf::from(format!("/tmp/tusk-lab-test-{name}"))
+    let prefix = std::env::var("TUSK_LAB_TEST_DIR").unwrap_or("/tmp/tusk-lab-test".into());
+    PathBuf::from(format!("{prefix}-{name}"))
 }
 
 pub fn require_root() {
