@@ -1,6 +1,6 @@
 //! Issue 8, item 6: a promotion never proceeds uncompared. Three nodes,
-//! sync=available: the first standby ("behind") stops receiving (its
-//! walreceiver SIGSTOPped) while the other ("ahead") keeps acknowledging
+//! sync=available: the first standby ("behind") stops receiving (the
+//! primary's walsender to it SIGSTOPped) while the other ("ahead") keeps acknowledging
 //! the writer's commits, and Pacemaker is made to pick "behind" (its score
 //! above "ahead"'s, as a tie would leave it to chance). Then the primary's
 //! postmaster is killed, and "ahead"'s WAL position reaches the cluster
@@ -67,10 +67,20 @@ fn a_candidate_whose_position_comes_late_is_waited_for_and_promoted() {
     );
     sh(lab, &ahead, &["sh", "-c", &install]);
 
-    let receiver = postgres::sql(lab, &behind, "SELECT pid FROM pg_stat_wal_receiver").unwrap();
-    let receiver = receiver.trim().to_string();
-    assert!(!receiver.is_empty(), "{behind} has no walreceiver");
-    sh(lab, &behind, &["kill", "-STOP", &receiver]);
+    // The primary's walsender to "behind" frozen, not "behind"'s receiver:
+    // a promotion stops the WAL receiver first, and a frozen one would
+    // hang it. The frozen walsender outlives the kill of its postmaster,
+    // holding the connection silent, until the stop of that instance
+    // kills it.
+    let walsender = postgres::sql(
+        lab,
+        &old,
+        &format!("SELECT pid FROM pg_stat_replication WHERE application_name = '{behind}'"),
+    )
+    .unwrap();
+    let walsender = walsender.trim().to_string();
+    assert!(!walsender.is_empty(), "no walsender for {behind}");
+    sh(lab, &old, &["kill", "-STOP", &walsender]);
     let frozen = Instant::now();
     wait_writes_after(&writer, frozen, 20, Duration::from_secs(30));
     let (lsn_behind, lsn_ahead) = (
@@ -126,7 +136,6 @@ fn a_candidate_whose_position_comes_late_is_waited_for_and_promoted() {
     {
         eprintln!("[{NAME}] {line}");
     }
-    let _ = lab.exec(&behind, &["kill", "-CONT", &receiver]);
     let report = writer.stop();
     assert_eq!(
         new, ahead,
