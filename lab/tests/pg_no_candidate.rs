@@ -116,7 +116,7 @@ fn a_primary_lost_before_it_scored_the_restarted_standbys_is_failed_over() {
         fault,
         &writer.report(),
     );
-    for line in log_lines(lab, "elect") {
+    for line in log_lines(lab, "promotion score anywhere") {
         eprintln!("[{NAME}] {line}");
     }
     let report = writer.stop();
