@@ -317,29 +317,46 @@ pub fn compare_candidates(
     }
 }
 
-/// What each other candidate told so far: its published position, or why
-/// it never will (node offline or fenced, instance not running), or
-/// nothing yet. Candidates: those noted at pre-promote (`noted`) and every
-/// instance `view` shows running unpromoted.
+/// What each other candidate told so far (see [`said`]).
 fn what_candidates_said(
     cluster: &Cluster,
     noted: &[String],
     view: Option<&ClusterView>,
     deadline: &Deadline,
 ) -> Result<BTreeMap<String, election::Said>> {
+    let positions = cluster.positions(deadline)?;
+    Ok(said(
+        &cluster.node,
+        &cluster.resource,
+        noted,
+        view,
+        &positions,
+    ))
+}
+
+/// What each other candidate told so far: its published position, or why
+/// it never will (node offline or fenced, instance not running), or
+/// nothing yet. Candidates: those noted at pre-promote (`noted`) and every
+/// instance of `resource` that `view` shows running unpromoted.
+pub fn said(
+    me: &str,
+    resource: &str,
+    noted: &[String],
+    view: Option<&ClusterView>,
+    positions: &BTreeMap<String, Position>,
+) -> BTreeMap<String, election::Said> {
     let mut candidates: Vec<String> = noted.to_vec();
     if let Some(view) = view {
-        for i in view.instances.get(&cluster.resource).into_iter().flatten() {
+        for i in view.instances.get(resource).into_iter().flatten() {
             if !matches!(i.role.as_str(), "Promoted" | "Master") {
                 candidates.push(i.node.clone());
             }
         }
     }
-    candidates.retain(|c| *c != cluster.node);
+    candidates.retain(|c| c != me);
     candidates.sort();
     candidates.dedup();
-    let positions = cluster.positions(deadline)?;
-    Ok(candidates
+    candidates
         .into_iter()
         .map(|c| {
             let said = match (positions.get(&c), view) {
@@ -347,14 +364,14 @@ fn what_candidates_said(
                 (None, Some(v)) if !v.is_online(&c) => {
                     election::Said::Gone("node offline".to_string())
                 }
-                (None, Some(v)) if !v.runs_on(&cluster.resource, &c) => {
+                (None, Some(v)) if !v.runs_on(resource, &c) => {
                     election::Said::Gone("instance not running".to_string())
                 }
                 (None, _) => election::Said::Nothing,
             };
             (c, said)
         })
-        .collect())
+        .collect()
 }
 
 /// After a planned demote, the old primary published where its shutdown
@@ -411,6 +428,62 @@ fn wait_for_demoted_checkpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use election::Said;
+    use ocf::crm_mon::{Instance, NodeState};
+
+    #[test]
+    fn candidates_are_the_noted_and_the_running_unpromoted_and_told_apart() {
+        let mut view = ClusterView {
+            quorate: true,
+            ..Default::default()
+        };
+        for (node, online) in [
+            ("node1", false),
+            ("node2", true),
+            ("node3", true),
+            ("node4", true),
+        ] {
+            view.nodes.insert(
+                node.into(),
+                NodeState {
+                    online,
+                    unclean: false,
+                },
+            );
+        }
+        view.instances.insert(
+            "pg".into(),
+            ["node2", "node3"]
+                .iter()
+                .map(|n| Instance {
+                    node: n.to_string(),
+                    role: "Unpromoted".into(),
+                })
+                .collect(),
+        );
+        let positions: BTreeMap<String, Position> =
+            [("node3".to_string(), "2:0/5000000".parse().unwrap())].into();
+        // node1 offline, node4 online without an instance, node3 told,
+        // node2 is this node; node5 only noted, and not in the view.
+        let noted: Vec<String> = ["node1", "node4", "node5"]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let s = said("node2", "pg", &noted, Some(&view), &positions);
+        assert_eq!(s.len(), 4, "{s:?}");
+        assert_eq!(s["node1"], Said::Gone("node offline".into()));
+        assert_eq!(s["node3"], Said::Position("2:0/5000000".parse().unwrap()));
+        assert_eq!(s["node4"], Said::Gone("instance not running".into()));
+        assert_eq!(
+            s["node5"],
+            Said::Gone("node offline".into()),
+            "unknown to the cluster"
+        );
+        // Without crm_mon: the noted ones, waited for.
+        let s = said("node2", "pg", &noted, None, &positions);
+        assert_eq!(s["node1"], Said::Nothing);
+        assert!(!s.contains_key("node3"));
+    }
 
     #[test]
     fn once_the_server_left_recovery_the_promotion_succeeded_whatever_pg_promote_said() {
