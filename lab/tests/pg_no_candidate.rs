@@ -1,5 +1,5 @@
 //! Issue 8, item 2: a candidate at every moment. Three nodes,
-//! sync=available, fencing switches nodes off (a lost node stays off). The
+//! sync=available (and strict), fencing switches nodes off (a lost node stays off). The
 //! primary's monitor is made rare (every 300 s) so that the fault lands,
 //! deterministically, in the window this scenario is about: both standbys
 //! are restarted (`pcs resource restart pg-clone NODE`: each clears its own
@@ -19,13 +19,22 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tusk_lab::postgres;
-
-const NAME: &str = "pg-no-candidate";
+use tusk_lab::postgres::{self, SyncMode};
 
 #[test]
 fn a_primary_lost_before_it_scored_the_restarted_standbys_is_failed_over() {
-    let (test, old) = up_promotable(NAME, 3, |c| c);
+    scenario("pg-no-candidate", SyncMode::Available);
+}
+
+/// Under strict too: both standbys compared, the old primary the only node
+/// that is not, the furthest standby holds every acknowledged commit.
+#[test]
+fn under_strict_too() {
+    scenario("pg-no-candidate-strict", SyncMode::Strict);
+}
+
+fn scenario(name: &str, sync: SyncMode) {
+    let (test, old) = up_promotable(name, 3, |c| c.sync(sync));
     let lab = &test.lab;
     fence_by_switching_off(lab);
     let standbys: Vec<String> = lab
@@ -90,7 +99,7 @@ fn a_primary_lost_before_it_scored_the_restarted_standbys_is_failed_over() {
         })
         .collect();
     eprintln!(
-        "[{NAME}] standbys restarted {:.1} s after the primary's last monitor; their scores: {scores:?}",
+        "[{name}] standbys restarted {:.1} s after the primary's last monitor; their scores: {scores:?}",
         (restarted - rare).as_secs_f64()
     );
     assert!(
@@ -105,19 +114,19 @@ fn a_primary_lost_before_it_scored_the_restarted_standbys_is_failed_over() {
     lab.crash(&old).unwrap();
     let fault = Instant::now();
     eprintln!(
-        "[{NAME}] {old} lost power with {} writes acknowledged",
+        "[{name}] {old} lost power with {} writes acknowledged",
         writer.report().acknowledged.len()
     );
     let new = wait_new_primary(lab, &old, Duration::from_secs(90));
     wait_writes_after(&writer, fault, 5, Duration::from_secs(60));
     figure(
-        NAME,
+        name,
         "power loss of the primary's node",
         fault,
         &writer.report(),
     );
     for line in log_lines(lab, "promotion score anywhere") {
-        eprintln!("[{NAME}] {line}");
+        eprintln!("[{name}] {line}");
     }
     let report = writer.stop();
     assert_nothing_lost(lab, &report);
