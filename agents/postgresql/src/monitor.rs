@@ -353,38 +353,42 @@ fn primary_duties(
         // may hold a promotion score from then on, so every score goes
         // first, confirmed by attrd. Until then commits keep waiting.
         election::SyncChange::Release => {
-            // The record that outlives this node says "async" before any
-            // commit is released: with no primary left, the standbys then
-            // elect nobody.
-            let removed = cluster
-                .remove_scores_except(&[&cluster.node], deadline)
-                .and_then(|removed| {
-                    cluster
-                        .publish_primary_sync(repl.timeline(), false, deadline)
-                        .map(|()| removed)
-                });
-            match removed {
-                Ok(removed) => match set_sync_names(cfg, as_user, &wanted, deadline) {
-                    Ok(()) => {
-                        in_effect = wanted.clone();
-                        warning!(
-                            "no standby streams: removed the promotion scores of {}; commits \
+            if let Err(why) = may_release(ClusterView::query(deadline)) {
+                blocked = Some(format!("no standby streams, commits wait: {why}"));
+            } else {
+                // The record that outlives this node says "async" before any
+                // commit is released: with no primary left, the standbys then
+                // elect nobody.
+                let removed = cluster
+                    .remove_scores_except(&[&cluster.node], deadline)
+                    .and_then(|removed| {
+                        cluster
+                            .publish_primary_sync(repl.timeline(), false, deadline)
+                            .map(|()| removed)
+                    });
+                match removed {
+                    Ok(removed) => match set_sync_names(cfg, as_user, &wanted, deadline) {
+                        Ok(()) => {
+                            in_effect = wanted.clone();
+                            warning!(
+                                "no standby streams: removed the promotion scores of {}; commits \
                              no longer wait for a standby (asynchronous)",
-                            if removed.is_empty() {
-                                "nobody".to_string()
-                            } else {
-                                removed.join(", ")
-                            }
-                        )
-                    }
-                    Err(e) => failures.push(e),
-                },
-                Err(e) => {
-                    blocked = Some(format!(
-                        "no standby streams, commits wait: the other nodes' promotion scores \
+                                if removed.is_empty() {
+                                    "nobody".to_string()
+                                } else {
+                                    removed.join(", ")
+                                }
+                            )
+                        }
+                        Err(e) => failures.push(e),
+                    },
+                    Err(e) => {
+                        blocked = Some(format!(
+                            "no standby streams, commits wait: the other nodes' promotion scores \
                          could not be removed ({})",
-                        e.reason()
-                    ))
+                            e.reason()
+                        ))
+                    }
                 }
             }
         }
@@ -484,6 +488,26 @@ fn await_standbys_after_promotion(
     last
 }
 
+/// Whether commits may stop waiting for a standby, as far as the cluster
+/// goes: only while this node's partition has quorum. A primary cut off
+/// from the majority (with no standby on its side, the case in a 3-node
+/// cluster) would otherwise acknowledge commits that only it holds, for as
+/// long as Pacemaker leaves it running there (`no-quorum-policy=freeze`,
+/// a fence that does not come, a stop that hangs), while the majority may
+/// promote a standby that lacks them. Asked only on the way to releasing
+/// (one crm_mon), never in steady state.
+fn may_release(view: Result<ClusterView>) -> std::result::Result<(), String> {
+    match view {
+        Ok(v) if v.quorate => Ok(()),
+        Ok(_) => Err(
+            "this node's partition has no quorum, and the majority may promote a \
+                      standby"
+                .to_string(),
+        ),
+        Err(e) => Err(format!("quorum unknown ({})", e.reason())),
+    }
+}
+
 /// What a primary's duties left to say.
 struct Duties {
     /// Logged; the monitor still tells the truth.
@@ -522,4 +546,24 @@ pub fn set_sync_names(
     )
     .map(drop)
     .map_err(|e| e.context("setting synchronous_standby_names").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_released_only_with_quorum_known() {
+        let view = |quorate| {
+            Ok(ClusterView {
+                quorate,
+                ..Default::default()
+            })
+        };
+        assert_eq!(may_release(view(true)), Ok(()));
+        let without = may_release(view(false)).unwrap_err();
+        assert!(without.contains("no quorum"), "{without}");
+        let unknown = may_release(Err(OcfError::generic("crm_mon: not connected"))).unwrap_err();
+        assert!(unknown.contains("quorum unknown"), "{unknown}");
+    }
 }
