@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 const CRM_ATTRIBUTE: &str = "/usr/sbin/crm_attribute";
 const ATTRD_UPDATER: &str = "/usr/sbin/attrd_updater";
 const CRM_NODE: &str = "/usr/sbin/crm_node";
+const CIBADMIN: &str = "/usr/sbin/cibadmin";
 
 /// A Pacemaker command-line tool, told the node explicitly. Pacemaker 2.1.5's
 /// tools take the node from the agent's environment
@@ -163,6 +164,72 @@ fn parse_attrd_query(text: &str) -> BTreeMap<String, String> {
         .filter_map(|l| Some((field(l, "host")?, field(l, "value")?)))
         .filter(|(_, v)| !v.is_empty())
         .collect()
+}
+
+/// Sets (`Some`) or deletes (`None`) a permanent node attribute (in the
+/// CIB's node section): unlike a transient one it survives the node's loss,
+/// fencing and a Pacemaker restart. Changing it is a configuration change.
+pub fn set_permanent_node_attribute(
+    name: &str,
+    node: &str,
+    value: Option<&str>,
+    deadline: &Deadline,
+) -> Result<()> {
+    let mut cmd = tool(CRM_ATTRIBUTE);
+    cmd.args(["--name", name, "--node", node, "--lifetime=forever"]);
+    match value {
+        Some(v) => cmd.arg(format!("--update={v}")),
+        None => cmd.arg("--delete"),
+    };
+    checked(cmd, deadline).map(drop)
+}
+
+/// A permanent node attribute on every node that has one, offline nodes
+/// included (`cibadmin --query --scope nodes`).
+pub fn permanent_attribute_everywhere(
+    name: &str,
+    deadline: &Deadline,
+) -> Result<BTreeMap<String, String>> {
+    let mut cmd = tool(CIBADMIN);
+    cmd.args(["--query", "--scope", "nodes"]);
+    let out = checked(cmd, deadline)?;
+    parse_node_section(&out.stdout, name)
+}
+
+/// `<node uname="..."><instance_attributes><nvpair name= value=/>`.
+fn parse_node_section(xml: &str, wanted: &str) -> Result<BTreeMap<String, String>> {
+    use quick_xml::events::Event;
+    let attr = |e: &quick_xml::events::BytesStart, name: &str| {
+        e.try_get_attribute(name)
+            .ok()
+            .flatten()
+            .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
+    };
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut found = BTreeMap::new();
+    let mut node: Option<String> = None;
+    let mut in_attributes = false;
+    loop {
+        match reader
+            .read_event()
+            .map_err(|e| OcfError::generic(format!("cibadmin output: {e}")))?
+        {
+            Event::Start(e) if e.name().as_ref() == b"node" => node = attr(&e, "uname"),
+            Event::Start(e) if e.name().as_ref() == b"instance_attributes" => in_attributes = true,
+            Event::End(e) if e.name().as_ref() == b"instance_attributes" => in_attributes = false,
+            Event::End(e) if e.name().as_ref() == b"node" => node = None,
+            Event::Empty(e) if in_attributes && e.name().as_ref() == b"nvpair" => {
+                if let (Some(n), Some(v)) = (&node, attr(&e, "value")) {
+                    if attr(&e, "name").as_deref() == Some(wanted) {
+                        found.insert(n.clone(), v);
+                    }
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(found)
 }
 
 /// The names of every node the cluster knows (`crm_node -l`), lost ones
@@ -494,6 +561,28 @@ impl NodeAttributes {
         Ok(())
     }
 
+    /// Publishes the permanent node attribute `RESOURCE-what` for this
+    /// node (see [`set_permanent_node_attribute`]) unless it already holds
+    /// `value`.
+    pub fn publish_permanent(&self, what: &str, value: &str, deadline: &Deadline) -> Result<()> {
+        let key = format!("permanent-{what}");
+        if self.published.is_current(&key, value) {
+            return Ok(());
+        }
+        set_permanent_node_attribute(&self.name(what), &self.node, Some(value), deadline)?;
+        self.published.record(&key, value);
+        Ok(())
+    }
+
+    /// The permanent `RESOURCE-what` of every node, offline ones included.
+    pub fn permanent_everywhere(
+        &self,
+        what: &str,
+        deadline: &Deadline,
+    ) -> Result<BTreeMap<String, String>> {
+        permanent_attribute_everywhere(&self.name(what), deadline)
+    }
+
     /// Publishes `RESOURCE-what` whatever was published before: for values
     /// other nodes compare at once, which must never be an old one.
     pub fn publish_fresh(
@@ -649,6 +738,29 @@ mod tests {
         p.record("score-node1", "1001@primary");
         p.record("attr-timeline", "2");
         assert!(p.oldest("score-").unwrap() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn reads_permanent_attributes_from_the_node_section() {
+        let xml = r#"<nodes>
+  <node id="1" uname="node1">
+    <instance_attributes id="nodes-1">
+      <nvpair id="nodes-1-pg-primary-sync" name="pg-primary-sync" value="2:sync"/>
+      <nvpair id="nodes-1-other" name="other" value="x"/>
+    </instance_attributes>
+    <utilization id="nodes-1-u"><nvpair id="u1" name="pg-primary-sync" value="no"/></utilization>
+  </node>
+  <node id="2" uname="node2"/>
+  <node id="3" uname="node3">
+    <instance_attributes id="nodes-3">
+      <nvpair id="nodes-3-pg-primary-sync" name="pg-primary-sync" value="3:async"/>
+    </instance_attributes>
+  </node>
+</nodes>"#;
+        let found = parse_node_section(xml, "pg-primary-sync").unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found["node1"], "2:sync");
+        assert_eq!(found["node3"], "3:async");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! | [`fs`] | files in directories the service account can write: no symlinks, regular files, bounded reads |
 //! | [`command`] | programs run as another user, without a shell, inside a deadline |
 //! | [`attributes`], [`notify`] | node attributes and promotion scores (written only on change), clone notifications |
+//! | [`crm_mon`] | the cluster as this node's Pacemaker shows it: quorum, nodes online, instances and roles |
 //! | [`log`] | one line per decision, to stderr, syslog and Pacemaker's log files |
 //!
 //! A new agent, in outline:
@@ -65,6 +66,7 @@
 
 pub mod attributes;
 pub mod command;
+pub mod crm_mon;
 pub mod deadline;
 pub mod dispatch;
 pub mod env;

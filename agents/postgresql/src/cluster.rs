@@ -37,10 +37,41 @@ impl Cluster {
         self.publish("sync", mode, false, deadline)
     }
 
-    /// This candidate's WAL position, at pre-promote.
+    /// This candidate's WAL position, at pre-promote and while no primary
+    /// runs (`None` removes it). A note says it is out there, so that a
+    /// streaming standby's monitor removes a leftover without a fork when
+    /// there is none.
     pub fn publish_position(&self, position: Option<Position>, deadline: &Deadline) -> Result<()> {
         let value = position.map(|p| p.to_string());
-        self.publish_fresh("lsn", value.as_deref(), true, deadline)
+        self.publish_fresh("lsn", value.as_deref(), true, deadline)?;
+        self.keep_note("position-published", value.as_deref());
+        Ok(())
+    }
+
+    /// Removes this node's position if it published one: a position left
+    /// from a no-primary period could be compared later as if current.
+    pub fn withdraw_position(&self, deadline: &Deadline) -> Result<()> {
+        if self.note("position-published").is_none() {
+            return Ok(());
+        }
+        self.publish_position(None, deadline)
+    }
+
+    /// The record, kept in the CIB beyond this node's loss, of whether this
+    /// primary's commits wait for a standby: `TIMELINE:sync` or
+    /// `TIMELINE:async`.
+    pub fn publish_primary_sync(
+        &self,
+        timeline: u32,
+        synchronous: bool,
+        deadline: &Deadline,
+    ) -> Result<()> {
+        let mode = if synchronous { "sync" } else { "async" };
+        self.publish_permanent("primary-sync", &format!("{timeline}:{mode}"), deadline)
+    }
+
+    pub fn primary_sync_records(&self, deadline: &Deadline) -> Result<BTreeMap<String, String>> {
+        self.permanent_everywhere("primary-sync", deadline)
     }
 
     /// Where this former primary's shutdown checkpoint is, after a demote.

@@ -13,8 +13,17 @@ use std::time::{Duration, SystemTime};
 
 /// The primary's own score: above every standby's, so Pacemaker keeps it.
 pub const PRIMARY_SCORE: Score = Score::Value(1001);
-/// A standby the primary saw caught up (or synchronous).
-pub const CAUGHT_UP: Score = Score::Value(1000);
+/// The standby the primary reports synchronous (`FIRST 1`): it holds every
+/// acknowledged commit, so it outranks one that merely caught up. A
+/// promotion steered to another node gives that node this score too.
+pub const SYNCHRONOUS: Score = Score::Value(1000);
+/// A standby the primary saw caught up.
+pub const CAUGHT_UP: Score = Score::Value(990);
+/// A standby that elected itself while no primary runs anywhere (see
+/// [`elect`]).
+pub const ELECTED: Score = Score::Value(500);
+/// A node a promotion was steered away from.
+pub const STEERED_AWAY: Score = Score::Value(1);
 /// A standby streaming but somewhat behind.
 pub const BEHIND: Score = Score::Value(900);
 /// A standby streaming far behind (but within max_lag).
@@ -86,7 +95,7 @@ pub fn score_of(
         // over: an asynchronous one may lack acknowledged rows.
         Some(_) if sync == SyncPolicy::Strict && !s.is_synchronous() => None,
         Some(lag) if max_lag.is_some_and(|max| lag > max) => None,
-        Some(_) if s.is_synchronous() => Some(CAUGHT_UP),
+        Some(_) if s.is_synchronous() => Some(SYNCHRONOUS),
         Some(lag) if lag <= CAUGHT_UP_BYTES => Some(CAUGHT_UP),
         Some(lag) if lag <= BEHIND_BYTES => Some(BEHIND),
         Some(_) => Some(FAR_BEHIND),
@@ -255,6 +264,316 @@ pub fn shutdown_checkpoint_replayed(my_timeline: u32, replayed: Lsn, checkpoint:
     }
 }
 
+/// What another candidate of a promotion has told, so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// Its WAL position.
+    Position(Position),
+    /// Nothing yet, though its node is online and its instance runs: slow
+    /// (its notification throttled, attrd busy). Waited for.
+    Nothing,
+    /// It never will: its node is offline or fenced, or its instance is
+    /// not running (why).
+    Gone(String),
+}
+
+/// What the node about to be promoted concludes from the candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// This node holds every acknowledged commit: how it compared.
+    Promote(String),
+    /// Candidates that may hold more WAL have not told yet.
+    Wait(Vec<String>),
+    /// Not this node: why, and the node Pacemaker should promote instead
+    /// (none when no node may be promoted without a person).
+    Refuse {
+        why: String,
+        instead: Option<String>,
+    },
+}
+
+/// Whether this node (`me`, at `mine`) may be promoted, given what every
+/// other candidate said and which node the primary last reported
+/// synchronous (`synchronous`, from the scores: see [`synchronous_of`]).
+///
+/// No candidate is ever skipped because it is slow: one that may hold
+/// more WAL is waited for (the caller turns a wait that outlasts its
+/// budget into a refusal naming it). The synchronous standby holds every
+/// acknowledged commit: it proceeds without the others, and outranks any
+/// node behind it (one exactly as far holds the same WAL). A candidate
+/// that is gone (node offline, instance stopped) is passed over under
+/// `available` and `off`, which promise nothing once the standby holding
+/// the commits is lost too; under `strict` it may have been the
+/// synchronous one, so only the recorded synchronous standby, or a node
+/// at least as far as it, proceeds.
+pub fn judge(
+    me: &str,
+    mine: Position,
+    sync: SyncPolicy,
+    synchronous: Option<&str>,
+    others: &BTreeMap<String, Said>,
+) -> Judgement {
+    let synchronous = synchronous.filter(|_| sync != SyncPolicy::Off);
+    if synchronous == Some(me) {
+        return Judgement::Promote("the synchronous standby".to_string());
+    }
+    let mut passed_over = Vec::new();
+    let mut sync_compared = false;
+    if let Some(x) = synchronous {
+        match others.get(x) {
+            // As far as this node is the same WAL: either may go.
+            Some(Said::Position(p)) if *p > mine => {
+                return Judgement::Refuse {
+                    why: format!(
+                        "{x}, the synchronous standby, holds every acknowledged commit ({p}; \
+                         this node {mine})"
+                    ),
+                    instead: Some(x.to_string()),
+                }
+            }
+            Some(Said::Position(_)) => sync_compared = true,
+            Some(Said::Nothing) => {}
+            gone => {
+                let why = match gone {
+                    Some(Said::Gone(why)) => why.clone(),
+                    _ => "not a candidate".to_string(),
+                };
+                if sync == SyncPolicy::Strict {
+                    return Judgement::Refuse {
+                        why: format!(
+                            "{x}, the synchronous standby, is gone ({why}): under sync=strict \
+                             no other node is known to hold every acknowledged commit"
+                        ),
+                        instead: None,
+                    };
+                }
+                passed_over.push(format!("{x} ({why})"));
+            }
+        }
+    }
+    let missing: Vec<String> = others
+        .iter()
+        .filter(|(_, said)| **said == Said::Nothing)
+        .map(|(node, _)| node.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Judgement::Wait(missing);
+    }
+    for (node, said) in others {
+        if let Said::Gone(why) = said {
+            if Some(node.as_str()) == synchronous {
+                continue;
+            }
+            // Under strict without a synchronous standby compared, a gone
+            // one may have been it.
+            if sync == SyncPolicy::Strict && !sync_compared {
+                return Judgement::Refuse {
+                    why: format!(
+                        "{node} is gone ({why}) and may hold acknowledged commits this node \
+                         lacks (sync=strict)"
+                    ),
+                    instead: None,
+                };
+            }
+            passed_over.push(format!("{node} ({why})"));
+        }
+    }
+    let mut positions: BTreeMap<String, Position> = others
+        .iter()
+        .filter_map(|(node, said)| match said {
+            Said::Position(p) => Some((node.clone(), *p)),
+            _ => None,
+        })
+        .collect();
+    let compared = positions.len();
+    positions.insert(me.to_string(), mine);
+    let (best, position) = best_candidate(&positions, me).expect("this node is a candidate");
+    if best != me {
+        return Judgement::Refuse {
+            why: format!("{best} has more WAL ({position}) than this node ({mine})"),
+            instead: Some(best.to_string()),
+        };
+    }
+    let mut how = format!("best of {} standbys", compared + 1);
+    if !passed_over.is_empty() {
+        how.push_str(&format!("; not compared, gone: {}", passed_over.join(", ")));
+    }
+    Judgement::Promote(how)
+}
+
+/// The node the primary last reported synchronous: the one that holds its
+/// [`SYNCHRONOUS`] score (`scores`: what attrd or the CIB holds, by node).
+pub fn synchronous_of(scores: &BTreeMap<String, String>) -> Option<&str> {
+    scores
+        .iter()
+        .find(|(_, v)| v.parse::<Score>().ok() == Some(SYNCHRONOUS))
+        .map(|(node, _)| node.as_str())
+}
+
+/// The scores that make Pacemaker promote `instead` rather than `me`: the
+/// top standby score for it, and a token one for every other node that
+/// holds as much (`scores`, by node), this node included.
+pub fn steering(
+    me: &str,
+    instead: &str,
+    scores: &BTreeMap<String, String>,
+) -> Vec<(String, Score)> {
+    let mut writes = vec![
+        (instead.to_string(), SYNCHRONOUS),
+        (me.to_string(), STEERED_AWAY),
+    ];
+    for (node, v) in scores {
+        let outranks = v
+            .parse::<Score>()
+            .is_ok_and(|s| s >= SYNCHRONOUS && s < PRIMARY_SCORE);
+        if outranks && node != instead && node != me {
+            writes.push((node.clone(), STEERED_AWAY));
+        }
+    }
+    writes
+}
+
+/// What a standby's monitor sees of the cluster when its WAL receiver does
+/// not stream (see [`elect`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Orphaned {
+    pub quorate: bool,
+    /// A node where an instance is promoted.
+    pub primary: Option<String>,
+    /// Nodes holding a promotion score (any value).
+    pub scored: Vec<String>,
+    /// The other standbys that run on online nodes, with what they told.
+    pub candidates: BTreeMap<String, Said>,
+    /// Every other cluster node that is none of those: offline, or without
+    /// a running instance. Its WAL cannot be compared.
+    pub uncompared: Vec<String>,
+    /// What the last primary recorded about its commits (see
+    /// [`last_primary_sync`]): `Some(true)` they waited for a standby,
+    /// `Some(false)` they were released to asynchronous, `None` no record.
+    pub primary_was_synchronous: Option<bool>,
+}
+
+/// The outcome of a standby's election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Election {
+    /// Nothing to do (why, for the debug log): a primary runs, a node holds
+    /// a score Pacemaker can promote, no quorum...
+    NotNeeded(String),
+    /// Nobody can be promoted, and nobody may be without a person: why.
+    Refused(String),
+    /// A standby has not told its position yet.
+    Wait(String),
+    /// Another standby is the one: it elects itself.
+    Other(String),
+    /// This standby gives itself [`ELECTED`].
+    Me(String),
+}
+
+/// When no primary runs anywhere and no node holds a promotion score,
+/// Pacemaker has nobody to promote, and nothing changes that unless the
+/// standbys do: each one's monitor elects, from the positions they all
+/// publish, the one that holds every acknowledged commit, and only that
+/// one gives itself a score; its promotion then compares again.
+///
+/// Every acknowledged commit is on the old primary and on at least one
+/// standby (it waited for one), so the furthest of the standbys holds them
+/// all once every node but one is compared (the uncompared one being the
+/// old primary, or a standby while the old primary, restarted as a
+/// standby, is compared). Under `strict` that is required. Under
+/// `available` a primary that had released its commits to asynchronous
+/// acknowledged some alone: then nobody is elected (as item 7 removed the
+/// scores for). Under `off` nothing was promised: the furthest.
+pub fn elect(me: &str, mine: Position, sync: SyncPolicy, seen: &Orphaned) -> Election {
+    if !seen.quorate {
+        return Election::NotNeeded("no quorum".to_string());
+    }
+    if let Some(p) = &seen.primary {
+        return Election::NotNeeded(format!("{p} is the primary"));
+    }
+    if !seen.scored.is_empty() {
+        return Election::NotNeeded(format!(
+            "{} holds a promotion score",
+            seen.scored.join(", ")
+        ));
+    }
+    if let Some((node, _)) = seen.candidates.iter().find(|(_, s)| **s == Said::Nothing) {
+        return Election::Wait(format!("{node} has not published its WAL position"));
+    }
+    match (sync, seen.primary_was_synchronous) {
+        (SyncPolicy::Off, _) | (_, Some(true)) => {}
+        (_, Some(false)) => {
+            return Election::Refused(
+                "the last primary released its commits to asynchronous: no standby is known \
+                 to hold them all"
+                    .to_string(),
+            )
+        }
+        (_, None) => {
+            return Election::Refused(
+                "no record of whether the last primary's commits waited for a standby".to_string(),
+            )
+        }
+    }
+    let mut uncompared = seen.uncompared.clone();
+    uncompared.extend(
+        seen.candidates
+            .iter()
+            .filter_map(|(node, said)| match said {
+                Said::Gone(_) => Some(node.clone()),
+                _ => None,
+            }),
+    );
+    if sync != SyncPolicy::Off && uncompared.len() > 1 {
+        return Election::Refused(format!(
+            "{} cannot be compared: one of them may hold acknowledged commits the others lack",
+            uncompared.join(", ")
+        ));
+    }
+    let mut positions: BTreeMap<String, Position> = seen
+        .candidates
+        .iter()
+        .filter_map(|(node, said)| match said {
+            Said::Position(p) => Some((node.clone(), *p)),
+            _ => None,
+        })
+        .collect();
+    positions.insert(me.to_string(), mine);
+    // Every standby decides alike: on a tie the first name, not "me".
+    let (best, position) = positions
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(n, p)| (n.clone(), *p))
+        .expect("this node is a candidate");
+    let how = format!(
+        "no primary and no promotion score anywhere; the furthest of {} standbys is {best} \
+         ({position})",
+        positions.len()
+    );
+    if best == me {
+        Election::Me(how)
+    } else {
+        Election::Other(how)
+    }
+}
+
+/// The record the primary keeps in the CIB of whether its commits wait for
+/// a standby: `TIMELINE:sync` or `TIMELINE:async`, one per node that was
+/// primary. The newest timeline's is the last primary's.
+pub fn last_primary_sync(records: &BTreeMap<String, String>) -> Option<bool> {
+    records
+        .values()
+        .filter_map(|v| {
+            let (timeline, mode) = v.split_once(':')?;
+            Some((timeline.parse::<u32>().ok()?, mode))
+        })
+        .max_by_key(|(timeline, _)| *timeline)
+        .and_then(|(_, mode)| match mode {
+            "sync" => Some(true),
+            "async" => Some(false),
+            _ => None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,21 +602,22 @@ mod tests {
         let s = standby_scores(Lsn(now), &standbys, SyncPolicy::Available, None);
         assert_eq!(
             s["node2"],
-            Some(CAUGHT_UP),
-            "synchronous: holds every commit"
+            Some(SYNCHRONOUS),
+            "synchronous: holds every commit, outranks one merely caught up"
         );
         assert_eq!(s["node3"], Some(CAUGHT_UP));
         assert_eq!(s["node4"], Some(BEHIND));
         assert_eq!(s["node5"], Some(FAR_BEHIND));
         assert_eq!(s["node6"], None, "not streaming yet");
-        assert!(CAUGHT_UP > BEHIND && BEHIND > FAR_BEHIND && PRIMARY_SCORE > CAUGHT_UP);
+        assert!(CAUGHT_UP > BEHIND && BEHIND > FAR_BEHIND && PRIMARY_SCORE > SYNCHRONOUS);
+        assert!(SYNCHRONOUS > CAUGHT_UP && FAR_BEHIND > ELECTED && ELECTED > STEERED_AWAY);
 
         let bounded = standby_scores(Lsn(now), &standbys, SyncPolicy::Available, Some(20 << 20));
         assert_eq!(bounded["node4"], Some(BEHIND));
         assert_eq!(bounded["node5"], None, "beyond max_lag");
 
         let strict = standby_scores(Lsn(now), &standbys, SyncPolicy::Strict, None);
-        assert_eq!(strict["node2"], Some(CAUGHT_UP));
+        assert_eq!(strict["node2"], Some(SYNCHRONOUS));
         assert_eq!(strict["node3"], None, "asynchronous under strict");
 
         // Under ANY 1 every standby shows quorum: ranked by flushed WAL.
@@ -457,5 +777,274 @@ mod tests {
             "an old marker"
         );
         assert!(!shutdown_checkpoint_replayed(1, at("0/9000000"), ckpt));
+    }
+
+    fn pos(s: &str) -> Position {
+        s.parse().unwrap()
+    }
+
+    fn said(pairs: &[(&str, Said)]) -> BTreeMap<String, Said> {
+        pairs
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_slow_candidate_is_waited_for_never_skipped() {
+        use SyncPolicy::*;
+        let mine = pos("2:0/5000000");
+        let slow = said(&[
+            ("node3", Said::Nothing),
+            ("node4", Said::Position(pos("2:0/4000000"))),
+        ]);
+        // Before: after 3 s "not compared" and promoted anyway.
+        for sync in [Off, Available, Strict] {
+            assert_eq!(
+                judge("node2", mine, sync, None, &slow),
+                Judgement::Wait(vec!["node3".into()])
+            );
+        }
+        // It tells: further, so the promotion goes there.
+        let told = said(&[
+            ("node3", Said::Position(pos("2:0/5000100"))),
+            ("node4", Said::Position(pos("2:0/4000000"))),
+        ]);
+        assert_eq!(
+            judge("node2", mine, Available, None, &told),
+            Judgement::Refuse {
+                why: "node3 has more WAL (2:0/5000100) than this node (2:0/5000000)".into(),
+                instead: Some("node3".into())
+            }
+        );
+        assert!(matches!(
+            judge("node3", pos("2:0/5000100"), Available, None, &said(&[
+                ("node2", Said::Position(mine)),
+            ])),
+            Judgement::Promote(ref how) if how == "best of 2 standbys"
+        ));
+    }
+
+    #[test]
+    fn the_synchronous_standby_proceeds_alone_and_outranks_one_merely_caught_up() {
+        use SyncPolicy::*;
+        let mine = pos("2:0/5000000");
+        let slow = said(&[("node3", Said::Nothing)]);
+        assert!(matches!(
+            judge("node2", mine, Strict, Some("node2"), &slow),
+            Judgement::Promote(_)
+        ));
+        assert!(matches!(
+            judge("node2", mine, Available, Some("node2"), &slow),
+            Judgement::Promote(_)
+        ));
+        // Under off nobody is synchronous: compared like any other.
+        assert_eq!(
+            judge("node2", mine, Off, Some("node2"), &slow),
+            Judgement::Wait(vec!["node3".into()])
+        );
+        // Another node is the synchronous one and further: it wins.
+        let further = said(&[("node3", Said::Position(pos("2:0/5000001")))]);
+        assert!(matches!(
+            judge("node2", mine, Available, Some("node3"), &further),
+            Judgement::Refuse { instead: Some(ref n), .. } if n == "node3"
+        ));
+        // As far as this one (a switchover, every standby at the old
+        // primary's shutdown checkpoint): the same WAL, Pacemaker's pick.
+        let equal = said(&[("node3", Said::Position(mine))]);
+        assert!(matches!(
+            judge("node2", mine, Strict, Some("node3"), &equal),
+            Judgement::Promote(_)
+        ));
+        // Unless this node is further: it holds all the synchronous one has.
+        let behind = said(&[("node3", Said::Position(pos("2:0/4000000")))]);
+        assert!(matches!(
+            judge("node2", mine, Strict, Some("node3"), &behind),
+            Judgement::Promote(_)
+        ));
+        // The synchronous one is slow: waited for.
+        assert_eq!(
+            judge("node2", mine, Strict, Some("node3"), &slow),
+            Judgement::Wait(vec!["node3".into()])
+        );
+    }
+
+    #[test]
+    fn a_gone_candidate_is_passed_over_except_under_strict() {
+        use SyncPolicy::*;
+        let mine = pos("2:0/5000000");
+        let gone = said(&[
+            ("node3", Said::Gone("node offline".into())),
+            ("node4", Said::Position(pos("2:0/4000000"))),
+        ]);
+        match judge("node2", mine, Available, None, &gone) {
+            Judgement::Promote(how) => assert!(how.contains("node3 (node offline)"), "{how}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            judge("node2", mine, Strict, None, &gone),
+            Judgement::Refuse { instead: None, .. }
+        ));
+        // The synchronous standby gone under strict: nobody else.
+        assert!(matches!(
+            judge("node2", mine, Strict, Some("node3"), &gone),
+            Judgement::Refuse { instead: None, ref why } if why.contains("synchronous standby, is gone")
+        ));
+        // Under available it is passed over like any other.
+        assert!(matches!(
+            judge("node2", mine, Available, Some("node3"), &gone),
+            Judgement::Promote(_)
+        ));
+        // Under strict, once the synchronous one is compared, the others
+        // cannot hold more acknowledged commits than it.
+        let compared = said(&[
+            ("node3", Said::Gone("instance stopped".into())),
+            ("node4", Said::Position(pos("2:0/4000000"))),
+        ]);
+        assert!(matches!(
+            judge("node2", mine, Strict, Some("node4"), &compared),
+            Judgement::Promote(_)
+        ));
+    }
+
+    #[test]
+    fn steering_makes_the_better_node_outrank_every_other() {
+        let scores: BTreeMap<String, String> = [
+            ("node1", "1001"),
+            ("node2", "1000"),
+            ("node3", "990"),
+            ("node4", "1000"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(synchronous_of(&scores), Some("node2"));
+        assert_eq!(
+            steering("node2", "node3", &scores),
+            [
+                ("node3".to_string(), SYNCHRONOUS),
+                ("node2".to_string(), STEERED_AWAY),
+                ("node4".to_string(), STEERED_AWAY),
+            ]
+        );
+        assert_eq!(synchronous_of(&BTreeMap::new()), None);
+    }
+
+    fn orphaned(candidates: &[(&str, Said)]) -> Orphaned {
+        Orphaned {
+            quorate: true,
+            primary: None,
+            scored: vec![],
+            candidates: said(candidates),
+            uncompared: vec!["node1".into()],
+            primary_was_synchronous: Some(true),
+        }
+    }
+
+    #[test]
+    fn with_no_primary_and_no_score_the_furthest_standby_elects_itself() {
+        use SyncPolicy::*;
+        let (two, three) = (pos("2:0/5000000"), pos("2:0/5000100"));
+        let seen = orphaned(&[("node3", Said::Position(three))]);
+        for sync in [Off, Available, Strict] {
+            assert!(matches!(
+                elect("node2", two, sync, &seen),
+                Election::Other(_)
+            ));
+            let seen2 = orphaned(&[("node2", Said::Position(two))]);
+            assert!(matches!(
+                elect("node3", three, sync, &seen2),
+                Election::Me(_)
+            ));
+        }
+        // A tie: both pick the same node, the first name.
+        let tie = orphaned(&[("node3", Said::Position(two))]);
+        assert!(matches!(
+            elect("node2", two, Available, &tie),
+            Election::Me(_)
+        ));
+        let tie3 = orphaned(&[("node2", Said::Position(two))]);
+        assert!(matches!(
+            elect("node3", two, Available, &tie3),
+            Election::Other(_)
+        ));
+        // Not told yet: wait for its next monitor.
+        let slow = orphaned(&[("node3", Said::Nothing)]);
+        assert!(matches!(
+            elect("node2", two, Available, &slow),
+            Election::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn no_election_while_somebody_can_be_promoted_or_nobody_may() {
+        use SyncPolicy::*;
+        let two = pos("2:0/5000000");
+        let base = orphaned(&[("node3", Said::Position(two))]);
+        let with = |f: &dyn Fn(&mut Orphaned)| {
+            let mut o = base.clone();
+            f(&mut o);
+            elect("node2", two, Available, &o)
+        };
+        assert!(matches!(
+            with(&|o| o.quorate = false),
+            Election::NotNeeded(_)
+        ));
+        assert!(matches!(
+            with(&|o| o.primary = Some("node1".into())),
+            Election::NotNeeded(_)
+        ));
+        assert!(matches!(
+            with(&|o| o.scored = vec!["node3".into()]),
+            Election::NotNeeded(_)
+        ));
+        // The primary had released its commits: as item 7 meant, nobody.
+        assert!(matches!(
+            with(&|o| o.primary_was_synchronous = Some(false)),
+            Election::Refused(_)
+        ));
+        assert!(matches!(
+            with(&|o| o.primary_was_synchronous = None),
+            Election::Refused(_)
+        ));
+        let mut o = base.clone();
+        o.primary_was_synchronous = Some(false);
+        assert!(matches!(elect("node2", two, Off, &o), Election::Me(_)));
+        // Two nodes not compared: either may hold what the others lack.
+        let mut o = base.clone();
+        o.uncompared.push("node4".into());
+        for sync in [Available, Strict] {
+            assert!(matches!(
+                elect("node2", two, sync, &o),
+                Election::Refused(_)
+            ));
+        }
+        let mut o = base.clone();
+        o.candidates
+            .insert("node4".into(), Said::Gone("instance stopped".into()));
+        assert!(matches!(
+            elect("node2", two, Strict, &o),
+            Election::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn the_newest_timelines_record_says_whether_commits_waited() {
+        let r = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            last_primary_sync(&r(&[("node1", "3:sync"), ("node2", "2:async")])),
+            Some(true)
+        );
+        assert_eq!(
+            last_primary_sync(&r(&[("node1", "3:sync"), ("node2", "4:async")])),
+            Some(false)
+        );
+        assert_eq!(last_primary_sync(&r(&[("node1", "garbage")])), None);
+        assert_eq!(last_primary_sync(&BTreeMap::new()), None);
     }
 }

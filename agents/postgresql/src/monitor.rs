@@ -11,6 +11,7 @@ use crate::sql::{self, ServerState};
 use crate::{election, rejoin, slots};
 use nix::unistd::{Gid, Uid};
 use ocf::attributes::Score;
+use ocf::crm_mon::ClusterView;
 use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -144,8 +145,17 @@ fn standby_health(
             cluster.keep_note(SILENT_SINCE, None);
             info!("the WAL receiver streams again");
         }
+        // A position published while no primary ran is no longer true.
+        if let Err(e) = cluster.withdraw_position(deadline) {
+            warning!("{}", e.reason());
+        }
+        cluster.keep_note(ELECTION, None);
         return Ok(Status::Success);
     }
+    // Not streaming: maybe no primary runs anywhere. Only then is it worth
+    // a fork: publish this node's position for a promotion to compare, and
+    // elect if nobody can be promoted. Never changes the answer.
+    orphaned(cfg, cluster, repl, &deadline.share(0.5));
     let since = noted
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
@@ -193,6 +203,102 @@ fn standby_health(
         Err(e) => format!("{head}: {}", e.reason()),
     };
     Err(OcfError::new(Status::Degraded, why))
+}
+
+/// The note of the last election outcome, so that it is logged once.
+const ELECTION: &str = "election";
+
+/// A standby whose WAL receiver does not stream, when Pacemaker shows no
+/// primary: it publishes its position (what a promotion compares, should
+/// its pre-promote notification have failed), and when nobody holds a
+/// promotion score (the standbys restarted, clearing theirs, and the
+/// primary failed before its next monitor scored them again) the standbys
+/// elect one among themselves (see [`election::elect`]).
+fn orphaned(cfg: &PgConfig, cluster: &Cluster, repl: &Replication, deadline: &Deadline) {
+    let view = match ClusterView::query(deadline) {
+        Ok(view) => view,
+        Err(e) => {
+            debug!("no election: {}", e.reason());
+            return;
+        }
+    };
+    let resource = cluster.resource.as_str();
+    let primary = view
+        .instances
+        .get(resource)
+        .into_iter()
+        .flatten()
+        .find(|i| matches!(i.role.as_str(), "Promoted" | "Master"))
+        .map(|i| i.node.clone());
+    if primary.is_some() || !view.quorate {
+        return;
+    }
+    if let Err(e) = cluster.publish_position(Some(repl.position), deadline) {
+        warning!("{}", e.reason());
+        return;
+    }
+    let outcome = (|| -> Result<election::Election> {
+        let scored: Vec<String> = cluster
+            .promotion_scores(deadline)?
+            .into_iter()
+            .filter(|(_, v)| v.parse::<Score>().is_ok())
+            .map(|(node, _)| node)
+            .collect();
+        let positions = cluster.positions(deadline)?;
+        let mut seen = election::Orphaned {
+            quorate: view.quorate,
+            primary: None,
+            scored,
+            ..Default::default()
+        };
+        for node in view.nodes.keys().filter(|n| **n != cluster.node) {
+            if view.is_online(node) && view.runs_on(resource, node) {
+                let said = match positions.get(node) {
+                    Some(p) => election::Said::Position(*p),
+                    None => election::Said::Nothing,
+                };
+                seen.candidates.insert(node.clone(), said);
+            } else {
+                seen.uncompared.push(node.clone());
+            }
+        }
+        if seen.scored.is_empty() {
+            seen.primary_was_synchronous =
+                election::last_primary_sync(&cluster.primary_sync_records(deadline)?);
+        }
+        Ok(election::elect(
+            &cluster.node,
+            repl.position,
+            cfg.replication.sync,
+            &seen,
+        ))
+    })();
+    let said = match outcome {
+        Ok(election::Election::Me(how)) => {
+            let set = ocf::attributes::set_promotion_score(
+                resource,
+                &cluster.node,
+                Some(election::ELECTED),
+                deadline,
+            );
+            cluster.forget_score(&cluster.node);
+            match set {
+                Ok(()) => format!("{how}: this node gives itself a promotion score"),
+                Err(e) => format!("{how}, but: {}", e.reason()),
+            }
+        }
+        Ok(election::Election::Refused(why)) => format!("no node elected: {why}"),
+        Ok(election::Election::Other(how)) => format!("{how}: it elects itself"),
+        Ok(election::Election::Wait(why) | election::Election::NotNeeded(why)) => {
+            debug!("no election: {why}");
+            return;
+        }
+        Err(e) => format!("no election: {}", e.reason()),
+    };
+    if cluster.note(ELECTION).as_deref() != Some(said.as_str()) {
+        warning!("{said}");
+        cluster.keep_note(ELECTION, Some(&said));
+    }
 }
 
 fn primary_duties(
@@ -249,37 +355,59 @@ fn primary_duties(
     let standbys = election::cluster_standbys(&repl.standbys, peers.as_deref());
     let wanted = election::wanted_sync_names(cfg.replication.sync, &standbys, peers.as_deref());
     let mut blocked = None;
+    // What synchronous_standby_names is once this monitor is done.
+    let mut in_effect = repl.sync_names.clone();
     match election::sync_change(&repl.sync_names, &wanted) {
         election::SyncChange::None => {}
         // Commits first: a lost synchronous standby blocks them until this
         // runs.
         election::SyncChange::Wait => match set_sync_names(cfg, as_user, &wanted, deadline) {
-            Ok(()) => info!("a standby streams: commits wait for it again (synchronous)"),
+            Ok(()) => {
+                in_effect = wanted.clone();
+                info!("a standby streams: commits wait for it again (synchronous)")
+            }
             Err(e) => failures.push(e),
         },
         // Released commits are held by this primary alone: no other node
         // may hold a promotion score from then on, so every score goes
         // first, confirmed by attrd. Until then commits keep waiting.
         election::SyncChange::Release => {
-            match cluster.remove_scores_except(&[&cluster.node], deadline) {
-                Ok(removed) => match set_sync_names(cfg, as_user, &wanted, deadline) {
-                    Ok(()) => warning!(
-                        "no standby streams: removed the promotion scores of {}; commits no \
-                         longer wait for a standby (asynchronous)",
-                        if removed.is_empty() {
-                            "nobody".to_string()
-                        } else {
-                            removed.join(", ")
+            if let Err(why) = may_release(ClusterView::query(deadline)) {
+                blocked = Some(format!("no standby streams, commits wait: {why}"));
+            } else {
+                // The record that outlives this node says "async" before any
+                // commit is released: with no primary left, the standbys then
+                // elect nobody.
+                let removed = cluster
+                    .remove_scores_except(&[&cluster.node], deadline)
+                    .and_then(|removed| {
+                        cluster
+                            .publish_primary_sync(repl.timeline(), false, deadline)
+                            .map(|()| removed)
+                    });
+                match removed {
+                    Ok(removed) => match set_sync_names(cfg, as_user, &wanted, deadline) {
+                        Ok(()) => {
+                            in_effect = wanted.clone();
+                            warning!(
+                                "no standby streams: removed the promotion scores of {}; commits \
+                             no longer wait for a standby (asynchronous)",
+                                if removed.is_empty() {
+                                    "nobody".to_string()
+                                } else {
+                                    removed.join(", ")
+                                }
+                            )
                         }
-                    ),
-                    Err(e) => failures.push(e),
-                },
-                Err(e) => {
-                    blocked = Some(format!(
-                        "no standby streams, commits wait: the other nodes' promotion scores \
+                        Err(e) => failures.push(e),
+                    },
+                    Err(e) => {
+                        blocked = Some(format!(
+                            "no standby streams, commits wait: the other nodes' promotion scores \
                          could not be removed ({})",
-                        e.reason()
-                    ))
+                            e.reason()
+                        ))
+                    }
                 }
             }
         }
@@ -290,6 +418,13 @@ fn primary_duties(
         "sync"
     };
     failures.extend(cluster.publish_sync(Some(mode), deadline).err());
+    // Written on change only: steady state forks nothing. "sync" only
+    // once commits do wait (set above).
+    failures.extend(
+        cluster
+            .publish_primary_sync(repl.timeline(), !in_effect.is_empty(), deadline)
+            .err(),
+    );
     // The scores this primary means: its own, one per cluster node that
     // streams from it (for that connection), none for anybody else.
     let mut wanted: BTreeMap<String, (Option<Score>, String)> = BTreeMap::new();
@@ -372,6 +507,26 @@ fn await_standbys_after_promotion(
     last
 }
 
+/// Whether commits may stop waiting for a standby, as far as the cluster
+/// goes: only while this node's partition has quorum. A primary cut off
+/// from the majority (with no standby on its side, the case in a 3-node
+/// cluster) would otherwise acknowledge commits that only it holds, for as
+/// long as Pacemaker leaves it running there (`no-quorum-policy=freeze`,
+/// a fence that does not come, a stop that hangs), while the majority may
+/// promote a standby that lacks them. Asked only on the way to releasing
+/// (one crm_mon), never in steady state.
+fn may_release(view: Result<ClusterView>) -> std::result::Result<(), String> {
+    match view {
+        Ok(v) if v.quorate => Ok(()),
+        Ok(_) => Err(
+            "this node's partition has no quorum, and the majority may promote a \
+                      standby"
+                .to_string(),
+        ),
+        Err(e) => Err(format!("quorum unknown ({})", e.reason())),
+    }
+}
+
 /// What a primary's duties left to say.
 struct Duties {
     /// Logged; the monitor still tells the truth.
@@ -410,4 +565,24 @@ pub fn set_sync_names(
     )
     .map(drop)
     .map_err(|e| e.context("setting synchronous_standby_names").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_released_only_with_quorum_known() {
+        let view = |quorate| {
+            Ok(ClusterView {
+                quorate,
+                ..Default::default()
+            })
+        };
+        assert_eq!(may_release(view(true)), Ok(()));
+        let without = may_release(view(false)).unwrap_err();
+        assert!(without.contains("no quorum"), "{without}");
+        let unknown = may_release(Err(OcfError::generic("crm_mon: not connected"))).unwrap_err();
+        assert!(unknown.contains("quorum unknown"), "{unknown}");
+    }
 }

@@ -9,7 +9,8 @@ use crate::promote::{self, Comparison};
 use crate::replication;
 use nix::unistd::{Gid, Uid};
 use ocf::notify::{Notification, Operation, When};
-use ocf::{debug, warning, Deadline, OcfEnv, Result, Status};
+use ocf::{debug, info, warning, Deadline, OcfEnv, Result, Status};
+use std::time::Duration;
 
 pub fn notify(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
     // A notification's failure changes nothing Pacemaker does: it is
@@ -44,15 +45,7 @@ fn pre_promote(
     deadline: &Deadline,
 ) -> Result<()> {
     if n.promote.contains(&cluster.node) {
-        // In a switchover the demoted primary is a candidate too.
-        let candidates: Vec<String> = n
-            .unpromoted
-            .iter()
-            .chain(&n.demote)
-            .filter(|c| !n.stop.contains(c) && !n.promote.contains(c))
-            .cloned()
-            .collect();
-        cluster.set_candidates(&candidates);
+        cluster.set_candidates(&candidates(n));
     }
     let State::Running(pm) = postmaster::observe(&cfg.pgdata)? else {
         return Ok(());
@@ -67,16 +60,73 @@ fn pre_promote(
     }
     cluster.publish_position(Some(repl.position), deadline)?;
     if n.promote.contains(&cluster.node) {
-        // Steered now, the promotion moves before it starts here.
-        if let Comparison::Behind { node, position } =
-            promote::compare_candidates(cluster, repl.position, deadline)?
-        {
-            warning!(
-                "{node} has more WAL ({position}) than this node ({}): steering the promotion \
-                 to {node}",
-                repl.position
-            );
+        // Steered now, the promotion moves before it starts here. Briefly:
+        // the others publish in their own notifications, which a throttled
+        // cluster runs only after this one; promote, which runs after all
+        // of them, compares again and waits for what is missing.
+        let waiting = Deadline::after(
+            deadline
+                .remaining()
+                .mul_f64(0.2)
+                .min(Duration::from_secs(2)),
+        );
+        match promote::compare_candidates(cfg, cluster, repl.position, &waiting, deadline)? {
+            Comparison::Refused {
+                why,
+                instead: Some(node),
+            } => warning!("{why}: steering the promotion to {node}"),
+            Comparison::Refused { why, instead: None } => {
+                warning!("{why}: promote will refuse")
+            }
+            Comparison::Undecided(missing) => info!(
+                "no WAL position from {} yet: promote compares again",
+                missing.join(", ")
+            ),
+            Comparison::Best(_) => {}
         }
     }
     Ok(())
+}
+
+/// The candidates of a promotion, besides the node promoted: every
+/// unpromoted instance, the demoted primary of a switchover, and instances
+/// started in this same transition (a node that rejoined, a standby
+/// restarted: listed as stopped and started), but not one only stopped.
+pub fn candidates(n: &Notification) -> Vec<String> {
+    let mut c: Vec<String> = n
+        .unpromoted
+        .iter()
+        .chain(&n.demote)
+        .chain(&n.start)
+        .filter(|c| !n.promote.contains(c))
+        .filter(|c| !n.stop.contains(c) || n.start.contains(c))
+        .cloned()
+        .collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_started_in_the_same_transition_are_candidates_too() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let n = Notification {
+            when: When::Pre,
+            operation: Operation::Promote,
+            // node3 restarted, node4 rejoined, node5 stopped for good.
+            start: names(&["node3", "node4"]),
+            stop: names(&["node3", "node5"]),
+            promote: names(&["node2"]),
+            demote: names(&["node1"]),
+            active: names(&["node1", "node2", "node3", "node5"]),
+            promoted: names(&["node1"]),
+            unpromoted: names(&["node2", "node3", "node5"]),
+        };
+        // Before: node3 and node4 were never compared.
+        assert_eq!(candidates(&n), names(&["node1", "node3", "node4"]));
+    }
 }

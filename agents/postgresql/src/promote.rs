@@ -12,7 +12,7 @@ use crate::replication::{self, Replication};
 use crate::wal::Position;
 use crate::{slots, sql};
 use nix::unistd::{Gid, Uid};
-use ocf::attributes::Score;
+use ocf::crm_mon::ClusterView;
 use ocf::{info, warning, Deadline, OcfEnv, OcfError, Result, Status};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,13 +41,26 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
         }
         return Ok(Status::Success);
     }
-    let rivals = match compare_candidates(&cluster, repl.position, deadline)? {
+    // Every candidate's pre-promote notification has run by now; what is
+    // missing is slow (attrd, a throttled cluster) or failed, and its
+    // monitor publishes again: half of promote's own time for it, the rest
+    // for the promotion.
+    let waiting = deadline.share(0.5);
+    let budget = waiting.remaining();
+    let rivals = match compare_candidates(cfg, &cluster, repl.position, &waiting, deadline)? {
         Comparison::Best(how) => how,
-        Comparison::Behind { node, position } => {
+        Comparison::Refused { why, instead } => {
+            return Err(OcfError::generic(match instead {
+                Some(node) => format!("{why}: not promoting here, promote {node} instead"),
+                None => format!("{why}: not promoting any node"),
+            }))
+        }
+        Comparison::Undecided(missing) => {
             return Err(OcfError::generic(format!(
-                "{node} has more WAL ({position}) than this node ({}): not promoting here, \
-                 {node} should be promoted instead",
-                repl.position
+                "no WAL position from {} within {:.0}s: not promoting a node that may lack \
+                 acknowledged commits",
+                missing.join(", "),
+                budget.as_secs_f64()
             )))
         }
     };
@@ -209,77 +222,165 @@ pub fn promotion_outcome(
 }
 
 /// How this node's WAL compares with the other candidates'.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Comparison {
-    /// This node is (one of) the furthest: how it compared, for the log.
+    /// This node holds every acknowledged commit: how it compared, for the
+    /// log.
     Best(String),
-    /// Another candidate has more WAL; the promotion scores now say so.
-    Behind { node: String, position: Position },
+    /// Not this node: why, and the node the scores now point Pacemaker to
+    /// (none: no node may be promoted without a person).
+    Refused {
+        why: String,
+        instead: Option<String>,
+    },
+    /// These candidates told nothing within the time given.
+    Undecided(Vec<String>),
 }
 
-/// Compares this node's WAL position with what the other candidates
-/// published at pre-promote. When one is further, steers Pacemaker to it:
-/// at pre-promote the score change aborts the transition before this
-/// node's promote starts; a promote that starts anyway refuses.
+/// Compares this node's WAL position with every other candidate's: those
+/// the pre-promote notification named, and every instance Pacemaker shows
+/// running unpromoted, started in this transition or not. Each publishes
+/// its position at pre-promote, and again from its monitor while no
+/// primary runs; one that has not yet is waited for until `waiting` ends,
+/// unless its node is offline or fenced or its instance is not running
+/// (see [`election::judge`]). When another node should be promoted, the
+/// scores are set so that Pacemaker picks it next, not this node again.
 pub fn compare_candidates(
+    cfg: &PgConfig,
     cluster: &Cluster,
     mine: Position,
+    waiting: &Deadline,
     deadline: &Deadline,
 ) -> Result<Comparison> {
-    let candidates: Vec<String> = cluster
-        .candidates()
-        .into_iter()
-        .filter(|n| *n != cluster.node)
-        .collect();
-    if candidates.is_empty() {
-        return Ok(Comparison::Best("no other standby".to_string()));
-    }
-    // The candidates publish during the same pre-promote notification; a
-    // moment may pass before every value reaches this node.
-    let asking = Deadline::after(
-        deadline
-            .remaining()
-            .mul_f64(0.2)
-            .min(Duration::from_secs(3)),
-    );
-    let mut positions = BTreeMap::new();
-    let waited = asking.wait_for(
-        "the candidates' WAL positions",
-        Duration::from_millis(50),
+    let noted = cluster.candidates();
+    // What attrd holds now, before this promotion steers anything: the
+    // node with the synchronous score is the one the primary last
+    // reported synchronous.
+    let scores = cluster.promotion_scores(deadline).unwrap_or_else(|e| {
+        warning!("{}", e.reason());
+        Default::default()
+    });
+    let synchronous = election::synchronous_of(&scores).map(str::to_string);
+    let mut view_failed = false;
+    let mut judged = election::Judgement::Wait(Vec::new());
+    let mut polls = 0u32;
+    let outcome = waiting.wait_for(
+        "the other candidates' WAL positions",
+        Duration::from_millis(500),
         || {
-            positions = cluster.positions(deadline)?;
-            Ok(candidates
-                .iter()
-                .all(|c| positions.contains_key(c))
-                .then_some(()))
+            polls += 1;
+            let view = match ClusterView::query(deadline) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    if !view_failed {
+                        warning!(
+                            "{}; comparing with the notified candidates only",
+                            e.reason()
+                        );
+                        view_failed = true;
+                    }
+                    None
+                }
+            };
+            let others = what_candidates_said(cluster, &noted, view.as_ref(), deadline)?;
+            judged = election::judge(
+                &cluster.node,
+                mine,
+                cfg.replication.sync,
+                synchronous.as_deref(),
+                &others,
+            );
+            if let election::Judgement::Wait(missing) = &judged {
+                if polls == 1 {
+                    info!(
+                        "waiting up to {:.0}s for the WAL position of {}",
+                        waiting.remaining().as_secs_f64(),
+                        missing.join(", ")
+                    );
+                }
+                return Ok(None);
+            }
+            Ok(Some(()))
         },
     );
-    if let Err(e) = waited {
-        warning!("{}", e.reason());
+    match (outcome, judged) {
+        (_, election::Judgement::Promote(how)) => Ok(Comparison::Best(how)),
+        (_, election::Judgement::Refuse { why, instead }) => {
+            if let Some(node) = &instead {
+                for (n, score) in election::steering(&cluster.node, node, &scores) {
+                    let set = ocf::attributes::set_promotion_score(
+                        &cluster.resource,
+                        &n,
+                        Some(score),
+                        deadline,
+                    );
+                    cluster.forget_score(&n);
+                    if let Err(e) = set {
+                        warning!("{}", e.reason());
+                    }
+                }
+            }
+            Ok(Comparison::Refused { why, instead })
+        }
+        (_, election::Judgement::Wait(missing)) => Ok(Comparison::Undecided(missing)),
     }
-    positions.retain(|node, _| candidates.contains(node));
-    for missing in candidates.iter().filter(|c| !positions.contains_key(*c)) {
-        warning!("{missing} published no WAL position at pre-promote: not compared");
+}
+
+/// What each other candidate told so far (see [`said`]).
+fn what_candidates_said(
+    cluster: &Cluster,
+    noted: &[String],
+    view: Option<&ClusterView>,
+    deadline: &Deadline,
+) -> Result<BTreeMap<String, election::Said>> {
+    let positions = cluster.positions(deadline)?;
+    Ok(said(
+        &cluster.node,
+        &cluster.resource,
+        noted,
+        view,
+        &positions,
+    ))
+}
+
+/// What each other candidate told so far: its published position, or why
+/// it never will (node offline or fenced, instance not running), or
+/// nothing yet. Candidates: those noted at pre-promote (`noted`) and every
+/// instance of `resource` that `view` shows running unpromoted.
+pub fn said(
+    me: &str,
+    resource: &str,
+    noted: &[String],
+    view: Option<&ClusterView>,
+    positions: &BTreeMap<String, Position>,
+) -> BTreeMap<String, election::Said> {
+    let mut candidates: Vec<String> = noted.to_vec();
+    if let Some(view) = view {
+        for i in view.instances.get(resource).into_iter().flatten() {
+            if !matches!(i.role.as_str(), "Promoted" | "Master") {
+                candidates.push(i.node.clone());
+            }
+        }
     }
-    let compared = positions.len();
-    positions.insert(cluster.node.clone(), mine);
-    let (best, position) =
-        election::best_candidate(&positions, &cluster.node).expect("this node is a candidate");
-    if best == cluster.node {
-        return Ok(Comparison::Best(format!(
-            "best of {} standbys",
-            compared + 1
-        )));
-    }
-    let node = best.to_string();
-    let steer = cluster
-        .set_score(&node, Some(election::CAUGHT_UP), "election", deadline)
-        .and_then(|()| {
-            cluster.set_score(&cluster.node, Some(Score::Value(1)), "election", deadline)
-        });
-    if let Err(e) = steer {
-        warning!("{}", e.reason());
-    }
-    Ok(Comparison::Behind { node, position })
+    candidates.retain(|c| c != me);
+    candidates.sort();
+    candidates.dedup();
+    candidates
+        .into_iter()
+        .map(|c| {
+            let said = match (positions.get(&c), view) {
+                (Some(p), _) => election::Said::Position(*p),
+                (None, Some(v)) if !v.is_online(&c) => {
+                    election::Said::Gone("node offline".to_string())
+                }
+                (None, Some(v)) if !v.runs_on(resource, &c) => {
+                    election::Said::Gone("instance not running".to_string())
+                }
+                (None, _) => election::Said::Nothing,
+            };
+            (c, said)
+        })
+        .collect()
 }
 
 /// After a planned demote, the old primary published where its shutdown
@@ -336,6 +437,62 @@ fn wait_for_demoted_checkpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use election::Said;
+    use ocf::crm_mon::{Instance, NodeState};
+
+    #[test]
+    fn candidates_are_the_noted_and_the_running_unpromoted_and_told_apart() {
+        let mut view = ClusterView {
+            quorate: true,
+            ..Default::default()
+        };
+        for (node, online) in [
+            ("node1", false),
+            ("node2", true),
+            ("node3", true),
+            ("node4", true),
+        ] {
+            view.nodes.insert(
+                node.into(),
+                NodeState {
+                    online,
+                    unclean: false,
+                },
+            );
+        }
+        view.instances.insert(
+            "pg".into(),
+            ["node2", "node3"]
+                .iter()
+                .map(|n| Instance {
+                    node: n.to_string(),
+                    role: "Unpromoted".into(),
+                })
+                .collect(),
+        );
+        let positions: BTreeMap<String, Position> =
+            [("node3".to_string(), "2:0/5000000".parse().unwrap())].into();
+        // node1 offline, node4 online without an instance, node3 told,
+        // node2 is this node; node5 only noted, and not in the view.
+        let noted: Vec<String> = ["node1", "node4", "node5"]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let s = said("node2", "pg", &noted, Some(&view), &positions);
+        assert_eq!(s.len(), 4, "{s:?}");
+        assert_eq!(s["node1"], Said::Gone("node offline".into()));
+        assert_eq!(s["node3"], Said::Position("2:0/5000000".parse().unwrap()));
+        assert_eq!(s["node4"], Said::Gone("instance not running".into()));
+        assert_eq!(
+            s["node5"],
+            Said::Gone("node offline".into()),
+            "unknown to the cluster"
+        );
+        // Without crm_mon: the noted ones, waited for.
+        let s = said("node2", "pg", &noted, None, &positions);
+        assert_eq!(s["node1"], Said::Nothing);
+        assert!(!s.contains_key("node3"));
+    }
 
     #[test]
     fn once_the_server_left_recovery_the_promotion_succeeded_whatever_pg_promote_said() {

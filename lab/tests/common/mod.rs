@@ -116,8 +116,11 @@ fn notable(logs: &str, lines: usize) -> String {
     out
 }
 
+/// `/tmp/tusk-lab-test-NAME`, or `PREFIX-NAME` with `TUSK_LAB_TEST_DIR=PREFIX`
+/// (one engineer's labs apart from another's).
 pub fn test_dir(name: &str) -> PathBuf {
-    PathBuf::from(format!("/tmp/tusk-lab-test-{name}"))
+    let prefix = std::env::var("TUSK_LAB_TEST_DIR").unwrap_or("/tmp/tusk-lab-test".into());
+    PathBuf::from(format!("{prefix}-{name}"))
 }
 
 pub fn require_root() {
@@ -787,5 +790,55 @@ pub fn assert_never_two_primaries(watchers: &[(String, pgpool::Watcher)], zero: 
                 w.timeline(zero)
             );
         }
+    }
+}
+
+/// A client on the primary's own node (its unix socket, so a partition does
+/// not cut it off): one INSERT after the other, each recorded once
+/// acknowledged, until one fails (the node fenced).
+pub struct LocalWriter {
+    acknowledged: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn local_writer(lab: &tusk_lab::Lab, node: &str) -> LocalWriter {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (lab, node) = (lab.clone(), node.to_string());
+    let (acks, stopping) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+    let thread = std::thread::spawn(move || {
+        for v in 1u32.. {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let insert = format!("INSERT INTO tusk_local VALUES ({v})");
+            if tusk_lab::postgres::sql(&lab, &node, &insert).is_err() {
+                return;
+            }
+            acks.lock().unwrap().push(v);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    LocalWriter {
+        acknowledged,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl LocalWriter {
+    pub fn acknowledged(&self) -> Vec<u32> {
+        self.acknowledged.lock().unwrap().clone()
+    }
+
+    pub fn stop(mut self) -> Vec<u32> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.acknowledged()
     }
 }
