@@ -42,6 +42,19 @@ pub struct ClusterView {
     pub attributes: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// What a failed crm_mon said, from its XML: the last `<error>` line, or
+/// the status message (its last line would be `</pacemaker-result>`).
+fn failure_of(xml: &str) -> Option<String> {
+    let inner = |open: &str, close: &str| {
+        let start = xml.rfind(open)? + open.len();
+        let end = start + xml[start..].find(close)?;
+        Some(xml[start..end].trim().to_string())
+    };
+    inner("<error>", "</error>")
+        .or_else(|| inner("message=\"", "\""))
+        .filter(|s| !s.is_empty())
+}
+
 impl ClusterView {
     /// Asks this node's Pacemaker.
     pub fn query(deadline: &Deadline) -> Result<ClusterView> {
@@ -56,7 +69,8 @@ impl ClusterView {
         }
         let out = command::run(cmd, deadline)?;
         if !out.status.success() {
-            return Err(OcfError::generic(format!("crm_mon: {}", out.last_words())));
+            let why = failure_of(&out.stdout).unwrap_or_else(|| out.last_words().to_string());
+            return Err(OcfError::generic(format!("crm_mon: {why}")));
         }
         ClusterView::parse(&out.stdout)
     }
@@ -244,6 +258,27 @@ mod tests {
         assert_eq!(v.attribute("node2", "master-pg"), Some("1000"));
         assert_eq!(v.attribute("node3", "master-pg"), None);
         assert_eq!(v.attribute("node3", "pg-timeline"), Some("3"));
+    }
+
+    #[test]
+    fn a_failed_crm_mon_is_told_by_its_last_error() {
+        let out = r#"<pacemaker-result api-version="2.25" request="crm_mon --one-shot --output-as=xml">
+  <status code="102" message="Not connected">
+    <errors>
+      <error>error: Could not connect to launcher: Connection refused</error>
+      <error>crm_mon: Connection to cluster failed: Connection refused</error>
+    </errors>
+  </status>
+</pacemaker-result>
+"#;
+        assert_eq!(
+            failure_of(out).as_deref(),
+            Some("crm_mon: Connection to cluster failed: Connection refused")
+        );
+        let quiet =
+            r#"<pacemaker-result><status code="102" message="Not connected"/></pacemaker-result>"#;
+        assert_eq!(failure_of(quiet).as_deref(), Some("Not connected"));
+        assert_eq!(failure_of("</pacemaker-result>"), None);
     }
 
     #[test]
