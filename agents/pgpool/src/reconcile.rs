@@ -291,28 +291,50 @@ pub fn reason(change: Change, nodes: &[NodeInfo], live: &LiveView) -> String {
 }
 
 /// pgpool's view in a few words, for the log and the node attribute
-/// `RESOURCE-backends`: `2/2 attached, primary node 0`; `unknown` are the
-/// nodes whose info did not come (a backend that hangs).
-pub fn summary(nodes: &[NodeInfo], unknown: &[u32]) -> String {
+/// `RESOURCE-backends` (what `crm_mon -A` shows): how many backends are
+/// attached, which one is pgpool's primary, and which are detached or
+/// `unknown` (their info did not come: a backend that hangs), e.g.
+/// `2/3 attached, primary node1 (id 0), detached node3 (id 2)`. Each
+/// backend is named by `names` (its `backend_application_nameN`, the node
+/// name) or else by its address and port, with pgpool's node id, which
+/// `pcp_attach_node -n` and `SHOW pool_nodes` use: pgpool counts from 0,
+/// node names often from 1, and "node 1" alone would name either.
+pub fn summary(nodes: &[NodeInfo], unknown: &[u32], names: &BTreeMap<u32, String>) -> String {
     let configured: Vec<&NodeInfo> = nodes
         .iter()
         .filter(|n| n.status != BackendStatus::Unused)
         .collect();
     let attached = configured.iter().filter(|n| n.status.is_attached()).count();
+    let name = |id: u32| backend_name(id, names, configured.iter().find(|n| n.node_id == id));
     let primary = configured
         .iter()
         .find(|n| n.role == PoolRole::Primary && n.status.is_attached())
         .map_or("no primary".to_string(), |n| {
-            format!("primary node {}", n.node_id)
+            format!("primary {}", name(n.node_id))
         });
     let mut text = format!(
         "{attached}/{} attached, {primary}",
         configured.len() + unknown.len()
     );
+    for node in configured.iter().filter(|n| !n.status.is_attached()) {
+        text.push_str(&format!(", detached {}", name(node.node_id)));
+    }
     for node in unknown {
-        text.push_str(&format!(", node {node} unknown"));
+        text.push_str(&format!(", {} unknown", name(*node)));
     }
     text
+}
+
+/// `node1 (id 0)`: the backend's name in `names` when it has one, else its
+/// address and port as pgpool has them.
+fn backend_name(id: u32, names: &BTreeMap<u32, String>, info: Option<&&NodeInfo>) -> String {
+    let name = names
+        .get(&id)
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .or_else(|| info.map(|i| format!("{}:{}", i.hostname, i.port)))
+        .unwrap_or_else(|| "backend".to_string());
+    format!("{name} (id {id})")
 }
 
 /// Whether no backend is attached: pgpool then refuses every client.
@@ -664,16 +686,29 @@ mod tests {
             reason(Change::Attach(2), &nodes, &live),
             "it streams from the primary, node 1, as node2"
         );
-        assert_eq!(summary(&nodes, &[]), "2/3 attached, no primary");
+        let names = live.application_names.clone();
+        assert_eq!(
+            summary(&nodes, &[], &names),
+            "2/3 attached, no primary, detached node0 (id 0)"
+        );
         let after = [
             node(0, Down, PoolStandby, None),
             node(1, Waiting, PoolPrimary, LIVE_PRIMARY),
             node(2, Down, PoolStandby, LIVE_STANDBY),
         ];
-        assert_eq!(summary(&after, &[]), "1/3 attached, primary node 1");
         assert_eq!(
-            summary(&after[..2], &[2]),
-            "1/3 attached, primary node 1, node 2 unknown"
+            summary(&after, &[], &names),
+            "1/3 attached, primary node1 (id 1), detached node0 (id 0), detached node2 (id 2)"
+        );
+        assert_eq!(
+            summary(&after[..2], &[2], &names),
+            "1/3 attached, primary node1 (id 1), detached node0 (id 0), node2 (id 2) unknown"
+        );
+        // Without backend_application_nameN: the address pgpool has.
+        assert_eq!(
+            summary(&after[..2], &[2], &BTreeMap::new()),
+            "1/3 attached, primary /run/node1:5432 (id 1), detached /run/node0:5432 (id 0), \
+             backend (id 2) unknown"
         );
         assert!(!none_attached(&after));
         assert!(none_attached(&[node(0, Down, PoolPrimary, None)]));

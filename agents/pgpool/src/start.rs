@@ -95,7 +95,7 @@ pub fn start(cfg: &PoolConfig, ctx: &Context) -> Result<Status> {
     if cfg.reconcile {
         let outcome = backends::reconcile(&checked.pcp, count, &asker, &checked.backends, deadline);
         let unknown: Vec<u32> = outcome.missing.iter().map(|(n, _)| *n).collect();
-        crate::monitor::report(ctx, &outcome.nodes, &unknown);
+        crate::monitor::report(ctx, &outcome.nodes, &unknown, &checked.backends);
     }
     Ok(Status::Success)
 }

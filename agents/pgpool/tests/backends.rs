@@ -287,7 +287,7 @@ fn a_hung_backend_does_not_hang_the_monitor() {
     assert!(
         monitor
             .stderr
-            .contains("1/2 attached, primary node 0, node 1 unknown"),
+            .contains("1/2 attached, primary node1 (id 0), node2 (id 1) unknown"),
         "{}",
         monitor.stderr
     );
