@@ -9,6 +9,7 @@ use crate::reconcile::{self, Change, Current, LiveView};
 use crate::session::Pcp;
 use crate::settings::BackendConf;
 use ocf::{debug, info, warning, Deadline};
+use std::time::Duration;
 
 /// What one reconciliation saw and did.
 #[derive(Debug, Default)]
@@ -59,6 +60,7 @@ pub fn reconcile(
             break;
         }
         let mut moved = None;
+        let mut made = Vec::new();
         for change in changes {
             let node = outcome.nodes.iter().find(|n| n.node_id == change.node());
             let at = node.map_or(String::new(), |n| format!(" ({}:{})", n.hostname, n.port));
@@ -72,11 +74,36 @@ pub fn reconcile(
                         moved = Some(change);
                     }
                     outcome.changed.push(change);
+                    made.push(change);
                 }
                 Err(e) => warning!("could not {change}{at}: {e}"),
             }
         }
         let Some(change) = moved else {
+            // pgpool answers a request before it takes it up: wait, briefly,
+            // until it shows each change, so that the summary logged and
+            // published (RESOURCE-backends) is pgpool's view after them,
+            // not the one before until the next monitor.
+            for change in made {
+                let attached = matches!(change, Change::Attach(_));
+                let brief = Deadline::after(
+                    deadline
+                        .remaining()
+                        .mul_f64(0.2)
+                        .min(Duration::from_secs(2)),
+                );
+                let shown = |i: &NodeInfo| i.status.is_attached() == attached;
+                match pcp.wait_for(change.node(), shown, &brief) {
+                    Ok(info) => {
+                        if let Some(n) =
+                            outcome.nodes.iter_mut().find(|n| n.node_id == info.node_id)
+                        {
+                            *n = info;
+                        }
+                    }
+                    Err(e) => debug!("pgpool's view after {change}: {e}"),
+                }
+            }
             break;
         };
         // pgpool queues the request and answers first; it takes it up

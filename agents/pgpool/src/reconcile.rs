@@ -271,22 +271,37 @@ pub fn reason(change: Change, nodes: &[NodeInfo], live: &LiveView) -> String {
         ),
         Change::Attach(n) => {
             let name = live.application_names.get(&n).map_or("", String::as_str);
-            format!("it streams from the primary, node {current}, as {name}")
+            format!(
+                "it streams from the primary, {}, as {name}",
+                named(live, current)
+            )
         }
         Change::Promote(n) => {
             let was = nodes
                 .iter()
                 .find(|i| i.role == PoolRole::Primary && i.status.is_attached())
                 .map_or("pgpool had no primary".to_string(), |i| {
-                    format!("pgpool's primary was node {}", i.node_id)
+                    format!("pgpool's primary was {}", named(live, i.node_id))
                 });
             format!("it is the primary ({}); {was}", timeline(n))
         }
         Change::Detach(n) => format!(
-            "it is a primary too ({}), beside the current one, node {current} ({})",
+            "it is a primary too ({}), beside the current one, {} ({})",
             timeline(n),
+            named(live, current),
             timeline(current)
         ),
+    }
+}
+
+/// pgpool's backend `id` for a log line: `node2 (pgpool node 1)` by its
+/// `backend_application_nameN` (the node name), `node 1` without one.
+/// pgpool counts its nodes from 0 and clusters often name theirs from 1:
+/// "node 1" alone would name either.
+fn named(live: &LiveView, id: u32) -> String {
+    match live.application_names.get(&id) {
+        Some(name) if !name.is_empty() => format!("{name} (pgpool node {id})"),
+        _ => format!("node {id}"),
     }
 }
 
@@ -684,7 +699,7 @@ mod tests {
         );
         assert_eq!(
             reason(Change::Attach(2), &nodes, &live),
-            "it streams from the primary, node 1, as node2"
+            "it streams from the primary, node1 (pgpool node 1), as node2"
         );
         let names = live.application_names.clone();
         assert_eq!(
@@ -715,7 +730,8 @@ mod tests {
         let stale = view(vec![primary(1, &[]), primary(2, &[])]);
         assert_eq!(
             reason(Change::Detach(0), &after, &stale),
-            "it is a primary too (timeline 1), beside the current one, node 1 (timeline 2)"
+            "it is a primary too (timeline 1), beside the current one, node1 (pgpool node 1) \
+             (timeline 2)"
         );
         assert_eq!(
             reason(Change::Attach(1), &after, &stale),

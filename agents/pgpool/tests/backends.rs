@@ -39,6 +39,15 @@ fn a_restarted_standby_is_attached_again_by_the_monitor() {
         "{}",
         monitor.stderr
     );
+    // What it sums up (the log, and RESOURCE-backends under Pacemaker) is
+    // pgpool's view after the attach, named by node.
+    assert!(
+        monitor
+            .stderr
+            .contains("backends: 2/2 attached, primary node1 (id 0)"),
+        "{}",
+        monitor.stderr
+    );
     s.wait_node(1, "attached", |n| n.status.is_attached());
     assert_eq!(s.main_pid(), Some(main), "pgpool was not restarted");
     // In step: the next monitor changes nothing.
