@@ -35,6 +35,25 @@ pub const OWN_VIEW: &str = "own view";
 pub const FAILED: &str = "failed ";
 /// The subject of cluster-wide facts.
 pub const CLUSTER: &str = "cluster";
+/// pgpool on a node, as Pacemaker runs it (crm_mon): `running`,
+/// `stopped`, `starting`, `stopping`, with ` (failed)` when crm_mon says so.
+pub const PGPOOL: &str = "pgpool";
+/// Whether a node's pgpool answers a client's `SHOW pool_nodes`: `yes`;
+/// `closed` (it closed the client's session), `waits` (a new connection
+/// has been waiting for pgpool to take it), `no` (anything else).
+pub const PGPOOL_ANSWERS: &str = "pgpool answers";
+/// A node's pgpool's view of its backends, when it answers: each backend
+/// (by node name, in pgpool's node id order) with what pgpool does with it,
+/// as [`pool_view`] writes it: `node1 primary, node2 standby, node3 down`.
+pub const PGPOOL_VIEW: &str = "pgpool's view";
+/// The node attribute `pgpool-backends`: the pgpool agent's summary of
+/// pgpool's view at its last monitor, as `crm_mon -A` shows it. Shown in
+/// the summary, not narrated (pgpool's own view is, as it changes).
+pub const PGPOOL_BACKENDS: &str = "pgpool-backends";
+/// [`PGPOOL_ANSWERS`] and [`PGPOOL_VIEW`] of a pgpool that does not run:
+/// what it shows once started again is told whole, not as a change from
+/// what it showed before it stopped.
+pub const NOT_RUNNING: &str = "not running";
 
 /// What was observed at one moment. A fact that an observation could not
 /// establish (no primary to ask, a node that does not answer) is absent,
@@ -75,25 +94,43 @@ impl Facts {
 
     /// One line for each fact of `next` that differs from this one, in the
     /// order a reader follows a failover (power and membership first, the
-    /// replication last).
+    /// replication last, then pgpool). pgpool's facts that changed alike on
+    /// several nodes (every pgpool detaching the same backend) are one line.
     pub fn changes(&self, next: &Facts) -> Vec<String> {
-        let mut changed: Vec<(usize, &str, String)> = next
-            .0
-            .iter()
-            .filter(|(k, v)| self.0.get(*k) != Some(*v))
-            .filter_map(|((subject, aspect), new)| {
-                let old = self.0.get(&(subject.clone(), aspect.clone()));
-                let line = describe(subject, aspect, old.map(String::as_str), new)?;
-                Some((order(aspect), subject.as_str(), line))
-            })
-            .collect();
+        let mut changed: Vec<(usize, &str, String)> = Vec::new();
+        // (aspect, old, new) -> the nodes whose pgpool changed so.
+        let mut pgpool: BTreeMap<(&str, Option<&str>, &str), Vec<&str>> = BTreeMap::new();
+        for ((subject, aspect), new) in &next.0 {
+            let old = self.0.get(&(subject.clone(), aspect.clone()));
+            if old == Some(new) {
+                continue;
+            }
+            let old = old.map(String::as_str);
+            if is_pgpool(aspect) {
+                pgpool
+                    .entry((aspect.as_str(), old, new.as_str()))
+                    .or_default()
+                    .push(subject.as_str());
+            } else if let Some(line) = describe(subject, aspect, old, new) {
+                changed.push((order(aspect), subject.as_str(), line));
+            }
+        }
+        for ((aspect, old, new), subjects) in pgpool {
+            if let Some(line) = describe_pgpool(&subjects, aspect, old, new) {
+                changed.push((order(aspect), subjects[0], line));
+            }
+        }
         changed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         changed.into_iter().map(|(_, _, line)| line).collect()
     }
 }
 
+fn is_pgpool(aspect: &str) -> bool {
+    [PGPOOL, PGPOOL_ANSWERS, PGPOOL_VIEW, PGPOOL_BACKENDS].contains(&aspect)
+}
+
 fn order(aspect: &str) -> usize {
-    const ORDER: [&str; 11] = [
+    const ORDER: [&str; 14] = [
         POWER,
         BOOT,
         CABLE,
@@ -105,6 +142,9 @@ fn order(aspect: &str) -> usize {
         TIMELINE,
         REPLICATION,
         SYNC,
+        PGPOOL,
+        PGPOOL_ANSWERS,
+        PGPOOL_VIEW,
     ];
     ORDER
         .iter()
@@ -121,7 +161,7 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         (POWER, _, "off") => format!("{s} is powered off"),
         // A boot says it better.
         (POWER, _, _) => return None,
-        (BOOT, Some(_), _) => format!("{s} boots again (power-cycled by the fence device)"),
+        (BOOT, Some(_), _) => format!("{s} boots again: its cluster stack starts"),
         (CABLE, _, "out") => {
             format!("{s}'s cable is out: it is cut off from the other nodes and from clients")
         }
@@ -170,12 +210,137 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
             format!("commits on {s} no longer wait for a standby: none streams (pg-sync=async)")
         }
         (OWN_VIEW, _, view) => format!("{s} (cut off) sees itself: {view}"),
+        (a, old, new) if is_pgpool(a) => return describe_pgpool(&[s], a, old, new),
         (failed, _, how) if failed.starts_with(FAILED) => {
             format!("{s}: the {} failed ({how})", &failed[FAILED.len()..])
         }
         (_, None, _) => format!("{s}: {aspect} {new}"),
         (_, Some(old), _) => format!("{s}: {aspect} {old} -> {new}"),
     })
+}
+
+/// The value of [`PGPOOL_VIEW`]: each backend's name and what pgpool does
+/// with it (`primary`, `standby`, `down`; an attached backend whose server
+/// says otherwise gets it added: `standby (server: primary)`).
+pub fn pool_view(backends: &[(String, String)]) -> String {
+    backends
+        .iter()
+        .map(|(name, state)| format!("{name} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`pool_view`] read back: (name, state) for each backend.
+pub fn parse_pool_view(value: &str) -> Vec<(&str, &str)> {
+    value
+        .split(", ")
+        .filter_map(|entry| entry.split_once(' '))
+        .collect()
+}
+
+/// "pgpool on node2", "pgpool on node2 and node3".
+fn pgpools(subjects: &[&str]) -> String {
+    match subjects {
+        [one] => format!("pgpool on {one}"),
+        [init @ .., last] => format!("pgpool on {} and {last}", init.join(", ")),
+        [] => "pgpool".to_string(),
+    }
+}
+
+/// The line for a change of pgpool on `subjects` (the nodes whose pgpool
+/// changed alike), or None when it is not worth one: what Pacemaker does
+/// with pgpool, whether it answers, and what it now does with each backend
+/// that changed in its view.
+fn describe_pgpool(
+    subjects: &[&str],
+    aspect: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Option<String> {
+    let who = pgpools(subjects);
+    Some(match (aspect, old, new) {
+        (PGPOOL, None, _) | (PGPOOL_BACKENDS, _, _) => return None,
+        (PGPOOL, _, "running") => format!("{who} is started (Pacemaker)"),
+        (PGPOOL, _, "stopped") => format!("{who} is stopped"),
+        (PGPOOL, _, other) => format!("{who} is {other}"),
+        (PGPOOL_ANSWERS | PGPOOL_VIEW, _, NOT_RUNNING) => return None,
+        (PGPOOL_ANSWERS, None | Some("yes" | NOT_RUNNING), "yes") => return None,
+        (PGPOOL_ANSWERS, _, "yes") => format!("{who} answers clients again"),
+        (PGPOOL_ANSWERS, _, "closed") => format!("{who} closed its client sessions"),
+        (PGPOOL_ANSWERS, _, "waits") => format!("{who} keeps new clients waiting"),
+        (PGPOOL_ANSWERS, _, _) => format!("{who} does not answer a client"),
+        (PGPOOL_VIEW, None | Some(NOT_RUNNING), view) => format!("{who} sees: {view}"),
+        (PGPOOL_VIEW, Some(old), new) => {
+            let before = parse_pool_view(old);
+            let changed: Vec<String> = parse_pool_view(new)
+                .into_iter()
+                .filter_map(|(backend, state)| {
+                    let was = before.iter().find(|(b, _)| *b == backend).map(|(_, s)| *s);
+                    (was != Some(state)).then(|| backend_change(backend, was, state))
+                })
+                .collect();
+            if changed.is_empty() {
+                return None;
+            }
+            format!("{who}: {}", changed.join(", "))
+        }
+        (_, _, _) => format!("{who}: {aspect} {new}"),
+    })
+}
+
+/// What pgpool now does with `backend`, in words.
+fn backend_change(backend: &str, was: Option<&str>, state: &str) -> String {
+    match (was, state) {
+        (Some(w), "down") if w != "down" => format!("{backend} detached (no client is sent there)"),
+        (_, "down") => format!("{backend} down"),
+        (Some("down"), "standby") => format!("{backend} attached again, as a standby"),
+        (_, "primary") => format!("{backend} now its primary (writes go there)"),
+        (Some(w), "standby") if w.starts_with("primary") => {
+            format!("{backend} now a standby")
+        }
+        (_, other) => match other.split_once(" (server: ") {
+            Some((role, server)) => format!(
+                "{backend} still a {role} to pgpool, though its server is a {}",
+                server.trim_end_matches(')')
+            ),
+            None => format!("{backend} {other}"),
+        },
+    }
+}
+
+/// Whether pgpool on `node` agrees with Pacemaker about `primary`: it
+/// answers, sends writes to `primary` (the only backend it calls primary)
+/// and has every other PostgreSQL node attached as a standby.
+pub fn pgpool_agrees(
+    facts: &Facts,
+    node: &str,
+    primary: &str,
+    pg_nodes: &[String],
+) -> Result<(), String> {
+    if facts.get(node, PGPOOL) != Some("running") {
+        return Err(format!("pgpool does not run on {node}"));
+    }
+    if facts.get(node, PGPOOL_ANSWERS) != Some("yes") {
+        return Err(format!("pgpool on {node} does not answer"));
+    }
+    let value = facts.get(node, PGPOOL_VIEW).unwrap_or("");
+    let view = parse_pool_view(value);
+    let state = |backend: &str| view.iter().find(|(b, _)| *b == backend).map(|(_, s)| *s);
+    if state(primary) != Some("primary")
+        || view.iter().filter(|(_, s)| *s == "primary").count() != 1
+    {
+        return Err(format!(
+            "pgpool on {node} does not send writes to {primary} alone yet ({value})"
+        ));
+    }
+    for standby in pg_nodes.iter().filter(|n| n.as_str() != primary) {
+        if state(standby) != Some("standby") {
+            return Err(format!(
+                "pgpool on {node} does not have {standby} attached as a standby yet ({value})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a settled cluster looks like.
@@ -189,18 +354,24 @@ pub struct Expect<'a> {
     /// The primary's commits wait for a synchronous standby (pg-sync=sync):
     /// what `sync=available` and `strict` settle to while standbys stream.
     pub sync: bool,
+    /// The nodes whose pgpool must agree with Pacemaker (see
+    /// [`pgpool_agrees`]); none without pgpool.
+    pub pgpool: &'a [String],
 }
 
 /// The steady state every fault ends with: exactly one primary (as
 /// `expect` says), the floating address on it, every other PostgreSQL node
 /// online, a standby streaming from it, on its timeline; pg-sync=sync when
-/// expected. Returns the primary, or what is still missing.
+/// expected; and every pgpool of `expect` agreeing (the primary its
+/// primary, every standby attached). Returns the primary, or what is still
+/// missing.
 pub fn settled(facts: &Facts, pg_nodes: &[String], expect: Expect) -> Result<String, String> {
     let Expect {
         old,
         must_move,
         target,
         sync,
+        pgpool,
     } = expect;
     let primaries = facts.with(POSTGRESQL, "primary");
     let [primary] = primaries.as_slice() else {
@@ -239,6 +410,9 @@ pub fn settled(facts: &Facts, pg_nodes: &[String], expect: Expect) -> Result<Str
         return Err(format!(
             "{primary}'s commits do not wait for a synchronous standby yet (pg-sync)"
         ));
+    }
+    for node in pgpool {
+        pgpool_agrees(facts, node, primary, pg_nodes)?;
     }
     Ok(primary.to_string())
 }
@@ -336,7 +510,7 @@ mod tests {
         assert_eq!(
             fenced.changes(&back),
             vec![
-                "node1 boots again (power-cycled by the fence device)",
+                "node1 boots again: its cluster stack starts",
                 "node1 is online again: it rejoined the cluster",
                 "PostgreSQL on node1 runs as a standby",
                 "node1 streams from the primary (async)",
@@ -369,6 +543,7 @@ mod tests {
             must_move: false,
             target: None,
             sync: true,
+            pgpool: &[],
         };
         let moves = Expect {
             must_move: true,
@@ -416,6 +591,159 @@ mod tests {
             settled(&moved, &nodes(), moves),
             Err("node1 does not stream from node2".into())
         );
+    }
+
+    fn with_pgpool(mut f: Facts, view: &str) -> Facts {
+        for node in nodes() {
+            f.set(&node, PGPOOL, "running");
+            f.set(&node, PGPOOL_ANSWERS, "yes");
+            f.set(&node, PGPOOL_VIEW, view);
+            f.set(&node, PGPOOL_BACKENDS, "3/3 attached, primary node1 (id 0)");
+        }
+        f
+    }
+
+    #[test]
+    fn pgpool_following_a_failover_is_one_line_per_step_for_every_pgpool_alike() {
+        let before = with_pgpool(healthy(), "node1 primary, node2 standby, node3 standby");
+        let mut seen = Facts::default();
+        seen.set("node1", POWER, "off");
+        seen.set("node2", PGPOOL_ANSWERS, "waits");
+        seen.set("node3", PGPOOL_ANSWERS, "waits");
+        let lost = before.merge(&seen);
+        assert_eq!(
+            before.changes(&lost),
+            vec![
+                "node1 is powered off",
+                "pgpool on node2 and node3 keeps new clients waiting",
+            ]
+        );
+        let mut seen = Facts::default();
+        seen.set("node1", PGPOOL, "stopped");
+        seen.set("node1", PGPOOL_ANSWERS, NOT_RUNNING);
+        seen.set("node1", PGPOOL_VIEW, NOT_RUNNING);
+        for node in ["node2", "node3"] {
+            seen.set(node, PGPOOL_ANSWERS, "yes");
+            seen.set(
+                node,
+                PGPOOL_VIEW,
+                "node1 down, node2 primary, node3 standby",
+            );
+            seen.set(node, PGPOOL_BACKENDS, "2/3 attached, primary node2 (id 1)");
+        }
+        let followed = lost.merge(&seen);
+        assert_eq!(
+            lost.changes(&followed),
+            vec![
+                "pgpool on node1 is stopped",
+                "pgpool on node2 and node3 answers clients again",
+                "pgpool on node2 and node3: node1 detached (no client is sent there), \
+                 node2 now its primary (writes go there)",
+            ]
+        );
+        // The old primary back: its pgpool starts with its own view, then
+        // every pgpool attaches it; one pgpool a little later than another.
+        let mut seen = Facts::default();
+        seen.set("node1", PGPOOL, "running");
+        seen.set("node1", PGPOOL_ANSWERS, "yes");
+        seen.set(
+            "node1",
+            PGPOOL_VIEW,
+            "node1 down, node2 primary, node3 standby",
+        );
+        seen.set(
+            "node2",
+            PGPOOL_VIEW,
+            "node1 standby, node2 primary, node3 standby",
+        );
+        let back = followed.merge(&seen);
+        assert_eq!(
+            followed.changes(&back),
+            vec![
+                "pgpool on node1 is started (Pacemaker)",
+                "pgpool on node1 sees: node1 down, node2 primary, node3 standby",
+                "pgpool on node2: node1 attached again, as a standby",
+            ]
+        );
+        assert_eq!(
+            describe_pgpool(
+                &["node2"],
+                PGPOOL_VIEW,
+                Some("node1 down, node2 standby, node3 standby"),
+                "node1 down, node2 standby (server: primary), node3 standby"
+            )
+            .unwrap(),
+            "pgpool on node2: node2 still a standby to pgpool, though its server is a primary"
+        );
+        assert_eq!(
+            describe_pgpool(
+                &["node1", "node2", "node3"],
+                PGPOOL_VIEW,
+                Some("node1 primary, node2 standby, node3 standby"),
+                "node1 standby, node2 primary, node3 standby"
+            )
+            .unwrap(),
+            "pgpool on node1, node2 and node3: node1 now a standby, node2 now its primary (writes go there)"
+        );
+    }
+
+    #[test]
+    fn settled_with_pgpool_means_every_pgpool_agrees_with_pacemaker() {
+        let all = nodes();
+        let expect = Expect {
+            old: "node1",
+            must_move: false,
+            target: None,
+            sync: true,
+            pgpool: &all,
+        };
+        let f = with_pgpool(healthy(), "node1 primary, node2 standby, node3 standby");
+        assert_eq!(settled(&f, &nodes(), expect), Ok("node1".into()));
+        let mut g = f.clone();
+        g.set(
+            "node3",
+            PGPOOL_VIEW,
+            "node1 primary, node2 down, node3 standby",
+        );
+        assert_eq!(
+            settled(&g, &nodes(), expect),
+            Err(
+                "pgpool on node3 does not have node2 attached as a standby yet \
+                 (node1 primary, node2 down, node3 standby)"
+                    .into()
+            )
+        );
+        let mut g = f.clone();
+        g.set(
+            "node2",
+            PGPOOL_VIEW,
+            "node1 primary, node2 primary, node3 standby",
+        );
+        assert!(settled(&g, &nodes(), expect)
+            .unwrap_err()
+            .contains("does not send writes to node1 alone"));
+        let mut g = f.clone();
+        g.set("node2", PGPOOL_ANSWERS, "no");
+        assert_eq!(
+            settled(&g, &nodes(), expect),
+            Err("pgpool on node2 does not answer".into())
+        );
+        let mut g = f.clone();
+        g.set("node1", PGPOOL, "stopped");
+        assert_eq!(
+            settled(&g, &nodes(), expect),
+            Err("pgpool does not run on node1".into())
+        );
+        // Without pgpool in the layout, its facts are not asked about.
+        assert!(settled(
+            &g,
+            &nodes(),
+            Expect {
+                pgpool: &[],
+                ..expect
+            }
+        )
+        .is_ok());
     }
 
     #[test]
