@@ -397,6 +397,15 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
             }
         }
     }
+    let fenced = std::fs::read_to_string(lab.dir().join("fence-daemon.log"))
+        .map(|log| fencings(&log))
+        .unwrap_or_default();
+    for node in &state.nodes {
+        let value = fenced
+            .get(&node.name)
+            .map_or("0".to_string(), |(n, action)| format!("{n} {action}"));
+        facts.set(&node.name, FENCED, value);
+    }
     let connected: Vec<&str> = state
         .nodes
         .iter()

@@ -14,6 +14,11 @@ pub const CABLE: &str = "cable";
 /// A node as the cluster sees it: `online`, `lost` (offline, unclean: not
 /// yet fenced), `offline`.
 pub const MEMBERSHIP: &str = "membership";
+/// How often the lab's power switch fenced a node, and how the last time:
+/// `0`, or `COUNT ACTION` (`2 reboot`, `1 off`), from the fence daemon's
+/// log (see [`fencings`]): the switch's own record, which a poll of
+/// crm_mon can miss between "lost" and "offline".
+pub const FENCED: &str = "fenced";
 /// The cluster's DC (subject [`CLUSTER`]): a node name or `none`.
 pub const DC: &str = "dc";
 /// PostgreSQL on a node for Pacemaker: `primary`, `standby`, `stopped`,
@@ -130,8 +135,9 @@ fn is_pgpool(aspect: &str) -> bool {
 }
 
 fn order(aspect: &str) -> usize {
-    const ORDER: [&str; 14] = [
+    const ORDER: [&str; 15] = [
         POWER,
+        FENCED,
         BOOT,
         CABLE,
         MEMBERSHIP,
@@ -169,11 +175,19 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         (MEMBERSHIP, _, "lost") => format!(
             "{s} is lost (offline, unclean): the others fence it before they touch its resources"
         ),
-        (MEMBERSHIP, Some("lost"), "offline") => {
-            format!("{s} is fenced: confirmed off, its resources may now run elsewhere")
-        }
+        // Fenced: the switch's record says so (FENCED).
+        (MEMBERSHIP, Some("lost"), "offline") => return None,
         (MEMBERSHIP, _, "offline") => format!("{s} is offline"),
         (MEMBERSHIP, Some(_), "online") => format!("{s} is online again: it rejoined the cluster"),
+        (FENCED, None, _) | (FENCED, _, "0") => return None,
+        (FENCED, Some(_), fenced) => format!(
+            "{s} is fenced: the fence device {}, so its resources may now run elsewhere",
+            match fenced.split_once(' ').map(|(_, action)| action) {
+                Some("off") => "switched it off",
+                Some("reboot") => "power-cycled it",
+                _ => "confirmed it down",
+            }
+        ),
         (DC, _, "none") => "no DC: the nodes elect one".to_string(),
         (DC, _, node) => format!("{node} is the DC (the node that decides for the cluster)"),
         (POSTGRESQL, _, "primary") => {
@@ -238,12 +252,16 @@ pub fn parse_pool_view(value: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// "pgpool on node2", "pgpool on node2 and node3".
-fn pgpools(subjects: &[&str]) -> String {
+/// "pgpool on node2", "the pgpools on node2 and node3", and whether that
+/// is more than one.
+fn pgpools(subjects: &[&str]) -> (String, bool) {
     match subjects {
-        [one] => format!("pgpool on {one}"),
-        [init @ .., last] => format!("pgpool on {} and {last}", init.join(", ")),
-        [] => "pgpool".to_string(),
+        [one] => (format!("pgpool on {one}"), false),
+        [init @ .., last] => (
+            format!("the pgpools on {} and {last}", init.join(", ")),
+            true,
+        ),
+        [] => ("pgpool".to_string(), false),
     }
 }
 
@@ -257,26 +275,41 @@ fn describe_pgpool(
     old: Option<&str>,
     new: &str,
 ) -> Option<String> {
-    let who = pgpools(subjects);
+    let (who, many) = pgpools(subjects);
+    // Singular or plural: the verb, then "its"/"their".
+    let verb = |one: &str, more: &str| {
+        if many {
+            more.to_string()
+        } else {
+            one.to_string()
+        }
+    };
+    let its = verb("its", "their");
     Some(match (aspect, old, new) {
         (PGPOOL, None, _) | (PGPOOL_BACKENDS, _, _) => return None,
-        (PGPOOL, _, "running") => format!("{who} is started (Pacemaker)"),
-        (PGPOOL, _, "stopped") => format!("{who} is stopped"),
-        (PGPOOL, _, other) => format!("{who} is {other}"),
+        (PGPOOL, _, "running") => format!("{who} {} started (Pacemaker)", verb("is", "are")),
+        (PGPOOL, _, "stopped") => format!("{who} {} stopped", verb("is", "are")),
+        (PGPOOL, _, other) => format!("{who} {} {other}", verb("is", "are")),
         (PGPOOL_ANSWERS | PGPOOL_VIEW, _, NOT_RUNNING) => return None,
         (PGPOOL_ANSWERS, None | Some("yes" | NOT_RUNNING), "yes") => return None,
-        (PGPOOL_ANSWERS, _, "yes") => format!("{who} answers clients again"),
-        (PGPOOL_ANSWERS, _, "closed") => format!("{who} closed its client sessions"),
-        (PGPOOL_ANSWERS, _, "waits") => format!("{who} keeps new clients waiting"),
-        (PGPOOL_ANSWERS, _, _) => format!("{who} does not answer a client"),
-        (PGPOOL_VIEW, None | Some(NOT_RUNNING), view) => format!("{who} sees: {view}"),
+        (PGPOOL_ANSWERS, _, "yes") => {
+            format!("{who} {} clients again", verb("answers", "answer"))
+        }
+        (PGPOOL_ANSWERS, _, "closed") => format!("{who} closed {its} client sessions"),
+        (PGPOOL_ANSWERS, _, "waits") => {
+            format!("{who} {} new clients waiting", verb("keeps", "keep"))
+        }
+        (PGPOOL_ANSWERS, _, _) => format!("{who} {} not answer a client", verb("does", "do")),
+        (PGPOOL_VIEW, None | Some(NOT_RUNNING), view) => {
+            format!("{who} {}: {view}", verb("sees", "see"))
+        }
         (PGPOOL_VIEW, Some(old), new) => {
             let before = parse_pool_view(old);
             let changed: Vec<String> = parse_pool_view(new)
                 .into_iter()
                 .filter_map(|(backend, state)| {
                     let was = before.iter().find(|(b, _)| *b == backend).map(|(_, s)| *s);
-                    (was != Some(state)).then(|| backend_change(backend, was, state))
+                    (was != Some(state)).then(|| backend_change(backend, was, state, &its))
                 })
                 .collect();
             if changed.is_empty() {
@@ -288,13 +321,14 @@ fn describe_pgpool(
     })
 }
 
-/// What pgpool now does with `backend`, in words.
-fn backend_change(backend: &str, was: Option<&str>, state: &str) -> String {
+/// What pgpool now does with `backend`, in words (`its`: "its" or
+/// "their", the pgpools' primary).
+fn backend_change(backend: &str, was: Option<&str>, state: &str, its: &str) -> String {
     match (was, state) {
         (Some(w), "down") if w != "down" => format!("{backend} detached (no client is sent there)"),
         (_, "down") => format!("{backend} down"),
         (Some("down"), "standby") => format!("{backend} attached again, as a standby"),
-        (_, "primary") => format!("{backend} now its primary (writes go there)"),
+        (_, "primary") => format!("{backend} now {its} primary (writes go there)"),
         (Some(w), "standby") if w.starts_with("primary") => {
             format!("{backend} now a standby")
         }
@@ -417,6 +451,29 @@ pub fn settled(facts: &Facts, pg_nodes: &[String], expect: Expect) -> Result<Str
     Ok(primary.to_string())
 }
 
+/// Successful fencings by node, from the lab's fence daemon log: how
+/// many (`off` and `reboot`) and the last action. Its lines read
+/// `HH:MM:SS tusk-lab: fence: reboot node2 from=node1: ok (0.8 s)`.
+pub fn fencings(log: &str) -> BTreeMap<String, (usize, String)> {
+    let mut found: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for line in log.lines() {
+        let Some((_, request)) = line.split_once("tusk-lab: fence: ") else {
+            continue;
+        };
+        let mut words = request.split_whitespace();
+        let (Some(action), Some(node)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !matches!(action, "off" | "reboot") || !request.contains(": ok") {
+            continue;
+        }
+        let entry = found.entry(node.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 = action.to_string();
+    }
+    found
+}
+
 /// A short form of a client's error for one line of narration.
 pub fn short_error(message: &str) -> String {
     let message = message.strip_prefix("db error: ").unwrap_or(message).trim();
@@ -490,13 +547,16 @@ mod tests {
         before.set("node1", MEMBERSHIP, "lost");
         before.set("node1", BOOT, "100");
         let mut seen = Facts::default();
+        before.set("node1", FENCED, "0");
         seen.set("node1", MEMBERSHIP, "offline");
+        seen.set("node1", FENCED, "1 reboot");
         seen.set("node1", POSTGRESQL, "stopped");
         let fenced = before.merge(&seen);
         assert_eq!(
             before.changes(&fenced),
             vec![
-                "node1 is fenced: confirmed off, its resources may now run elsewhere",
+                "node1 is fenced: the fence device power-cycled it, so its resources may now run \
+                 elsewhere",
                 "PostgreSQL on node1 is stopped (it was the primary)",
             ]
         );
@@ -615,7 +675,7 @@ mod tests {
             before.changes(&lost),
             vec![
                 "node1 is powered off",
-                "pgpool on node2 and node3 keeps new clients waiting",
+                "the pgpools on node2 and node3 keep new clients waiting",
             ]
         );
         let mut seen = Facts::default();
@@ -636,9 +696,9 @@ mod tests {
             lost.changes(&followed),
             vec![
                 "pgpool on node1 is stopped",
-                "pgpool on node2 and node3 answers clients again",
-                "pgpool on node2 and node3: node1 detached (no client is sent there), \
-                 node2 now its primary (writes go there)",
+                "the pgpools on node2 and node3 answer clients again",
+                "the pgpools on node2 and node3: node1 detached (no client is sent there), \
+                 node2 now their primary (writes go there)",
             ]
         );
         // The old primary back: its pgpool starts with its own view, then
@@ -683,7 +743,8 @@ mod tests {
                 "node1 standby, node2 primary, node3 standby"
             )
             .unwrap(),
-            "pgpool on node1, node2 and node3: node1 now a standby, node2 now its primary (writes go there)"
+            "the pgpools on node1, node2 and node3: node1 now a standby, node2 now their primary \
+             (writes go there)"
         );
     }
 
@@ -744,6 +805,19 @@ mod tests {
             }
         )
         .is_ok());
+    }
+
+    #[test]
+    fn fencings_are_read_from_the_power_switch_s_log() {
+        let log = "00:46:55 tusk-lab: fence daemon listening on /tmp/x/fence.sock\n\
+                   00:49:43 tusk-lab: power on node2: booting its cluster stack\n\
+                   00:49:43 tusk-lab: fence: reboot node2 from=node1: ok (0.8 s)\n\
+                   01:03:24 tusk-lab: fence: off node2 from=node3: ok (0.1 s)\n\
+                   01:03:30 tusk-lab: fence: on node2: ok (0.1 s)\n\
+                   01:04:00 tusk-lab: fence: off node3 from=node1: error no such node (0.0 s)\n";
+        let found = fencings(log);
+        assert_eq!(found.get("node2"), Some(&(2, "off".to_string())));
+        assert_eq!(found.get("node3"), None);
     }
 
     #[test]
