@@ -561,13 +561,24 @@ pub fn run_fault(
     let standbys = layout.pg_nodes.len() - 1;
     let not_ready = "the cluster is not ready for a fault (one primary, every standby streaming, \
          every pgpool in step); `demo status` shows it";
+    // What an interrupted failover leaves: the fence device switching
+    // fenced nodes off, and the node it switched off.
+    let on = postgres::observer(lab)?;
+    if stonith_action(lab, &on).as_deref() == Some(OFF) {
+        set_stonith_action(lab, &on, REBOOT)?;
+    }
+    for node in lab.nodes()? {
+        if !lab.is_running(&node)? {
+            writeln!(
+                out,
+                "{node} is powered off (an interrupted failover?): switching it on first"
+            )?;
+            lab.power_on(&node)?;
+        }
+    }
     let old =
         postgres::wait_replicating(lab, standbys, Duration::from_secs(60)).context(not_ready)?;
     wait_settled(lab, layout, &old, Duration::from_secs(60)).context(not_ready)?;
-    // A failover interrupted before the fence device was set back.
-    if stonith_action(lab, &old).as_deref() == Some(OFF) {
-        set_stonith_action(lab, &old, REBOOT)?;
-    }
     if !client::is_running(lab) {
         bail!("the demo's client does not run (`demo` starts it with the lab)");
     }
