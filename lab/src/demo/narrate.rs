@@ -45,7 +45,7 @@ pub const CLUSTER: &str = "cluster";
 pub const PGPOOL: &str = "pgpool";
 /// Whether a node's pgpool answers a client's `SHOW pool_nodes`: `yes`;
 /// `closed` (it closed the client's session), `waits` (a new connection
-/// has been waiting for pgpool to take it), `no` (anything else).
+/// has been waiting for pgpool to take it), `no: ERROR` (anything else).
 pub const PGPOOL_ANSWERS: &str = "pgpool answers";
 /// A node's pgpool's view of its backends, when it answers: each backend
 /// (by node name, in pgpool's node id order) with what pgpool does with it,
@@ -299,7 +299,13 @@ fn describe_pgpool(
         (PGPOOL_ANSWERS, _, "waits") => {
             format!("{who} {} new clients waiting", verb("keeps", "keep"))
         }
-        (PGPOOL_ANSWERS, _, _) => format!("{who} {} not answer a client", verb("does", "do")),
+        (PGPOOL_ANSWERS, _, no) => match no.strip_prefix("no: ") {
+            Some(error) => format!(
+                "{who} {} a client with an error ({error})",
+                verb("answers", "answer")
+            ),
+            None => format!("{who} {} not answer a client", verb("does", "do")),
+        },
         (PGPOOL_VIEW, None | Some(NOT_RUNNING), view) => {
             format!("{who} {}: {view}", verb("sees", "see"))
         }
@@ -783,8 +789,19 @@ mod tests {
         assert!(settled(&g, &nodes(), expect)
             .unwrap_err()
             .contains("does not send writes to node1 alone"));
+        assert_eq!(
+            describe_pgpool(
+                &["node1", "node3"],
+                PGPOOL_ANSWERS,
+                Some("yes"),
+                "no: FATAL: unable to read data from DB node 1"
+            )
+            .unwrap(),
+            "the pgpools on node1 and node3 answer a client with an error \
+             (FATAL: unable to read data from DB node 1)"
+        );
         let mut g = f.clone();
-        g.set("node2", PGPOOL_ANSWERS, "no");
+        g.set("node2", PGPOOL_ANSWERS, "no: FATAL: x");
         assert_eq!(
             settled(&g, &nodes(), expect),
             Err("pgpool on node2 does not answer".into())

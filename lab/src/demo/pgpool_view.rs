@@ -113,16 +113,18 @@ impl Probe for PgpoolProbe {
     }
 }
 
-/// The [`PGPOOL_ANSWERS`] value of a pgpool that did not answer: `waits`
-/// when a new connection has been waiting (pgpool holds new clients while
-/// it fails over), `closed` when it closed the session it had, else `no`.
-fn answers(why: &str, waiting: bool) -> &'static str {
+/// The [`PGPOOL_ANSWERS`] value of a pgpool that did not answer (`why`:
+/// the watcher's line, `no answer: ERROR`): `waits` when a new connection
+/// has been waiting (pgpool holds new clients while it fails over),
+/// `closed` when it closed the session it had, else `no: ERROR`, shortened.
+fn answers(why: &str, waiting: bool) -> String {
     if waiting {
-        "waits"
+        "waits".to_string()
     } else if why.contains("closed") || why.contains("terminating connection") {
-        "closed"
+        "closed".to_string()
     } else {
-        "no"
+        let error = why.strip_prefix("no answer: ").unwrap_or(why);
+        format!("no: {}", narrate::short_error(error))
     }
 }
 
@@ -194,6 +196,19 @@ mod tests {
             pg_role: pg_role.into(),
             replication_state: String::new(),
         }
+    }
+
+    #[test]
+    fn a_pgpool_that_does_not_answer_says_how() {
+        assert_eq!(answers("no answer: connection closed", false), "closed");
+        assert_eq!(answers("no answer: connection closed", true), "waits");
+        assert_eq!(
+            answers(
+                "no answer: db error: FATAL: unable to read data from DB node 1",
+                false
+            ),
+            "no: FATAL: unable to read data from DB node 1"
+        );
     }
 
     #[test]
