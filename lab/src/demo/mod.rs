@@ -646,6 +646,10 @@ pub fn run_fault(
         .cloned();
     let mut not_compared = false;
     let mut pcs: Option<Child> = None;
+    if fault == Fault::Failover {
+        // Before the clock starts: pcs takes a second.
+        set_stonith_action(lab, &old, OFF)?;
+    }
     let fault_at = Instant::now();
     let stamp = |at: Instant| {
         let secs = at.saturating_duration_since(fault_at).as_secs_f64();
@@ -653,7 +657,6 @@ pub fn run_fault(
     };
     match fault {
         Fault::Failover => {
-            set_stonith_action(lab, &old, OFF)?;
             lab.crash(&old)?;
             writeln!(
                 out,
