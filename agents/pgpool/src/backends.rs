@@ -76,6 +76,12 @@ pub fn reconcile(
                     outcome.changed.push(change);
                     made.push(change);
                 }
+                Err(e) if reconcile::already_done(change, &e.reason) => {
+                    info!("{change}{at}: pgpool found it itself meanwhile ({e})");
+                    // Its standbys may need attaching again, as after
+                    // the agent's own promote.
+                    moved = Some(change);
+                }
                 Err(e) => warning!("could not {change}{at}: {e}"),
             }
         }

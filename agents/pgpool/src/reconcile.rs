@@ -294,6 +294,15 @@ pub fn reason(change: Change, nodes: &[NodeInfo], live: &LiveView) -> String {
     }
 }
 
+/// Whether pgpool refused `change` because it is done already: pgpool
+/// found the promoted standby itself between the agent's reading of its
+/// view and the request (pgpool-II 4.3 answers a promote of its primary
+/// with "specified node is already primary node"), seen in the lab
+/// during a partition.
+pub fn already_done(change: Change, refusal: &str) -> bool {
+    matches!(change, Change::Promote(_)) && refusal.contains("already primary node")
+}
+
 /// pgpool's backend `id` for a log line: `node2 (pgpool node 1)` by its
 /// `backend_application_nameN` (the node name), `node 1` without one.
 /// pgpool counts its nodes from 0 and clusters often name theirs from 1:
@@ -683,6 +692,18 @@ mod tests {
             node(1, Up, PoolPrimary, LIVE_PRIMARY),
         ];
         assert_eq!(plan(&after, &live), [Change::Attach(0)]);
+    }
+
+    #[test]
+    fn a_promote_pgpool_made_itself_meanwhile_is_no_failure() {
+        let refusal = "pgpool at /run/.s.PGSQL.9898: invalid promote request: specified node \
+                       is already primary node, can't promote node id 1 (FATAL)";
+        assert!(already_done(Change::Promote(1), refusal));
+        assert!(!already_done(Change::Attach(1), refusal));
+        assert!(!already_done(
+            Change::Promote(1),
+            "pgpool at /run/.s.PGSQL.9898: no answer within 2s"
+        ));
     }
 
     #[test]
