@@ -301,6 +301,22 @@ pub fn conninfo(lab: &Lab, node: &str) -> Result<String> {
     ))
 }
 
+/// How a client in the switch reaches pgpool on any of `nodes`: every
+/// node's address in turn, on [`PORT`], the first that accepts the
+/// connection (libpq's and rust-postgres's multi-host rule), as an
+/// application does that knows each node's pgpool: when a node is gone, it
+/// connects to the next one.
+pub fn conninfo_any(lab: &Lab, nodes: &[String]) -> Result<String> {
+    let hosts = nodes
+        .iter()
+        .map(|n| Ok(lab.address(n)?.to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(format!(
+        "host={} port={PORT} user={DB_USER} password={DB_PASSWORD} dbname=postgres",
+        hosts.join(",")
+    ))
+}
+
 /// One row of `SHOW pool_nodes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolNode {
@@ -503,6 +519,8 @@ pub fn log_lines(lab: &Lab, node: &str, needles: &[&str]) -> Vec<String> {
 pub struct Watcher {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Since when it waits for pgpool to take a new connection, if it does.
+    connecting: Arc<Mutex<Option<Instant>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -523,7 +541,8 @@ impl Watcher {
         let names = names(lab)?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let (stop2, seen2) = (stop.clone(), seen.clone());
+        let connecting: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (stop2, seen2, connecting2) = (stop.clone(), seen.clone(), connecting.clone());
         let thread = std::thread::spawn(move || {
             let entered = std::fs::File::open(&netns)
                 .map_err(|e| e.to_string())
@@ -544,7 +563,10 @@ impl Watcher {
                 let tick = Instant::now();
                 let answer = (|| -> Result<PoolView> {
                     if client.is_none() {
-                        client = Some(config.connect(postgres::NoTls)?);
+                        *connecting2.lock().expect("watcher") = Some(Instant::now());
+                        let connected = config.connect(postgres::NoTls);
+                        *connecting2.lock().expect("watcher") = None;
+                        client = Some(connected?);
                     }
                     show_pool_nodes(client.as_mut().expect("connected above"))
                 })();
@@ -574,8 +596,32 @@ impl Watcher {
         Ok(Watcher {
             stop,
             seen,
+            connecting,
             thread: Some(thread),
         })
+    }
+
+    /// What it saw last: pgpool's view, or why it had none; `None` before
+    /// its first question was answered or failed.
+    pub fn latest(&self) -> Option<Seen> {
+        self.seen.lock().expect("watcher").last().cloned()
+    }
+
+    /// How long it has been waiting for pgpool to take a new connection
+    /// (pgpool makes new clients wait while it fails over), if it is.
+    pub fn connecting_for(&self) -> Option<Duration> {
+        self.connecting
+            .lock()
+            .expect("watcher")
+            .map(|since| since.elapsed())
+    }
+
+    /// Stops watching without waiting for the thread: one blocked in a
+    /// question to a pgpool that holds new clients ends by itself, at
+    /// the latest when the process exits.
+    pub fn detach(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take();
     }
 
     /// Every change seen so far.

@@ -106,7 +106,17 @@ impl Agent for Pgpool {
             warning!("{}; stopping with what can be read", e.reason());
             PoolConfig::for_stop()
         });
-        stop::stop(&cfg, &ctx.deadline)
+        let stopped = stop::stop(&cfg, &ctx.deadline)?;
+        if ctx.env.node.is_some() {
+            // A stopped pgpool has no view of its backends: crm_mon -A
+            // would otherwise show the last one as if it still ran.
+            let attributes = ctx.attributes();
+            attributes.keep_note("backends", None);
+            if let Err(e) = attributes.publish_fresh("backends", None, false, &ctx.deadline) {
+                warning!("{}", e.reason());
+            }
+        }
+        Ok(stopped)
     }
 
     fn monitor(&self, ctx: &Context) -> Result<Status> {

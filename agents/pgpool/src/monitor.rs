@@ -18,7 +18,7 @@ use crate::config::{Layout, PoolConfig};
 use crate::daemon::Pgpool;
 use crate::pcp::NodeInfo;
 use crate::reconcile;
-use crate::settings::{Settings, DEFAULT_PID_FILE};
+use crate::settings::{BackendConf, Settings, DEFAULT_PID_FILE};
 use crate::{start, validate};
 use nix::unistd::{Gid, Uid};
 use ocf::process::{self, ProcInfo};
@@ -78,7 +78,12 @@ pub fn monitor(cfg: &PoolConfig, ctx: &Context) -> Result<Status> {
         }
     };
     let unknown: Vec<u32> = missing.iter().map(|(n, _)| *n).collect();
-    report(ctx, &nodes, &unknown);
+    report(
+        ctx,
+        &nodes,
+        &unknown,
+        &settings.backends().unwrap_or_default(),
+    );
     Ok(Status::Success)
 }
 
@@ -129,12 +134,17 @@ fn accepts_clients(pgpool: &Pgpool, main: &ProcInfo, layout: &Layout) -> Result<
 
 /// The backends' state: a log line when it changed, and the node
 /// attribute `RESOURCE-backends` when Pacemaker runs the agent (outside a
-/// cluster there is no attribute daemon to ask).
-pub fn report(ctx: &Context, nodes: &[NodeInfo], unknown: &[u32]) {
+/// cluster there is no attribute daemon to ask). Backends are named as
+/// `backends` (pgpool.conf) names them.
+pub fn report(ctx: &Context, nodes: &[NodeInfo], unknown: &[u32], backends: &[BackendConf]) {
     if nodes.is_empty() && unknown.is_empty() {
         return;
     }
-    let summary = reconcile::summary(nodes, unknown);
+    let names = backends
+        .iter()
+        .map(|b| (b.id, b.application_name.clone()))
+        .collect();
+    let summary = reconcile::summary(nodes, unknown, &names);
     let attributes = ctx.attributes();
     if attributes.note("backends").as_deref() != Some(summary.as_str()) {
         if reconcile::none_attached(nodes) {

@@ -299,41 +299,63 @@ pub fn reason(change: Change, nodes: &[NodeInfo], live: &LiveView) -> String {
         ),
         Change::Attach(n) => {
             let name = live.application_names.get(&n).map_or("", String::as_str);
-            format!("it streams from the primary, node {current}, as {name}")
+            format!(
+                "it streams from the primary, {}, as {name}",
+                named(live, current)
+            )
         }
         Change::Promote(n) => {
             let was = nodes
                 .iter()
                 .find(|i| i.role == PoolRole::Primary && i.status.is_attached())
                 .map_or("pgpool had no primary".to_string(), |i| {
-                    format!("pgpool's primary was node {}", i.node_id)
+                    format!("pgpool's primary was {}", named(live, i.node_id))
                 });
             format!("it is the primary ({}); {was}", timeline(n))
         }
         Change::Detach(n) => format!(
-            "it is a primary too ({}), beside the current one, node {current} ({})",
+            "it is a primary too ({}), beside the current one, {} ({})",
             timeline(n),
+            named(live, current),
             timeline(current)
         ),
     }
 }
 
+/// pgpool's backend `id` for a log line: `node2 (pgpool node 1)` by its
+/// `backend_application_nameN` (the node name), `node 1` without one.
+/// pgpool counts its nodes from 0 and clusters often name theirs from 1:
+/// "node 1" alone would name either.
+fn named(live: &LiveView, id: u32) -> String {
+    match live.application_names.get(&id) {
+        Some(name) if !name.is_empty() => format!("{name} (pgpool node {id})"),
+        _ => format!("node {id}"),
+    }
+}
+
 /// pgpool's view in a few words, for the log and the node attribute
-/// `RESOURCE-backends`: `2/2 attached, primary node 0`; `unknown` are the
-/// nodes whose info did not come (a backend that hangs).
-pub fn summary(nodes: &[NodeInfo], unknown: &[u32]) -> String {
+/// `RESOURCE-backends` (what `crm_mon -A` shows): how many backends are
+/// attached, which one is pgpool's primary, and which are detached or
+/// `unknown` (their info did not come: a backend that hangs), e.g.
+/// `2/3 attached, primary node1 (id 0), detached node3 (id 2)`. Each
+/// backend is named by `names` (its `backend_application_nameN`, the node
+/// name) or else by its address and port, with pgpool's node id, which
+/// `pcp_attach_node -n` and `SHOW pool_nodes` use: pgpool counts from 0,
+/// node names often from 1, and "node 1" alone would name either.
+pub fn summary(nodes: &[NodeInfo], unknown: &[u32], names: &BTreeMap<u32, String>) -> String {
     let configured: Vec<&NodeInfo> = nodes
         .iter()
         .filter(|n| n.status != BackendStatus::Unused)
         .collect();
     let attached = configured.iter().filter(|n| n.status.is_attached()).count();
+    let name = |id: u32| backend_name(id, names, configured.iter().find(|n| n.node_id == id));
     let primary = configured
         .iter()
         .filter(|n| n.status.is_attached())
         .find_map(|n| match n.role {
-            PoolRole::Primary => Some(format!("primary node {}", n.node_id)),
+            PoolRole::Primary => Some(format!("primary {}", name(n.node_id))),
             // Slony and the other modes: where pgpool sends writes.
-            PoolRole::Main => Some(format!("main node {}", n.node_id)),
+            PoolRole::Main => Some(format!("main {}", name(n.node_id))),
             _ => None,
         })
         .unwrap_or_else(|| "no primary".to_string());
@@ -341,10 +363,25 @@ pub fn summary(nodes: &[NodeInfo], unknown: &[u32]) -> String {
         "{attached}/{} attached, {primary}",
         configured.len() + unknown.len()
     );
+    for node in configured.iter().filter(|n| !n.status.is_attached()) {
+        text.push_str(&format!(", detached {}", name(node.node_id)));
+    }
     for node in unknown {
-        text.push_str(&format!(", node {node} unknown"));
+        text.push_str(&format!(", {} unknown", name(*node)));
     }
     text
+}
+
+/// `node1 (id 0)`: the backend's name in `names` when it has one, else its
+/// address and port as pgpool has them.
+fn backend_name(id: u32, names: &BTreeMap<u32, String>, info: Option<&&NodeInfo>) -> String {
+    let name = names
+        .get(&id)
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .or_else(|| info.map(|i| format!("{}:{}", i.hostname, i.port)))
+        .unwrap_or_else(|| "backend".to_string());
+    format!("{name} (id {id})")
 }
 
 /// Whether no backend is attached: pgpool then refuses every client.
@@ -683,25 +720,39 @@ mod tests {
         );
         assert_eq!(
             reason(Change::Attach(2), &nodes, &live),
-            "it streams from the primary, node 1, as node2"
+            "it streams from the primary, node1 (pgpool node 1), as node2"
         );
-        assert_eq!(summary(&nodes, &[]), "2/3 attached, no primary");
+        let names = live.application_names.clone();
+        assert_eq!(
+            summary(&nodes, &[], &names),
+            "2/3 attached, no primary, detached node0 (id 0)"
+        );
         let after = [
             node(0, Down, PoolStandby, None),
             node(1, Waiting, PoolPrimary, LIVE_PRIMARY),
             node(2, Down, PoolStandby, LIVE_STANDBY),
         ];
-        assert_eq!(summary(&after, &[]), "1/3 attached, primary node 1");
         assert_eq!(
-            summary(&after[..2], &[2]),
-            "1/3 attached, primary node 1, node 2 unknown"
+            summary(&after, &[], &names),
+            "1/3 attached, primary node1 (id 1), detached node0 (id 0), detached node2 (id 2)"
+        );
+        assert_eq!(
+            summary(&after[..2], &[2], &names),
+            "1/3 attached, primary node1 (id 1), detached node0 (id 0), node2 (id 2) unknown"
+        );
+        // Without backend_application_nameN: the address pgpool has.
+        assert_eq!(
+            summary(&after[..2], &[2], &BTreeMap::new()),
+            "1/3 attached, primary /run/node1:5432 (id 1), detached /run/node0:5432 (id 0), \
+             backend (id 2) unknown"
         );
         assert!(!none_attached(&after));
         assert!(none_attached(&[node(0, Down, PoolPrimary, None)]));
         let stale = view(vec![primary(1, &[]), primary(2, &[])]);
         assert_eq!(
             reason(Change::Detach(0), &after, &stale),
-            "it is a primary too (timeline 1), beside the current one, node 1 (timeline 2)"
+            "it is a primary too (timeline 1), beside the current one, node1 (pgpool node 1) \
+             (timeline 2)"
         );
         assert_eq!(
             reason(Change::Attach(1), &after, &stale),

@@ -107,7 +107,7 @@ pub fn start(cfg: &PoolConfig, ctx: &Context) -> Result<Status> {
             deadline,
         );
         let unknown: Vec<u32> = outcome.missing.iter().map(|(n, _)| *n).collect();
-        crate::monitor::report(ctx, &outcome.nodes, &unknown);
+        crate::monitor::report(ctx, &outcome.nodes, &unknown, &checked.backends);
     }
     Ok(Status::Success)
 }

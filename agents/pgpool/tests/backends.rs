@@ -39,12 +39,12 @@ fn a_restarted_standby_is_attached_again_by_the_monitor() {
         "{}",
         monitor.stderr
     );
-    // What it reports is pgpool's view after the attach, not the one the
-    // attach was planned on ("1/2 attached", noted by the monitor before).
+    // What it sums up (the log, and RESOURCE-backends under Pacemaker) is
+    // pgpool's view after the attach, named by node.
     assert!(
         monitor
             .stderr
-            .contains("backends: 2/2 attached, primary node 0"),
+            .contains("backends: 2/2 attached, primary node1 (id 0)"),
         "{}",
         monitor.stderr
     );
@@ -302,7 +302,7 @@ fn a_hung_backend_does_not_hang_the_monitor() {
     assert!(
         monitor
             .stderr
-            .contains("1/2 attached, primary node 0, node 1 unknown"),
+            .contains("1/2 attached, primary node1 (id 0), node2 (id 1) unknown"),
         "{}",
         monitor.stderr
     );

@@ -37,6 +37,12 @@ impl Cluster {
         self.publish("sync", mode, false, deadline)
     }
 
+    /// No `sync` on this node, whatever this node remembers publishing: a
+    /// primary that stops being one (demote, stop) takes it away.
+    pub fn publish_sync_gone(&self, deadline: &Deadline) -> Result<()> {
+        self.publish_fresh("sync", None, false, deadline)
+    }
+
     /// This candidate's WAL position, at pre-promote and while no primary
     /// runs (`None` removes it). A note says it is out there, so that a
     /// streaming standby's monitor removes a leftover without a fork when

@@ -34,6 +34,11 @@ pub fn demote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Statu
         }
     }
     stop::stop(&cfg.pgdata, &deadline.share(0.5))?;
+    // pg-sync is the primary's: left here, crm_mon -A would show this
+    // standby-to-be as a primary whose commits wait.
+    if let Err(e) = Cluster::new(env).publish_sync_gone(deadline) {
+        warning!("{}", e.reason());
+    }
     let control = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)?;
     if control.state != ClusterState::ShutDown {
         return Err(OcfError::generic(format!(

@@ -97,6 +97,10 @@ impl Agent for Postgresql {
             if let Err(e) = ctx.attributes().clear_own_score(&ctx.deadline) {
                 warning!("{}", e.reason());
             }
+            // Nor the primary's pg-sync, should it have been the primary.
+            if let Err(e) = cluster::Cluster::new(&ctx.env).publish_sync_gone(&ctx.deadline) {
+                warning!("{}", e.reason());
+            }
         }
         Ok(stopped)
     }

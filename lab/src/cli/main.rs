@@ -69,7 +69,7 @@ fn cli() -> Command {
         )
         .subcommand(
             Command::new("demo")
-                .about("the README's demo: PostgreSQL as a promotable clone on a 3-node lab with a client writing; then faults, told as they happen")
+                .about("the README's demo: PostgreSQL as a promotable clone on a 3-node lab, pgpool on every node in front of it, a client writing through pgpool; then faults, told as they happen")
                 .long_about(
                     "Without a subcommand: bring up a lab with fencing, PostgreSQL as a promotable clone (one primary, \
                      streaming standbys, the floating address) and a client writing through the floating address \
@@ -231,7 +231,7 @@ fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
         }
         Some(("status", _)) => {
             let lab = Lab::attach(dir)?;
-            print!("{}", demo::summary(&lab, &Layout::streaming(&lab)?)?);
+            print!("{}", demo::summary(&lab, &Layout::with_pgpool(&lab)?)?);
             return Ok(0);
         }
         Some(("failover", _)) => Fault::Failover,
@@ -245,7 +245,7 @@ fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
     let lab = Lab::attach(dir)?;
     let outcome = demo::run_fault(
         &lab,
-        &Layout::streaming(&lab)?,
+        &Layout::with_pgpool(&lab)?,
         fault,
         to.as_deref(),
         &mut out,

@@ -1,10 +1,12 @@
 //! The README's demo: a 3-node lab with PostgreSQL as a promotable clone
-//! (one primary, streaming standbys, the floating address) and a client
-//! writing through it in the background; then faults injected one command
-//! at a time, told as they play out, each ending with figures.
+//! (one primary, streaming standbys, the floating address), pgpool in
+//! front of it on every node, and a client writing through pgpool in the
+//! background; then faults injected one command at a time, told as they
+//! play out, each ending with figures.
 //!
-//! What runs is described by [`Layout`]: the streaming layout today. The
-//! pgpool and Slony layouts plug in there: their setup after PostgreSQL's,
+//! What runs is described by [`Layout`]: [`Layout::with_pgpool`], the
+//! demo's, or [`Layout::streaming`] (the client on the floating address).
+//! A Slony layout would plug in there too: its setup after PostgreSQL's,
 //! the address the client writes through, and [`Probe`]s that add their
 //! own facts (pgpool's view of its backends, Slony's origin) to what is
 //! narrated and summed up.
@@ -12,6 +14,7 @@
 pub mod client;
 pub mod figures;
 pub mod narrate;
+pub mod pgpool_view;
 pub mod tail;
 
 use std::io::Write;
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::harness::workload::written_values;
+use crate::pgpool::{self, Pool};
 use crate::postgres::{self, Promotable};
 use crate::{ClusterState, Lab, LabConfig};
 pub use figures::{Fault, Figures};
@@ -38,8 +42,9 @@ pub trait Probe {
 pub struct Layout {
     /// The nodes that hold PostgreSQL.
     pub pg_nodes: Vec<String>,
-    /// Where the client connects: the floating address today, pgpool's
-    /// address in the pgpool layout.
+    /// The nodes that run pgpool (the pgpool clone); none without pgpool.
+    pub pgpool_nodes: Vec<String>,
+    /// Where the client connects: the floating address, or pgpool.
     pub client_conninfo: String,
     /// What the client's address is, in words, for the summary.
     pub client_target: String,
@@ -52,9 +57,34 @@ impl Layout {
     pub fn streaming(lab: &Lab) -> Result<Layout> {
         Ok(Layout {
             pg_nodes: lab.nodes()?,
+            pgpool_nodes: Vec::new(),
             client_conninfo: postgres::primary_conninfo(lab),
             client_target: format!("the floating address {}", postgres::primary_address(lab)),
             probes: Vec::new(),
+        })
+    }
+
+    /// The demo's: PostgreSQL on every node of the lab, pgpool as a clone
+    /// on every node in front of it (the README's first layout), and the
+    /// client writing through pgpool: every node's pgpool is in its
+    /// connection string, and it connects to the first that answers, as
+    /// an application that knows each node's pgpool does.
+    pub fn with_pgpool(lab: &Lab) -> Result<Layout> {
+        let nodes = lab.nodes()?;
+        let addresses = nodes
+            .iter()
+            .map(|n| Ok(lab.address(n)?.to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Layout {
+            client_conninfo: pgpool::conninfo_any(lab, &nodes)?,
+            client_target: format!(
+                "pgpool (port {} of {}, the first that answers)",
+                pgpool::PORT,
+                addresses.join(", ")
+            ),
+            probes: vec![Box::new(pgpool_view::PgpoolProbe::new(&nodes))],
+            pgpool_nodes: nodes.clone(),
+            pg_nodes: nodes,
         })
     }
 }
@@ -83,7 +113,7 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
 
 fn set_up(lab: &Lab, command: &str, started: Instant, out: &mut dyn Write) -> Result<()> {
     let nodes = lab.nodes()?.len();
-    let layout = Layout::streaming(lab)?;
+    let layout = Layout::with_pgpool(lab)?;
     writeln!(
         out,
         "{:5.1} s  {} nodes online with quorum, fence device lab-fence started",
@@ -108,11 +138,27 @@ fn set_up(lab: &Lab, command: &str, started: Instant, out: &mut dyn Write) -> Re
         started.elapsed().as_secs_f64(),
         layout.pg_nodes.len() - 1
     )?;
+    if !layout.pgpool_nodes.is_empty() {
+        pgpool::configure(lab, &Pool::on(&layout.pg_nodes))?;
+        pgpool::create_clone(lab, Duration::from_secs(120))?;
+        writeln!(
+            out,
+            "{:5.1} s  pgpool-clone (ocf:tusk:pgpool) started on {}: pgpool-II on port {} of each node, every PostgreSQL node its backend",
+            started.elapsed().as_secs_f64(),
+            layout.pgpool_nodes.join(", "),
+            pgpool::PORT
+        )?;
+    }
     wait_settled(lab, &layout, &primary, Duration::from_secs(60))?;
     writeln!(
         out,
-        "{:5.1} s  every standby on {primary}'s timeline, {primary}'s commits wait for a synchronous standby",
-        started.elapsed().as_secs_f64()
+        "{:5.1} s  every standby on {primary}'s timeline, {primary}'s commits wait for a synchronous standby{}",
+        started.elapsed().as_secs_f64(),
+        if layout.pgpool_nodes.is_empty() {
+            ""
+        } else {
+            ", every pgpool sends writes to it"
+        }
     )?;
     client::start(lab, &layout.client_conninfo)?;
     writeln!(
@@ -139,6 +185,7 @@ pub fn wait_settled(lab: &Lab, layout: &Layout, primary: &str, timeout: Duration
             must_move: false,
             target: Some(primary),
             sync,
+            pgpool: &layout.pgpool_nodes,
         };
         match settled(&observe(lab, layout, None), &layout.pg_nodes, expect) {
             Ok(_) => Ok(true),
@@ -190,6 +237,13 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
         if let Some(sync) = get(SYNC).filter(|_| get(POSTGRESQL) == Some("primary")) {
             parts.push(format!("pg-sync={sync}"));
         }
+        if layout.pgpool_nodes.contains(node) {
+            let mut pool = format!("pgpool {}", get(PGPOOL).unwrap_or("?"));
+            if let Some(backends) = get(PGPOOL_BACKENDS) {
+                pool += &format!(" (pgpool-backends: {backends})");
+            }
+            parts.push(pool);
+        }
         text += &format!("  {node:<6} {}\n", parts.join(", "));
     }
     if let Some(dc) = facts.get(CLUSTER, DC) {
@@ -201,11 +255,14 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
         "  sync={sync}: {}\n",
         match sync.as_str() {
             "available" =>
-                "a commit waits for one standby (synchronous_standby_names='*') while one streams",
+                "a commit waits for one standby (synchronous_standby_names = ANY 1 of the others) while one streams",
             "strict" => "a commit always waits for a synchronous standby",
             _ => "commits do not wait for standbys",
         }
     );
+    if !layout.pgpool_nodes.is_empty() {
+        text += &pgpool_summary(&facts, layout);
+    }
     let last = report.acknowledged.last().map(|(_, at)| at.elapsed());
     let timeline = report.timelines.last().map(|(_, tl)| *tl);
     text += &format!(
@@ -226,11 +283,48 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
     Ok(text)
 }
 
+/// What each pgpool shows of its backends, and whether that agrees with
+/// Pacemaker's primary and standbys.
+fn pgpool_summary(facts: &Facts, layout: &Layout) -> String {
+    let mut text = format!(
+        "What each pgpool sees (SHOW pool_nodes through it, port {}; it sends writes to its primary):\n",
+        pgpool::PORT
+    );
+    let primaries = facts.with(POSTGRESQL, "primary");
+    for node in &layout.pgpool_nodes {
+        let line = match (facts.get(node, PGPOOL), facts.get(node, PGPOOL_ANSWERS)) {
+            (Some("running"), Some("yes")) => {
+                let view = facts.get(node, PGPOOL_VIEW).unwrap_or("?");
+                let agrees = match primaries.as_slice() {
+                    [primary] => match pgpool_agrees(facts, node, primary, &layout.pg_nodes) {
+                        Ok(()) => "agrees with Pacemaker".to_string(),
+                        Err(why) => format!("not in step yet: {why}"),
+                    },
+                    _ => format!("Pacemaker has {} primaries", primaries.len()),
+                };
+                format!("{view}  ({agrees})")
+            }
+            (Some("running"), _) => "does not answer a new client".to_string(),
+            (Some(runs), _) => runs.to_string(),
+            (None, _) => "unknown".to_string(),
+        };
+        text += &format!("  {node:<6} {line}\n");
+    }
+    text
+}
+
 fn next_commands(lab: &Lab, command: &str) -> String {
     let exe = std::env::current_exe()
         .map(|e| e.display().to_string())
         .unwrap_or_else(|_| "tusk-lab".to_string());
     let vip = postgres::primary_address(lab);
+    let pgpass = format!("{}/pgpass", pgpool::DIR);
+    let port = pgpool::PORT;
+    let node1 = lab
+        .nodes()
+        .ok()
+        .and_then(|n| lab.address(n.first()?).ok())
+        .map_or("NODE1".to_string(), |a| a.to_string());
     format!(
         "\nNext, while the client keeps writing (each fault is told as it happens and ends with figures):\n\
          \x20 sudo {command} failover      the primary's node loses power\n\
@@ -239,6 +333,8 @@ fn next_commands(lab: &Lab, command: &str) -> String {
          \x20 sudo {command} status        what runs where, and what the client sees\n\
          \x20 sudo {exe} exec node1 crm_mon -1 -A   the cluster and its node attributes, as Pacemaker shows them\n\
          \x20 sudo {exe} exec node1 bash            a shell on node1 (pcs, crm_mon, psql -h {vip} -U postgres)\n\
+         \x20 sudo {exe} exec node1 env PGPASSFILE={pgpass} psql -h {node1} -p {port} -U postgres -c 'SHOW pool_nodes'\n\
+         \x20                                       pgpool's view of its backends, through node1's pgpool\n\
          \x20 sudo {command} down          end it all, the client included\n"
     )
 }
@@ -300,6 +396,15 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
                 facts.set(&node.name, OWN_VIEW, own_view(&node.name, &view));
             }
         }
+    }
+    let fenced = std::fs::read_to_string(lab.dir().join("fence-daemon.log"))
+        .map(|log| fencings(&log))
+        .unwrap_or_default();
+    for node in &state.nodes {
+        let value = fenced
+            .get(&node.name)
+            .map_or("0".to_string(), |(n, action)| format!("{n} {action}"));
+        facts.set(&node.name, FENCED, value);
     }
     let connected: Vec<&str> = state
         .nodes
@@ -454,9 +559,26 @@ pub fn run_fault(
     out: &mut dyn Write,
 ) -> Result<Outcome> {
     let standbys = layout.pg_nodes.len() - 1;
-    let old = postgres::wait_replicating(lab, standbys, Duration::from_secs(60)).context(
-        "the cluster is not ready for a fault (one primary, every standby streaming); `demo status` shows it",
-    )?;
+    let not_ready = "the cluster is not ready for a fault (one primary, every standby streaming, \
+         every pgpool in step); `demo status` shows it";
+    // What an interrupted failover leaves: the fence device switching
+    // fenced nodes off, and the node it switched off.
+    let on = postgres::observer(lab)?;
+    if stonith_action(lab, &on).as_deref() == Some(OFF) {
+        set_stonith_action(lab, &on, REBOOT)?;
+    }
+    for node in lab.nodes()? {
+        if !lab.is_running(&node)? {
+            writeln!(
+                out,
+                "{node} is powered off (an interrupted failover?): switching it on first"
+            )?;
+            lab.power_on(&node)?;
+        }
+    }
+    let old =
+        postgres::wait_replicating(lab, standbys, Duration::from_secs(60)).context(not_ready)?;
+    wait_settled(lab, layout, &old, Duration::from_secs(60)).context(not_ready)?;
     if !client::is_running(lab) {
         bail!("the demo's client does not run (`demo` starts it with the lab)");
     }
@@ -506,6 +628,15 @@ pub fn run_fault(
         facts.with(POSTGRESQL, "standby").join(" and "),
         before.acknowledged.len()
     )?;
+    if fault == Fault::Failover {
+        writeln!(
+            out,
+            "For this fault the fence device switches {old} off (stonith-action=off) and the demo \
+             switches it on again once another node is the primary: a real server takes minutes \
+             to boot, the lab's nodes a second, and one back before the promotion would have it \
+             compared with the standbys (the most WAL is promoted, itself included)."
+        )?;
+    }
 
     let old_boot = facts.get(&old, BOOT).map(str::to_string);
     let sync_before: Option<String> = layout
@@ -515,6 +646,10 @@ pub fn run_fault(
         .cloned();
     let mut not_compared = false;
     let mut pcs: Option<Child> = None;
+    if fault == Fault::Failover {
+        // Before the clock starts: pcs takes a second.
+        set_stonith_action(lab, &old, OFF)?;
+    }
     let fault_at = Instant::now();
     let stamp = |at: Instant| {
         let secs = at.saturating_duration_since(fault_at).as_secs_f64();
@@ -560,6 +695,9 @@ pub fn run_fault(
 
     let deadline = fault_at + FAULT_TIMEOUT;
     let mut healed = fault != Fault::Partition;
+    // Failover: the fence device set back to reboot, the old node on again.
+    let mut fence_reset = fault != Fault::Failover;
+    let mut switched_on = fault != Fault::Failover;
     let mut settled_as = None;
     let mut last_reason = String::new();
     loop {
@@ -572,7 +710,14 @@ pub fn run_fault(
             .collect();
         facts = next;
         for (node, log) in &mut agent_logs {
-            for line in log.read()?.iter().filter_map(|l| tail::agent_line(l)) {
+            for line in log
+                .read()?
+                .iter()
+                .filter_map(|l| tail::agent_line(l))
+                // pgpool's view, as the agent summed it up at its monitor:
+                // the pgpool lines above tell it as it changes.
+                .filter(|l| !l.contains(") INFO: backends: "))
+            {
                 not_compared |= line.contains("not compared");
                 lines.push((polled, format!("{node}: {line}")));
             }
@@ -610,8 +755,23 @@ pub fn run_fault(
             must_move: true,
             target: target.as_deref(),
             sync: sync != "off",
+            pgpool: &layout.pgpool_nodes,
         };
         let primary = settled(&facts, &layout.pg_nodes, expect);
+        if !fence_reset && facts.get(&old, MEMBERSHIP) == Some("offline") {
+            let on = postgres::observer(lab)?;
+            set_stonith_action(lab, &on, REBOOT)?;
+            fence_reset = true;
+        }
+        if fence_reset && !switched_on && ready_to_switch_on(&facts, &old, &narration, fault_at) {
+            lab.power_on(&old)?;
+            switched_on = true;
+            writeln!(
+                out,
+                "{}  {old} is switched on again (tusk-lab restart {old}), as an operator would once the cluster runs without it",
+                stamp(Instant::now())
+            )?;
+        }
         if !healed && ready_to_heal(lab, &facts, &old, old_boot.as_deref(), fault_at) {
             lab.heal(&old)?;
             healed = true;
@@ -622,7 +782,12 @@ pub fn run_fault(
             )?;
         }
         match primary {
-            Ok(p) if healed && pcs.is_none() && narration.acknowledged_on_new_timeline >= 3 => {
+            Ok(p)
+                if healed
+                    && switched_on
+                    && pcs.is_none()
+                    && narration.acknowledged_on_new_timeline >= 3 =>
+            {
                 settled_as = Some(p);
                 break;
             }
@@ -648,9 +813,11 @@ pub fn run_fault(
     let end = Instant::now();
 
     // The client's record first, then the table: every value in the
-    // record was committed before the table is read.
+    // record was committed before the table is read. The table is the
+    // primary's own, through the floating address: a read through pgpool
+    // may be balanced to a standby that has not replayed the last commits.
     let report = client::report(lab)?;
-    let present = written_values(&lab.switch_netns()?, &layout.client_conninfo)
+    let present = written_values(&lab.switch_netns()?, &postgres::primary_conninfo(lab))
         .context("reading the client's rows through the floating address")?;
     let figures = Figures::of(&report, fault_at, end, &present);
     let primary_name = settled_as.clone().unwrap_or_else(|| "?".to_string());
@@ -658,7 +825,7 @@ pub fn run_fault(
         Some(p) => writeln!(
             out,
             "
-Settled after {:.1} s: {p} is the primary, {} stream from it.",
+Settled after {:.1} s: {p} is the primary, {} stream from it{}.",
             (end - fault_at).as_secs_f64(),
             layout
                 .pg_nodes
@@ -666,7 +833,15 @@ Settled after {:.1} s: {p} is the primary, {} stream from it.",
                 .filter(|n| *n != p)
                 .cloned()
                 .collect::<Vec<_>>()
-                .join(" and ")
+                .join(" and "),
+            if layout.pgpool_nodes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; pgpool on {} sends writes to {p} and has the standbys attached",
+                    layout.pgpool_nodes.join(", ")
+                )
+            }
         )?,
         None => writeln!(
             out,
@@ -676,8 +851,9 @@ NOT settled: {last_reason}"
     }
     writeln!(
         out,
-        "Figures (the client writes a row every {} ms):",
-        client::EVERY.as_millis()
+        "Figures (the client writes a row every {} ms through {}):",
+        client::EVERY.as_millis(),
+        layout.client_target
     )?;
     write!(out, "{}", figures.render(&primary_name, fault))?;
     writeln!(out, "Promised: {}", figures::promise(fault, &sync))?;
@@ -696,6 +872,66 @@ NOT settled: {last_reason}"
         primary: settled_as,
         figures,
     })
+}
+
+/// What the fence device does to a fenced node: the cluster property
+/// `stonith-action`, as `node` reads it (None: not set, Pacemaker's
+/// default, reboot).
+fn stonith_action(lab: &Lab, node: &str) -> Option<String> {
+    lab.exec(
+        node,
+        &[
+            "crm_attribute",
+            "--type",
+            "crm_config",
+            "--name",
+            "stonith-action",
+            "--query",
+            "--quiet",
+        ],
+    )
+    .ok()
+    .filter(|out| out.status.success())
+    .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    .filter(|v| !v.is_empty())
+}
+
+const OFF: &str = "off";
+const REBOOT: &str = "reboot";
+
+fn set_stonith_action(lab: &Lab, node: &str, action: &str) -> Result<()> {
+    let out = lab.exec(
+        node,
+        &[
+            "pcs",
+            "property",
+            "set",
+            &format!("stonith-action={action}"),
+        ],
+    )?;
+    if !out.status.success() {
+        bail!(
+            "pcs property set stonith-action={action} on {node}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// After a failover, the old node is switched on again once another node
+/// is the primary and the client wrote through it, or after 90 s whatever
+/// happened.
+fn ready_to_switch_on(
+    facts: &Facts,
+    old: &str,
+    narration: &client::ClientNarration,
+    fault: Instant,
+) -> bool {
+    if fault.elapsed() > Duration::from_secs(90) {
+        return true;
+    }
+    let promoted = facts.with(POSTGRESQL, "primary").iter().any(|p| *p != old);
+    promoted && narration.acknowledged_on_new_timeline >= 1
 }
 
 /// A partition is healed once the majority has promoted a new primary and

@@ -14,6 +14,11 @@ pub const CABLE: &str = "cable";
 /// A node as the cluster sees it: `online`, `lost` (offline, unclean: not
 /// yet fenced), `offline`.
 pub const MEMBERSHIP: &str = "membership";
+/// How often the lab's power switch fenced a node, and how the last time:
+/// `0`, or `COUNT ACTION` (`2 reboot`, `1 off`), from the fence daemon's
+/// log (see [`fencings`]): the switch's own record, which a poll of
+/// crm_mon can miss between "lost" and "offline".
+pub const FENCED: &str = "fenced";
 /// The cluster's DC (subject [`CLUSTER`]): a node name or `none`.
 pub const DC: &str = "dc";
 /// PostgreSQL on a node for Pacemaker: `primary`, `standby`, `stopped`,
@@ -35,6 +40,25 @@ pub const OWN_VIEW: &str = "own view";
 pub const FAILED: &str = "failed ";
 /// The subject of cluster-wide facts.
 pub const CLUSTER: &str = "cluster";
+/// pgpool on a node, as Pacemaker runs it (crm_mon): `running`,
+/// `stopped`, `starting`, `stopping`, with ` (failed)` when crm_mon says so.
+pub const PGPOOL: &str = "pgpool";
+/// Whether a node's pgpool answers a client's `SHOW pool_nodes`: `yes`;
+/// `closed` (it closed the client's session), `waits` (a new connection
+/// has been waiting for pgpool to take it), `no: ERROR` (anything else).
+pub const PGPOOL_ANSWERS: &str = "pgpool answers";
+/// A node's pgpool's view of its backends, when it answers: each backend
+/// (by node name, in pgpool's node id order) with what pgpool does with it,
+/// as [`pool_view`] writes it: `node1 primary, node2 standby, node3 down`.
+pub const PGPOOL_VIEW: &str = "pgpool's view";
+/// The node attribute `pgpool-backends`: the pgpool agent's summary of
+/// pgpool's view at its last monitor, as `crm_mon -A` shows it. Shown in
+/// the summary, not narrated (pgpool's own view is, as it changes).
+pub const PGPOOL_BACKENDS: &str = "pgpool-backends";
+/// [`PGPOOL_ANSWERS`] and [`PGPOOL_VIEW`] of a pgpool that does not run:
+/// what it shows once started again is told whole, not as a change from
+/// what it showed before it stopped.
+pub const NOT_RUNNING: &str = "not running";
 
 /// What was observed at one moment. A fact that an observation could not
 /// establish (no primary to ask, a node that does not answer) is absent,
@@ -75,26 +99,45 @@ impl Facts {
 
     /// One line for each fact of `next` that differs from this one, in the
     /// order a reader follows a failover (power and membership first, the
-    /// replication last).
+    /// replication last, then pgpool). pgpool's facts that changed alike on
+    /// several nodes (every pgpool detaching the same backend) are one line.
     pub fn changes(&self, next: &Facts) -> Vec<String> {
-        let mut changed: Vec<(usize, &str, String)> = next
-            .0
-            .iter()
-            .filter(|(k, v)| self.0.get(*k) != Some(*v))
-            .filter_map(|((subject, aspect), new)| {
-                let old = self.0.get(&(subject.clone(), aspect.clone()));
-                let line = describe(subject, aspect, old.map(String::as_str), new)?;
-                Some((order(aspect), subject.as_str(), line))
-            })
-            .collect();
+        let mut changed: Vec<(usize, &str, String)> = Vec::new();
+        // (aspect, old, new) -> the nodes whose pgpool changed so.
+        let mut pgpool: BTreeMap<(&str, Option<&str>, &str), Vec<&str>> = BTreeMap::new();
+        for ((subject, aspect), new) in &next.0 {
+            let old = self.0.get(&(subject.clone(), aspect.clone()));
+            if old == Some(new) {
+                continue;
+            }
+            let old = old.map(String::as_str);
+            if is_pgpool(aspect) {
+                pgpool
+                    .entry((aspect.as_str(), old, new.as_str()))
+                    .or_default()
+                    .push(subject.as_str());
+            } else if let Some(line) = describe(subject, aspect, old, new) {
+                changed.push((order(aspect), subject.as_str(), line));
+            }
+        }
+        for ((aspect, old, new), subjects) in pgpool {
+            if let Some(line) = describe_pgpool(&subjects, aspect, old, new) {
+                changed.push((order(aspect), subjects[0], line));
+            }
+        }
         changed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         changed.into_iter().map(|(_, _, line)| line).collect()
     }
 }
 
+fn is_pgpool(aspect: &str) -> bool {
+    [PGPOOL, PGPOOL_ANSWERS, PGPOOL_VIEW, PGPOOL_BACKENDS].contains(&aspect)
+}
+
 fn order(aspect: &str) -> usize {
-    const ORDER: [&str; 11] = [
+    const ORDER: [&str; 15] = [
         POWER,
+        FENCED,
         BOOT,
         CABLE,
         MEMBERSHIP,
@@ -105,6 +148,9 @@ fn order(aspect: &str) -> usize {
         TIMELINE,
         REPLICATION,
         SYNC,
+        PGPOOL,
+        PGPOOL_ANSWERS,
+        PGPOOL_VIEW,
     ];
     ORDER
         .iter()
@@ -121,7 +167,7 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         (POWER, _, "off") => format!("{s} is powered off"),
         // A boot says it better.
         (POWER, _, _) => return None,
-        (BOOT, Some(_), _) => format!("{s} boots again (power-cycled by the fence device)"),
+        (BOOT, Some(_), _) => format!("{s} boots again: its cluster stack starts"),
         (CABLE, _, "out") => {
             format!("{s}'s cable is out: it is cut off from the other nodes and from clients")
         }
@@ -129,11 +175,19 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         (MEMBERSHIP, _, "lost") => format!(
             "{s} is lost (offline, unclean): the others fence it before they touch its resources"
         ),
-        (MEMBERSHIP, Some("lost"), "offline") => {
-            format!("{s} is fenced: confirmed off, its resources may now run elsewhere")
-        }
+        // Fenced: the switch's record says so (FENCED).
+        (MEMBERSHIP, Some("lost"), "offline") => return None,
         (MEMBERSHIP, _, "offline") => format!("{s} is offline"),
         (MEMBERSHIP, Some(_), "online") => format!("{s} is online again: it rejoined the cluster"),
+        (FENCED, None, _) | (FENCED, _, "0") => return None,
+        (FENCED, Some(_), fenced) => format!(
+            "{s} is fenced: the fence device {}, so its resources may now run elsewhere",
+            match fenced.split_once(' ').map(|(_, action)| action) {
+                Some("off") => "switched it off",
+                Some("reboot") => "power-cycled it",
+                _ => "confirmed it down",
+            }
+        ),
         (DC, _, "none") => "no DC: the nodes elect one".to_string(),
         (DC, _, node) => format!("{node} is the DC (the node that decides for the cluster)"),
         (POSTGRESQL, _, "primary") => {
@@ -170,12 +224,163 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
             format!("commits on {s} no longer wait for a standby: none streams (pg-sync=async)")
         }
         (OWN_VIEW, _, view) => format!("{s} (cut off) sees itself: {view}"),
+        (a, old, new) if is_pgpool(a) => return describe_pgpool(&[s], a, old, new),
         (failed, _, how) if failed.starts_with(FAILED) => {
             format!("{s}: the {} failed ({how})", &failed[FAILED.len()..])
         }
         (_, None, _) => format!("{s}: {aspect} {new}"),
         (_, Some(old), _) => format!("{s}: {aspect} {old} -> {new}"),
     })
+}
+
+/// The value of [`PGPOOL_VIEW`]: each backend's name and what pgpool does
+/// with it (`primary`, `standby`, `down`; an attached backend whose server
+/// says otherwise gets it added: `standby (server: primary)`).
+pub fn pool_view(backends: &[(String, String)]) -> String {
+    backends
+        .iter()
+        .map(|(name, state)| format!("{name} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`pool_view`] read back: (name, state) for each backend.
+pub fn parse_pool_view(value: &str) -> Vec<(&str, &str)> {
+    value
+        .split(", ")
+        .filter_map(|entry| entry.split_once(' '))
+        .collect()
+}
+
+/// "pgpool on node2", "the pgpools on node2 and node3", and whether that
+/// is more than one.
+fn pgpools(subjects: &[&str]) -> (String, bool) {
+    match subjects {
+        [one] => (format!("pgpool on {one}"), false),
+        [init @ .., last] => (
+            format!("the pgpools on {} and {last}", init.join(", ")),
+            true,
+        ),
+        [] => ("pgpool".to_string(), false),
+    }
+}
+
+/// The line for a change of pgpool on `subjects` (the nodes whose pgpool
+/// changed alike), or None when it is not worth one: what Pacemaker does
+/// with pgpool, whether it answers, and what it now does with each backend
+/// that changed in its view.
+fn describe_pgpool(
+    subjects: &[&str],
+    aspect: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Option<String> {
+    let (who, many) = pgpools(subjects);
+    // Singular or plural: the verb, then "its"/"their".
+    let verb = |one: &str, more: &str| {
+        if many {
+            more.to_string()
+        } else {
+            one.to_string()
+        }
+    };
+    let its = verb("its", "their");
+    Some(match (aspect, old, new) {
+        (PGPOOL, None, _) | (PGPOOL_BACKENDS, _, _) => return None,
+        (PGPOOL, _, "running") => format!("{who} {} started (Pacemaker)", verb("is", "are")),
+        (PGPOOL, _, "stopped") => format!("{who} {} stopped", verb("is", "are")),
+        (PGPOOL, _, other) => format!("{who} {} {other}", verb("is", "are")),
+        (PGPOOL_ANSWERS | PGPOOL_VIEW, _, NOT_RUNNING) => return None,
+        (PGPOOL_ANSWERS, None | Some("yes" | NOT_RUNNING), "yes") => return None,
+        (PGPOOL_ANSWERS, _, "yes") => {
+            format!("{who} {} clients again", verb("answers", "answer"))
+        }
+        (PGPOOL_ANSWERS, _, "closed") => format!("{who} closed {its} client sessions"),
+        (PGPOOL_ANSWERS, _, "waits") => {
+            format!("{who} {} new clients waiting", verb("keeps", "keep"))
+        }
+        (PGPOOL_ANSWERS, _, no) => match no.strip_prefix("no: ") {
+            Some(error) => format!(
+                "{who} {} a client with an error ({error})",
+                verb("answers", "answer")
+            ),
+            None => format!("{who} {} not answer a client", verb("does", "do")),
+        },
+        (PGPOOL_VIEW, None | Some(NOT_RUNNING), view) => {
+            format!("{who} {}: {view}", verb("sees", "see"))
+        }
+        (PGPOOL_VIEW, Some(old), new) => {
+            let before = parse_pool_view(old);
+            let changed: Vec<String> = parse_pool_view(new)
+                .into_iter()
+                .filter_map(|(backend, state)| {
+                    let was = before.iter().find(|(b, _)| *b == backend).map(|(_, s)| *s);
+                    (was != Some(state)).then(|| backend_change(backend, was, state, &its))
+                })
+                .collect();
+            if changed.is_empty() {
+                return None;
+            }
+            format!("{who}: {}", changed.join(", "))
+        }
+        (_, _, _) => format!("{who}: {aspect} {new}"),
+    })
+}
+
+/// What pgpool now does with `backend`, in words (`its`: "its" or
+/// "their", the pgpools' primary).
+fn backend_change(backend: &str, was: Option<&str>, state: &str, its: &str) -> String {
+    match (was, state) {
+        (Some(w), "down") if w != "down" => format!("{backend} detached (no client is sent there)"),
+        (_, "down") => format!("{backend} down"),
+        (Some("down"), "standby") => format!("{backend} attached again, as a standby"),
+        (_, "primary") => format!("{backend} now {its} primary (writes go there)"),
+        (Some(w), "standby") if w.starts_with("primary") => {
+            format!("{backend} now a standby")
+        }
+        (_, other) => match other.split_once(" (server: ") {
+            Some((role, server)) => format!(
+                "{backend} still a {role} to pgpool, though its server is a {}",
+                server.trim_end_matches(')')
+            ),
+            None => format!("{backend} {other}"),
+        },
+    }
+}
+
+/// Whether pgpool on `node` agrees with Pacemaker about `primary`: it
+/// answers, sends writes to `primary` (the only backend it calls primary)
+/// and has every other PostgreSQL node attached as a standby.
+pub fn pgpool_agrees(
+    facts: &Facts,
+    node: &str,
+    primary: &str,
+    pg_nodes: &[String],
+) -> Result<(), String> {
+    if facts.get(node, PGPOOL) != Some("running") {
+        return Err(format!("pgpool does not run on {node}"));
+    }
+    if facts.get(node, PGPOOL_ANSWERS) != Some("yes") {
+        return Err(format!("pgpool on {node} does not answer"));
+    }
+    let value = facts.get(node, PGPOOL_VIEW).unwrap_or("");
+    let view = parse_pool_view(value);
+    let state = |backend: &str| view.iter().find(|(b, _)| *b == backend).map(|(_, s)| *s);
+    if state(primary) != Some("primary")
+        || view.iter().filter(|(_, s)| *s == "primary").count() != 1
+    {
+        return Err(format!(
+            "pgpool on {node} does not send writes to {primary} alone yet ({value})"
+        ));
+    }
+    for standby in pg_nodes.iter().filter(|n| n.as_str() != primary) {
+        if state(standby) != Some("standby") {
+            return Err(format!(
+                "pgpool on {node} does not have {standby} attached as a standby yet ({value})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a settled cluster looks like.
@@ -189,18 +394,24 @@ pub struct Expect<'a> {
     /// The primary's commits wait for a synchronous standby (pg-sync=sync):
     /// what `sync=available` and `strict` settle to while standbys stream.
     pub sync: bool,
+    /// The nodes whose pgpool must agree with Pacemaker (see
+    /// [`pgpool_agrees`]); none without pgpool.
+    pub pgpool: &'a [String],
 }
 
 /// The steady state every fault ends with: exactly one primary (as
 /// `expect` says), the floating address on it, every other PostgreSQL node
 /// online, a standby streaming from it, on its timeline; pg-sync=sync when
-/// expected. Returns the primary, or what is still missing.
+/// expected; and every pgpool of `expect` agreeing (the primary its
+/// primary, every standby attached). Returns the primary, or what is still
+/// missing.
 pub fn settled(facts: &Facts, pg_nodes: &[String], expect: Expect) -> Result<String, String> {
     let Expect {
         old,
         must_move,
         target,
         sync,
+        pgpool,
     } = expect;
     let primaries = facts.with(POSTGRESQL, "primary");
     let [primary] = primaries.as_slice() else {
@@ -240,7 +451,33 @@ pub fn settled(facts: &Facts, pg_nodes: &[String], expect: Expect) -> Result<Str
             "{primary}'s commits do not wait for a synchronous standby yet (pg-sync)"
         ));
     }
+    for node in pgpool {
+        pgpool_agrees(facts, node, primary, pg_nodes)?;
+    }
     Ok(primary.to_string())
+}
+
+/// Successful fencings by node, from the lab's fence daemon log: how
+/// many (`off` and `reboot`) and the last action. Its lines read
+/// `HH:MM:SS tusk-lab: fence: reboot node2 from=node1: ok (0.8 s)`.
+pub fn fencings(log: &str) -> BTreeMap<String, (usize, String)> {
+    let mut found: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for line in log.lines() {
+        let Some((_, request)) = line.split_once("tusk-lab: fence: ") else {
+            continue;
+        };
+        let mut words = request.split_whitespace();
+        let (Some(action), Some(node)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !matches!(action, "off" | "reboot") || !request.contains(": ok") {
+            continue;
+        }
+        let entry = found.entry(node.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 = action.to_string();
+    }
+    found
 }
 
 /// A short form of a client's error for one line of narration.
@@ -316,13 +553,16 @@ mod tests {
         before.set("node1", MEMBERSHIP, "lost");
         before.set("node1", BOOT, "100");
         let mut seen = Facts::default();
+        before.set("node1", FENCED, "0");
         seen.set("node1", MEMBERSHIP, "offline");
+        seen.set("node1", FENCED, "1 reboot");
         seen.set("node1", POSTGRESQL, "stopped");
         let fenced = before.merge(&seen);
         assert_eq!(
             before.changes(&fenced),
             vec![
-                "node1 is fenced: confirmed off, its resources may now run elsewhere",
+                "node1 is fenced: the fence device power-cycled it, so its resources may now run \
+                 elsewhere",
                 "PostgreSQL on node1 is stopped (it was the primary)",
             ]
         );
@@ -336,7 +576,7 @@ mod tests {
         assert_eq!(
             fenced.changes(&back),
             vec![
-                "node1 boots again (power-cycled by the fence device)",
+                "node1 boots again: its cluster stack starts",
                 "node1 is online again: it rejoined the cluster",
                 "PostgreSQL on node1 runs as a standby",
                 "node1 streams from the primary (async)",
@@ -369,6 +609,7 @@ mod tests {
             must_move: false,
             target: None,
             sync: true,
+            pgpool: &[],
         };
         let moves = Expect {
             must_move: true,
@@ -416,6 +657,184 @@ mod tests {
             settled(&moved, &nodes(), moves),
             Err("node1 does not stream from node2".into())
         );
+    }
+
+    fn with_pgpool(mut f: Facts, view: &str) -> Facts {
+        for node in nodes() {
+            f.set(&node, PGPOOL, "running");
+            f.set(&node, PGPOOL_ANSWERS, "yes");
+            f.set(&node, PGPOOL_VIEW, view);
+            f.set(&node, PGPOOL_BACKENDS, "3/3 attached, primary node1 (id 0)");
+        }
+        f
+    }
+
+    #[test]
+    fn pgpool_following_a_failover_is_one_line_per_step_for_every_pgpool_alike() {
+        let before = with_pgpool(healthy(), "node1 primary, node2 standby, node3 standby");
+        let mut seen = Facts::default();
+        seen.set("node1", POWER, "off");
+        seen.set("node2", PGPOOL_ANSWERS, "waits");
+        seen.set("node3", PGPOOL_ANSWERS, "waits");
+        let lost = before.merge(&seen);
+        assert_eq!(
+            before.changes(&lost),
+            vec![
+                "node1 is powered off",
+                "the pgpools on node2 and node3 keep new clients waiting",
+            ]
+        );
+        let mut seen = Facts::default();
+        seen.set("node1", PGPOOL, "stopped");
+        seen.set("node1", PGPOOL_ANSWERS, NOT_RUNNING);
+        seen.set("node1", PGPOOL_VIEW, NOT_RUNNING);
+        for node in ["node2", "node3"] {
+            seen.set(node, PGPOOL_ANSWERS, "yes");
+            seen.set(
+                node,
+                PGPOOL_VIEW,
+                "node1 down, node2 primary, node3 standby",
+            );
+            seen.set(node, PGPOOL_BACKENDS, "2/3 attached, primary node2 (id 1)");
+        }
+        let followed = lost.merge(&seen);
+        assert_eq!(
+            lost.changes(&followed),
+            vec![
+                "pgpool on node1 is stopped",
+                "the pgpools on node2 and node3 answer clients again",
+                "the pgpools on node2 and node3: node1 detached (no client is sent there), \
+                 node2 now their primary (writes go there)",
+            ]
+        );
+        // The old primary back: its pgpool starts with its own view, then
+        // every pgpool attaches it; one pgpool a little later than another.
+        let mut seen = Facts::default();
+        seen.set("node1", PGPOOL, "running");
+        seen.set("node1", PGPOOL_ANSWERS, "yes");
+        seen.set(
+            "node1",
+            PGPOOL_VIEW,
+            "node1 down, node2 primary, node3 standby",
+        );
+        seen.set(
+            "node2",
+            PGPOOL_VIEW,
+            "node1 standby, node2 primary, node3 standby",
+        );
+        let back = followed.merge(&seen);
+        assert_eq!(
+            followed.changes(&back),
+            vec![
+                "pgpool on node1 is started (Pacemaker)",
+                "pgpool on node1 sees: node1 down, node2 primary, node3 standby",
+                "pgpool on node2: node1 attached again, as a standby",
+            ]
+        );
+        assert_eq!(
+            describe_pgpool(
+                &["node2"],
+                PGPOOL_VIEW,
+                Some("node1 down, node2 standby, node3 standby"),
+                "node1 down, node2 standby (server: primary), node3 standby"
+            )
+            .unwrap(),
+            "pgpool on node2: node2 still a standby to pgpool, though its server is a primary"
+        );
+        assert_eq!(
+            describe_pgpool(
+                &["node1", "node2", "node3"],
+                PGPOOL_VIEW,
+                Some("node1 primary, node2 standby, node3 standby"),
+                "node1 standby, node2 primary, node3 standby"
+            )
+            .unwrap(),
+            "the pgpools on node1, node2 and node3: node1 now a standby, node2 now their primary \
+             (writes go there)"
+        );
+    }
+
+    #[test]
+    fn settled_with_pgpool_means_every_pgpool_agrees_with_pacemaker() {
+        let all = nodes();
+        let expect = Expect {
+            old: "node1",
+            must_move: false,
+            target: None,
+            sync: true,
+            pgpool: &all,
+        };
+        let f = with_pgpool(healthy(), "node1 primary, node2 standby, node3 standby");
+        assert_eq!(settled(&f, &nodes(), expect), Ok("node1".into()));
+        let mut g = f.clone();
+        g.set(
+            "node3",
+            PGPOOL_VIEW,
+            "node1 primary, node2 down, node3 standby",
+        );
+        assert_eq!(
+            settled(&g, &nodes(), expect),
+            Err(
+                "pgpool on node3 does not have node2 attached as a standby yet \
+                 (node1 primary, node2 down, node3 standby)"
+                    .into()
+            )
+        );
+        let mut g = f.clone();
+        g.set(
+            "node2",
+            PGPOOL_VIEW,
+            "node1 primary, node2 primary, node3 standby",
+        );
+        assert!(settled(&g, &nodes(), expect)
+            .unwrap_err()
+            .contains("does not send writes to node1 alone"));
+        assert_eq!(
+            describe_pgpool(
+                &["node1", "node3"],
+                PGPOOL_ANSWERS,
+                Some("yes"),
+                "no: FATAL: unable to read data from DB node 1"
+            )
+            .unwrap(),
+            "the pgpools on node1 and node3 answer a client with an error \
+             (FATAL: unable to read data from DB node 1)"
+        );
+        let mut g = f.clone();
+        g.set("node2", PGPOOL_ANSWERS, "no: FATAL: x");
+        assert_eq!(
+            settled(&g, &nodes(), expect),
+            Err("pgpool on node2 does not answer".into())
+        );
+        let mut g = f.clone();
+        g.set("node1", PGPOOL, "stopped");
+        assert_eq!(
+            settled(&g, &nodes(), expect),
+            Err("pgpool does not run on node1".into())
+        );
+        // Without pgpool in the layout, its facts are not asked about.
+        assert!(settled(
+            &g,
+            &nodes(),
+            Expect {
+                pgpool: &[],
+                ..expect
+            }
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn fencings_are_read_from_the_power_switch_s_log() {
+        let log = "00:46:55 tusk-lab: fence daemon listening on /tmp/x/fence.sock\n\
+                   00:49:43 tusk-lab: power on node2: booting its cluster stack\n\
+                   00:49:43 tusk-lab: fence: reboot node2 from=node1: ok (0.8 s)\n\
+                   01:03:24 tusk-lab: fence: off node2 from=node3: ok (0.1 s)\n\
+                   01:03:30 tusk-lab: fence: on node2: ok (0.1 s)\n\
+                   01:04:00 tusk-lab: fence: off node3 from=node1: error no such node (0.0 s)\n";
+        let found = fencings(log);
+        assert_eq!(found.get("node2"), Some(&(2, "off".to_string())));
+        assert_eq!(found.get("node3"), None);
     }
 
     #[test]
