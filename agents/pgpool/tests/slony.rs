@@ -158,7 +158,7 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
         &[
             "detach node 0",
             "numbered below the origin, node 1",
-            "backends: 2/3 attached, main node 1",
+            "backends: 2/3 attached, main slony2 (id 1)",
         ],
     );
     assert_eq!(attached(&nodes_of(&pool)), [false, true, true]);
@@ -183,7 +183,7 @@ fn one_monitor_makes_pgpool_send_writes_to_the_new_origin() {
         &[
             "attach node 0",
             "it is the origin of the sets (Slony node 1)",
-            "backends: 3/3 attached, main node 0",
+            "backends: 3/3 attached, main slony1 (id 0)",
         ],
     );
     first_write(&pool, 4, "attached node 0", monitor.took);
