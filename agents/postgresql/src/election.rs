@@ -556,6 +556,28 @@ pub fn elect(me: &str, mine: Position, sync: SyncPolicy, seen: &Orphaned) -> Ele
     }
 }
 
+/// The score a standby gives itself before its server starts (see
+/// `standby::own_score_before_start`): none when a primary answers (it
+/// scores the standbys), else it is a candidate of a cluster with no
+/// primary, except where it may lack acknowledged commits: under `strict`
+/// unless it was the primary, and after a last primary that released its
+/// commits to asynchronous (`last_primary_sync`: `Some(false)`), which it
+/// alone holds, unless this node was a primary.
+pub fn start_score(
+    sync: SyncPolicy,
+    was_primary: bool,
+    primary_seen: bool,
+    last_primary_sync: Option<bool>,
+) -> Option<Score> {
+    match (sync, was_primary) {
+        _ if primary_seen => None,
+        (_, true) => Some(FORMER_PRIMARY),
+        (SyncPolicy::Strict, false) => None,
+        (SyncPolicy::Available, false) if last_primary_sync == Some(false) => None,
+        _ => Some(NO_PRIMARY_YET),
+    }
+}
+
 /// The record the primary keeps in the CIB of whether its commits wait for
 /// a standby: `TIMELINE:sync` or `TIMELINE:async`, one per node that was
 /// primary. The newest timeline's is the last primary's.
@@ -1046,5 +1068,36 @@ mod tests {
         );
         assert_eq!(last_primary_sync(&r(&[("node1", "garbage")])), None);
         assert_eq!(last_primary_sync(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn a_standby_starting_with_no_primary_is_a_candidate_unless_it_may_lack_commits() {
+        use SyncPolicy::*;
+        assert_eq!(
+            start_score(Available, false, true, None),
+            None,
+            "a primary scores it"
+        );
+        assert_eq!(
+            start_score(Available, false, false, None),
+            Some(NO_PRIMARY_YET)
+        );
+        assert_eq!(
+            start_score(Available, false, false, Some(true)),
+            Some(NO_PRIMARY_YET)
+        );
+        // Before: 10 after a primary that released its commits, which only
+        // it holds.
+        assert_eq!(start_score(Available, false, false, Some(false)), None);
+        assert_eq!(
+            start_score(Available, true, false, Some(false)),
+            Some(FORMER_PRIMARY)
+        );
+        assert_eq!(start_score(Strict, false, false, Some(true)), None);
+        assert_eq!(start_score(Strict, true, false, None), Some(FORMER_PRIMARY));
+        assert_eq!(
+            start_score(Off, false, false, Some(false)),
+            Some(NO_PRIMARY_YET)
+        );
     }
 }

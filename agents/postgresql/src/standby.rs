@@ -3,7 +3,7 @@
 //! follow that primary's.
 
 use crate::cluster::Cluster;
-use crate::config::{PgConfig, SyncPolicy};
+use crate::config::PgConfig;
 use crate::controldata::{ClusterState, ControlData};
 use crate::rewind::RewindMarker;
 use crate::validate::Checked;
@@ -116,19 +116,30 @@ pub fn own_score_before_start(
     prepared: &Prepared,
     deadline: &Deadline,
 ) {
-    // Under strict, only a former primary is sure to hold every
-    // acknowledged commit.
-    let allowed = cfg.replication.sync != SyncPolicy::Strict || prepared.was_primary;
-    let result = if prepared.primary_seen || !allowed {
-        cluster.clear_own_score(deadline)
+    // Asked only with no primary around: a fork at start is cheap.
+    let last_primary_sync = if prepared.primary_seen {
+        None
     } else {
-        let score = if prepared.was_primary {
-            election::FORMER_PRIMARY
-        } else {
-            election::NO_PRIMARY_YET
-        };
-        cluster.forget_score(&cluster.node);
-        cluster.set_score(&cluster.node, Some(score), "no-primary", deadline)
+        match cluster.primary_sync_records(deadline) {
+            Ok(records) => election::last_primary_sync(&records),
+            Err(e) => {
+                warning!("{}", e.reason());
+                None
+            }
+        }
+    };
+    let score = election::start_score(
+        cfg.replication.sync,
+        prepared.was_primary,
+        prepared.primary_seen,
+        last_primary_sync,
+    );
+    let result = match score {
+        None => cluster.clear_own_score(deadline),
+        Some(score) => {
+            cluster.forget_score(&cluster.node);
+            cluster.set_score(&cluster.node, Some(score), "no-primary", deadline)
+        }
     };
     if let Err(e) = result {
         warning!("{}", e.reason());
