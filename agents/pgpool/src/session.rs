@@ -50,12 +50,28 @@ impl Pcp {
     }
 
     /// The liveness question: pgpool answers it from shared memory, at once
-    /// even while a backend hangs (docs/pgpool-facts.md).
+    /// even while a backend hangs (docs/pgpool-facts.md). Asked again while
+    /// the session is refused or closed before an answer: pgpool restarts
+    /// its PCP process at every failover, and a session that arrives then
+    /// meets that, which is no reason to call pgpool down (seen with the
+    /// machine under load: "closed the connection (during the md5 salt)").
     pub fn node_count(&self, deadline: &Deadline) -> PcpResult<u32> {
-        let mut c = self.connect(deadline)?;
-        let count = c.node_count(deadline)?;
-        let _ = c.close(deadline);
-        Ok(count)
+        loop {
+            let answer = self.connect(deadline).and_then(|mut c| {
+                let count = c.node_count(deadline)?;
+                let _ = c.close(deadline);
+                Ok(count)
+            });
+            match answer {
+                Err(e)
+                    if matches!(e.kind, PcpErrorKind::Protocol | PcpErrorKind::Unreachable)
+                        && deadline.remaining() > Duration::from_millis(500) =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// pgpool's view of nodes `0..count`. Each answer costs pgpool a

@@ -71,15 +71,25 @@ pub fn stop_service(pgpool: &Pgpool, deadline: &Deadline) -> Result<()> {
     }
     let uid = pgpool.members().ok().and_then(|m| m.first().map(|p| p.uid));
     service::stop(pgpool, &LADDER, deadline)?;
-    let left = pgpool
-        .listeners()
-        .map_err(|e| OcfError::generic(format!("reading /proc/net/unix: {e}")))?;
-    if let Some(s) = left.first() {
-        return Err(OcfError::generic(format!(
-            "something still listens on {} (socket inode {}) after pgpool stopped",
-            s.path.display(),
-            s.inode
-        )));
+    // A child the main process forked while the ladder ran (it respawns
+    // children until it dies) may have been born after the last scan: it
+    // holds the inherited listening socket, which is how it is found and
+    // ended in another round. Whatever still listens after that is not
+    // ours to kill.
+    for round in 1.. {
+        let left = pgpool
+            .listeners()
+            .map_err(|e| OcfError::generic(format!("reading /proc/net/unix: {e}")))?;
+        let Some(s) = left.first() else { break };
+        if round > 3 || deadline.remaining().is_zero() {
+            return Err(OcfError::generic(format!(
+                "something still listens on {} (socket inode {}) after pgpool stopped",
+                s.path.display(),
+                s.inode
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        service::stop(pgpool, &LADDER, deadline)?;
     }
     if let (Some(pid), Some(uid)) = (recorded_main, uid) {
         for s in crate::ipc::remove_leftovers(pid, uid) {

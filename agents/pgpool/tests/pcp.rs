@@ -28,8 +28,7 @@ fn endpoint(pool: &Pgpool) -> Endpoint {
 }
 
 fn connect(pool: &Pgpool) -> PcpConnection {
-    PcpConnection::connect(&endpoint(pool), PCP_USER, PCP_PASSWORD, &budget())
-        .unwrap_or_else(|e| panic!("PCP: {e}"))
+    common::connect_pcp(pool, &budget())
 }
 
 fn budget() -> Deadline {

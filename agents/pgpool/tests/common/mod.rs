@@ -7,7 +7,7 @@
 use ocf::Deadline;
 use std::time::Duration;
 use tusk_pgpool::pcp::BackendStatus;
-use tusk_pgpool::pcp::{Endpoint, NodeInfo, PcpConnection};
+use tusk_pgpool::pcp::{Endpoint, NodeInfo, PcpConnection, PcpErrorKind};
 use tusk_testkit::pgpool::{pg_ctl_stop, primary_and_standby, Pgpool, PCP_PASSWORD, PCP_USER};
 use tusk_testkit::{wait_until, Agent, Instance};
 
@@ -57,16 +57,30 @@ pub fn agent_for(pool: &Pgpool, resource: &str) -> Agent {
     pool.agent(AGENT, resource)
 }
 
+/// A PCP session with `pool`. pgpool restarts its PCP process after every
+/// failover event (a detach, an attach, a promote), and a session that
+/// arrives meanwhile is refused or closed before the salt: asked again,
+/// as the agent's monitor does.
+pub fn connect_pcp(pool: &Pgpool, deadline: &Deadline) -> PcpConnection {
+    let endpoint = Endpoint::unix(&pool.socket_dir, pool.pcp_port);
+    loop {
+        match PcpConnection::connect(&endpoint, PCP_USER, PCP_PASSWORD, deadline) {
+            Ok(c) => return c,
+            Err(e)
+                if matches!(e.kind, PcpErrorKind::Protocol | PcpErrorKind::Unreachable)
+                    && !deadline.is_expired() =>
+            {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("PCP: {e}"),
+        }
+    }
+}
+
 /// pgpool's view of every node of `pool`, in a PCP session closed at once.
 pub fn nodes_of(pool: &Pgpool) -> Vec<NodeInfo> {
     let d = Deadline::after(Duration::from_secs(10));
-    let mut c = PcpConnection::connect(
-        &Endpoint::unix(&pool.socket_dir, pool.pcp_port),
-        PCP_USER,
-        PCP_PASSWORD,
-        &d,
-    )
-    .unwrap_or_else(|e| panic!("PCP: {e}"));
+    let mut c = connect_pcp(pool, &d);
     let nodes = c.all_node_info(&d).unwrap();
     c.close(&d).unwrap();
     nodes
