@@ -15,10 +15,11 @@ pub fn demote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
     let db = cfg.instance.database(Some((user.uid, user.gid)))?;
     let attrs = ctx.attributes();
     let obs = promotable::observe(&db, cfg, deadline)?;
-    if let Role::Subscriber { origin } = obs.role {
+    if obs.role != Role::Origin {
         info!(
-            "node {} is not the origin (node {origin} is): nothing to move",
-            obs.local
+            "node {} is not the origin ({}): nothing to move",
+            obs.local,
+            describe(obs.role)
         );
         promotable::set_promoted(&attrs, false);
         promotable::score_self(&attrs, &obs, deadline);
@@ -70,6 +71,15 @@ pub fn demote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
     promotable::score_self(&attrs, &after, deadline);
     give_origin_score(&attrs, named.map(|(_, n)| n), target, deadline);
     Ok(Status::Success)
+}
+
+/// Who the origin is, as a non-origin node sees it.
+pub fn describe(role: Role) -> String {
+    match role {
+        Role::Origin => "it is the origin".into(),
+        Role::Subscriber { origin } => format!("node {origin} is"),
+        Role::Unlisted { set } => format!("its catalog does not list set {set} yet"),
+    }
 }
 
 /// The new origin gets the origin's score now, not at its next monitor.

@@ -154,6 +154,14 @@ pub fn monitor(
 /// origin (the sets were moved by hand) has lost its role: 9.
 fn in_role(role: Role, health: Status, attrs: &NodeAttributes, local: i32) -> Result<Status> {
     let promoted = crate::promotable::is_promoted(attrs);
+    let unlisted = match role {
+        Role::Unlisted { set } => Some(format!(
+            "node {local}'s catalog does not list set {set}: no promotion score until its slon \
+             has processed the set's creation and it is subscribed"
+        )),
+        _ => None,
+    };
+    note_change(attrs, "unlisted", unlisted.as_deref());
     Ok(match (role, promoted, health) {
         (Role::Origin, true, Status::Degraded) => Status::DegradedPromoted,
         (Role::Origin, true, _) => Status::RunningPromoted,
@@ -163,6 +171,15 @@ fn in_role(role: Role, health: Status, attrs: &NodeAttributes, local: i32) -> Re
                 format!(
                     "this instance was promoted, but node {origin} is the origin of the sets now, \
                      not node {local}"
+                ),
+            ))
+        }
+        (Role::Unlisted { set }, true, _) => {
+            return Err(OcfError::new(
+                Status::FailedPromoted,
+                format!(
+                    "this instance was promoted, but node {local}'s catalog does not list set \
+                     {set}"
                 ),
             ))
         }

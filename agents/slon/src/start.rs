@@ -49,6 +49,9 @@ pub fn start(
                 "slon already runs (watchdog {}) and serves node {} through backend {}",
                 watchdog.pid, serving.node, serving.backend
             );
+            if let Some(attrs) = role {
+                score(cfg, &db, attrs, deadline);
+            }
             return Ok(Status::Success);
         }
         Slon::Orphaned { members, .. } => {
@@ -81,6 +84,9 @@ pub fn start(
             let took = started.elapsed();
             if let Some((local, origin)) = rejoined {
                 failback::subscribe(cfg, &checked.user, local, origin, deadline)?;
+            }
+            if let Some(attrs) = role {
+                score(cfg, &db, attrs, deadline);
             }
             info!(
                 "slon serves node {node} of cluster {} after {} ms (watchdog {}, worker {}, lock \
@@ -149,6 +155,17 @@ fn failed_over_origin(
          failback=auto, and clean up the resource",
         failed.why
     )))
+}
+
+/// A started instance's promotion score, at once: the origin's instance is
+/// the one Pacemaker must promote, and a transition that promotes another
+/// one in the meantime (the first score it sees) would move the sets away
+/// or fail. A failure is logged: the monitor scores again.
+fn score(cfg: &SlonConfig, db: &NodeDb, attrs: &NodeAttributes, deadline: &Deadline) {
+    match promotable::observe(db, cfg, deadline) {
+        Ok(obs) => promotable::score_self(attrs, &obs, deadline),
+        Err(e) => warning!("no promotion score yet: {}", e.reason()),
+    }
 }
 
 /// Judges this node's lock row, deletes it when stale, and returns the
