@@ -128,7 +128,11 @@ fn mount_disks(node: &NodeDir, lab_dir: &Path) -> Result<()> {
         let installed = Path::new(INSTALLED_AGENTS).join(name);
         if agent.is_file() && installed.is_file() {
             mount(Some(&agent), &installed, none, MsFlags::MS_BIND, none).with_context(|| {
-                format!("bind-mounting {} on {}", agent.display(), installed.display())
+                format!(
+                    "bind-mounting {} on {}",
+                    agent.display(),
+                    installed.display()
+                )
             })?;
         }
     }
