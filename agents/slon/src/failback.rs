@@ -14,6 +14,7 @@ use crate::database::NodeDb;
 use crate::promotable::FailedOver;
 use crate::quote::slonik_literal;
 use crate::slonik;
+use ocf::attributes::NodeAttributes;
 use ocf::{command, info, warning, Deadline, OcfError, OsUser, Result};
 use pgclient::quote;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub fn rejoin(
     cfg: &SlonConfig,
     user: &OsUser,
     db: &NodeDb,
+    attrs: &NodeAttributes,
     local: u32,
     failed: &FailedOver,
     deadline: &Deadline,
@@ -57,6 +59,10 @@ pub fn rejoin(
             deadline,
         )?;
     }
+    // From here on the node is no member until it is stored again: a start
+    // that fails now (a timeout, slonik not reaching the origin) must not
+    // leave it schemaless for good. The next start resumes.
+    attrs.keep_note(PENDING, Some(&format!("{local} {origin}")));
     let schema = cfg.instance.cluster.schema_sql();
     db.query(deadline, &format!("DROP SCHEMA {schema} CASCADE"))
         .map_err(|e| e.context(format!("dropping node {local}'s leftover schema")))?;
@@ -66,6 +72,62 @@ pub fn rejoin(
     );
     slonik::run(cfg, user, &store(cfg, local, origin)?, deadline)?;
     Ok(origin)
+}
+
+/// The note of a rejoin in progress: `LOCAL ORIGIN`, kept in /run (a
+/// reboot forgets it, as it forgets the instance).
+const PENDING: &str = "rejoin";
+
+/// A rejoin an earlier start began and did not finish: (this node, the
+/// origin to subscribe from).
+pub fn pending(attrs: &NodeAttributes) -> Option<(u32, u32)> {
+    parse_pending(&attrs.note(PENDING)?)
+}
+
+fn parse_pending(note: &str) -> Option<(u32, u32)> {
+    let (local, origin) = note.trim().split_once(' ')?;
+    Some((local.parse().ok()?, origin.parse().ok()?))
+}
+
+pub fn forget_pending(attrs: &NodeAttributes) {
+    attrs.keep_note(PENDING, None);
+}
+
+/// Goes on with a rejoin an earlier start left after dropping the schema:
+/// stores the node again unless it was (its schema is back), so that slon
+/// can start and the subscription follow.
+pub fn resume(
+    cfg: &SlonConfig,
+    user: &OsUser,
+    db: &NodeDb,
+    local: u32,
+    origin: u32,
+    deadline: &Deadline,
+) -> Result<()> {
+    let schema = cfg.instance.cluster.schema();
+    let rows = db
+        .query(
+            deadline,
+            &format!(
+                "SELECT 1 FROM pg_namespace WHERE nspname = {}",
+                quote::literal(&schema)?
+            ),
+        )
+        .map_err(|e| e.context("looking for the cluster's schema"))?;
+    let stored = rows.first().is_some_and(|r| !r.is_empty());
+    warning!(
+        "resuming the rejoin of node {local} as a subscriber of node {origin} that an earlier \
+         start left {}",
+        if stored {
+            "before subscribing it"
+        } else {
+            "with its schema dropped"
+        }
+    );
+    if !stored {
+        slonik::run(cfg, user, &store(cfg, local, origin)?, deadline)?;
+    }
+    Ok(())
 }
 
 /// After slon serves the node again: the subscriptions (SUBSCRIBE SET
@@ -186,6 +248,14 @@ fn save_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_rejoin_names_this_node_and_the_origin() {
+        assert_eq!(parse_pending("1 2"), Some((1, 2)));
+        assert_eq!(parse_pending(" 3 12\n"), Some((3, 12)));
+        assert_eq!(parse_pending("1"), None);
+        assert_eq!(parse_pending("a b"), None);
+    }
 
     #[test]
     fn a_rejoining_node_is_stored_with_paths_both_ways() {

@@ -38,6 +38,9 @@ pub fn start(
     let inst = &cfg.instance;
     let daemon = SlonDaemon::new(inst);
     let db = inst.database(Some((checked.user.uid, checked.user.gid)))?;
+    // Before anything runs slonik: its script is written next to the pid
+    // file, in a directory that a reboot empties (/run).
+    let log = prepare_files(cfg, &checked.user)?;
     let rejoined = match role {
         Some(attrs) => failed_over_origin(cfg, &checked.user, &db, attrs, deadline)?,
         None => None,
@@ -75,7 +78,6 @@ pub fn start(
         Slon::Stopped { stale: None } => {}
     }
     let node = clear_lock(&db, inst, deadline)?;
-    let log = prepare_files(cfg, &checked.user)?;
     let log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
     let started = Instant::now();
     let mut child = spawn(cfg, &checked.user, log)?;
@@ -84,6 +86,9 @@ pub fn start(
             let took = started.elapsed();
             if let Some((local, origin)) = rejoined {
                 failback::subscribe(cfg, &checked.user, local, origin, deadline)?;
+                if let Some(attrs) = role {
+                    failback::forget_pending(attrs);
+                }
             }
             if let Some(attrs) = role {
                 score(cfg, &db, attrs, deadline);
@@ -135,8 +140,14 @@ fn failed_over_origin(
     attrs: &NodeAttributes,
     deadline: &Deadline,
 ) -> Result<Option<(u32, u32)>> {
-    let obs = promotable::observe(db, cfg, deadline)?;
     promotable::set_promoted(attrs, false);
+    // A rejoin that an earlier start left half done (its schema dropped,
+    // or stored again but not subscribed) goes on from where it stopped.
+    if let Some((local, origin)) = failback::pending(attrs) {
+        failback::resume(cfg, user, db, local, origin, deadline)?;
+        return Ok(Some((local, origin)));
+    }
+    let obs = promotable::observe(db, cfg, deadline)?;
     promotable::publish_node_id(attrs, obs.local, deadline);
     if obs.role != Role::Origin {
         return Ok(None);
@@ -146,7 +157,7 @@ fn failed_over_origin(
     };
     let local = obs.local as u32;
     if cfg.origin.failback {
-        let origin = failback::rejoin(cfg, user, db, local, &failed, deadline)?;
+        let origin = failback::rejoin(cfg, user, db, attrs, local, &failed, deadline)?;
         return Ok(Some((local, origin)));
     }
     Err(OcfError::installed(format!(
