@@ -72,10 +72,12 @@ pub fn node_name(id: u32) -> String {
     format!("node{id}")
 }
 
-/// How slonik and the other nodes reach `node`'s database.
+/// How slonik and the other nodes reach `node`'s database. A bound on
+/// connecting: a node that lost power answers nothing, not even ARP, and
+/// slonik's FAILOVER tries it more than once.
 pub fn admin_conninfo_of(lab: &Lab, node: &str) -> Result<String> {
     Ok(format!(
-        "host={} port=5432 dbname={DATABASE} user=postgres",
+        "host={} port=5432 dbname={DATABASE} user=postgres connect_timeout=3",
         lab.address(node)?
     ))
 }
@@ -221,6 +223,10 @@ pub fn create_promotable(lab: &Lab, nodes: &[String], timeout: Duration) -> Resu
         CLONE,
         "notify=true",
         "promoted-max=1",
+        // Each slon instance depends on its own node's PostgreSQL only:
+        // without it, PostgreSQL starting on a node coming back restarts
+        // every slon instance, the origin's (demote, stop, start) too.
+        "interleave=true",
     ])?;
     // slon needs its node's PostgreSQL: started after it, stopped before.
     pcs(&[
@@ -475,6 +481,27 @@ pub fn failback_dumps(lab: &Lab, node: &str) -> Vec<PathBuf> {
     found
 }
 
+/// The writer's values a failback dump holds: the rows of `COPY
+/// public.tusk_writer ... FROM stdin;` up to `\.` (pg_dump --data-only).
+pub fn dumped_values(dump: &Path) -> Result<Vec<i64>> {
+    let text =
+        std::fs::read_to_string(dump).with_context(|| format!("reading {}", dump.display()))?;
+    let mut values = Vec::new();
+    let mut in_copy = false;
+    for line in text.lines() {
+        if in_copy {
+            if line == "\\." {
+                in_copy = false;
+            } else if let Some(n) = line.split('\t').next().and_then(|n| n.parse().ok()) {
+                values.push(n);
+            }
+        } else if line.starts_with(&format!("COPY public.{TABLE} ")) {
+            in_copy = true;
+        }
+    }
+    Ok(values)
+}
+
 /// The lines of slon's log on `node` that contain one of `needles`, read
 /// from the host.
 pub fn slon_log_lines(lab: &Lab, node: &str, needles: &[&str]) -> Vec<String> {
@@ -559,5 +586,20 @@ mod tests {
         assert!(node_id("node0").is_err());
         assert!(node_id("db1").is_err());
         assert_eq!(node_name(3), "node3");
+    }
+
+    #[test]
+    fn a_failback_dump_gives_the_writer_s_values() {
+        let dir = std::env::temp_dir().join(format!("tusk-lab-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dump = dir.join("d.sql");
+        std::fs::write(
+            &dump,
+            "SET x = 1;\nCOPY public.tusk_writer (n, at) FROM stdin;\n1\t2026-12-02 01:20:20+00\n\
+             7\t2026-12-02 01:20:21+00\n\\.\nSELECT 1;\n",
+        )
+        .unwrap();
+        assert_eq!(dumped_values(&dump).unwrap(), [1, 7]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
