@@ -74,6 +74,62 @@ pub fn rejoin(
     Ok(origin)
 }
 
+/// A failed-over old origin whose schema is already gone (its own slon
+/// dropped it on processing its DROP NODE): its tables still hold its
+/// rows, listed now by the new origin's catalog; they are saved, then the
+/// node is stored again like any rejoining node. Returns the origin.
+pub fn rejoin_dropped(
+    cfg: &SlonConfig,
+    user: &OsUser,
+    attrs: &NodeAttributes,
+    local: u32,
+    failed: &FailedOver,
+    deadline: &Deadline,
+) -> Result<u32> {
+    let origin = failed.origin.ok_or_else(|| {
+        OcfError::generic(format!(
+            "node {local} has no schema and was failed over ({}), but no node names the new \
+             origin",
+            failed.why
+        ))
+    })?;
+    warning!(
+        "node {local} has no schema {} (its slon dropped it after the FAILOVER: {}): rejoining \
+         it as a subscriber of node {origin}",
+        cfg.instance.cluster.schema(),
+        failed.why
+    );
+    let conninfo = cfg
+        .origin
+        .admin_conninfo
+        .iter()
+        .find(|(id, _)| *id == origin)
+        .map(|(_, c)| c.as_str())
+        .ok_or_else(|| {
+            OcfError::configured(format!(
+                "admin_conninfo gives no conninfo for node {origin}"
+            ))
+        })?;
+    let origin_db = NodeDb::from_conninfo(conninfo, &user.name, Some((user.uid, user.gid)))?;
+    let saved = save_rows(cfg, user, &origin_db, local, deadline)?;
+    info!(
+        "saved the rows of sets {:?} that node {local} held to {}",
+        cfg.origin.sets,
+        saved.display()
+    );
+    if failed.listed {
+        slonik::run(
+            cfg,
+            user,
+            &format!("drop node (id = {local}, event node = {origin});\n"),
+            deadline,
+        )?;
+    }
+    attrs.keep_note(PENDING, Some(&format!("{local} {origin}")));
+    slonik::run(cfg, user, &store(cfg, local, origin)?, deadline)?;
+    Ok(origin)
+}
+
 /// The note of a rejoin in progress: `LOCAL ORIGIN`, kept in /run (a
 /// reboot forgets it, as it forgets the instance).
 const PENDING: &str = "rejoin";
@@ -183,12 +239,14 @@ pub fn store(cfg: &SlonConfig, local: u32, origin: u32) -> Result<String> {
     Ok(s)
 }
 
-/// pg_dump --data-only of the sets' tables, as this node's catalog lists
-/// them, into failback_dir (the user's home directory by default).
+/// pg_dump --data-only of this node's copies of the sets' tables, as
+/// `catalog` lists them (this node's own, or the origin's when this node's
+/// schema is gone), into failback_dir (the user's home directory by
+/// default).
 fn save_rows(
     cfg: &SlonConfig,
     user: &OsUser,
-    db: &NodeDb,
+    catalog: &NodeDb,
     local: u32,
     deadline: &Deadline,
 ) -> Result<PathBuf> {
@@ -200,7 +258,7 @@ fn save_rows(
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let results = db
+    let results = catalog
         .query(
             deadline,
             &format!(

@@ -90,6 +90,7 @@ pub fn score_self(attrs: &NodeAttributes, obs: &Observed, deadline: &Deadline) {
 /// ids other nodes published, so that a node whose attributes went with it
 /// (fenced) is still known by name.
 pub fn publish_node_id(attrs: &NodeAttributes, local: i32, deadline: &Deadline) {
+    attrs.keep_note("node-id", Some(&local.to_string()));
     if let Err(e) = attrs.publish("node-id", Some(&local.to_string()), false, deadline) {
         warning!("{}", e.reason());
     }
@@ -108,6 +109,21 @@ pub fn node_name_of(attrs: &NodeAttributes, id: u32, deadline: &Deadline) -> Opt
         }
     }
     attrs.note(&format!("node-{id}"))
+}
+
+/// This node's Slony id as it published it (the attribute) or noted it,
+/// for when its database no longer says (its schema is gone).
+pub fn own_node_id(attrs: &NodeAttributes, cfg: &SlonConfig, deadline: &Deadline) -> Option<u32> {
+    if let Some(id) = attrs.note("node-id").and_then(|v| v.trim().parse().ok()) {
+        return Some(id);
+    }
+    node_id_of(attrs, &attrs.node, deadline).or_else(|| {
+        cfg.origin
+            .admin_conninfo
+            .iter()
+            .map(|(id, _)| *id)
+            .find(|id| attrs.note(&format!("node-{id}")).as_deref() == Some(attrs.node.as_str()))
+    })
 }
 
 /// The Slony node id Pacemaker node `uname` published.

@@ -147,7 +147,23 @@ fn failed_over_origin(
         failback::resume(cfg, user, db, local, origin, deadline)?;
         return Ok(Some((local, origin)));
     }
-    let obs = promotable::observe(db, cfg, deadline)?;
+    let obs = match promotable::observe(db, cfg, deadline) {
+        Ok(obs) => obs,
+        // No schema: maybe a failed-over old origin whose own slon already
+        // processed its DROP NODE (it ran while the database was back
+        // before Pacemaker stopped it), which drops the node's schema.
+        Err(e) if e.status() == Status::ErrInstalled && cfg.origin.failback => {
+            let Some(local) = promotable::own_node_id(attrs, cfg, deadline) else {
+                return Err(e);
+            };
+            let Some(failed) = promotable::failed_over(cfg, user, local as i32, deadline) else {
+                return Err(e);
+            };
+            let origin = failback::rejoin_dropped(cfg, user, attrs, local, &failed, deadline)?;
+            return Ok(Some((local, origin)));
+        }
+        Err(e) => return Err(e),
+    };
     promotable::publish_node_id(attrs, obs.local, deadline);
     if obs.role != Role::Origin {
         return Ok(None);

@@ -532,3 +532,70 @@ fn an_origin_whose_postgresql_is_down_is_degraded_and_demotes_without_moving() {
     assert_eq!(cluster.set_origin(2, 1), Some(1));
     clone_agent(&cluster, 2).run("stop").expect(Status::Success);
 }
+
+/// The worst timing for a failed-over old origin: its PostgreSQL back and
+/// its slon running (not the agent's) long enough to process its own
+/// DROP NODE, which drops the node's schema. Its start, which found no
+/// schema, failed with 5 for good; now it sees the other node say it was
+/// failed over, saves its rows (tables listed by the new origin) and
+/// rejoins as usual.
+#[test]
+fn a_failed_over_origin_whose_slon_dropped_its_schema_rejoins() {
+    let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
+    for node in [1, 2] {
+        clone_agent(&cluster, node)
+            .run("start")
+            .expect(Status::Success);
+    }
+    cluster.insert_rows(1, 1..11);
+    cluster.wait_rows(2, 1..11, secs(30)).unwrap();
+    clone_agent(&cluster, 1).run("stop").expect(Status::Success);
+    cluster.node(1).stop_server("immediate");
+    clone_agent(&cluster, 2)
+        .timeout_ms(90_000)
+        .run("promote")
+        .expect(Status::Success);
+
+    cluster.node(1).start_server();
+    let mut slon = cluster.start_slon(1);
+    let schema = format!(
+        "SELECT to_regclass('{}.sl_set') IS NULL",
+        cluster.schema_sql()
+    );
+    let dropped = tusk_testkit::wait_until(Duration::from_secs(90), || {
+        cluster.node(1).value(&schema).as_deref() == Some("t")
+    });
+    slon.terminate(secs(30)).unwrap();
+    assert!(dropped, "node 1's slon did not drop its schema");
+
+    let saved_in = cluster.root().join("failback");
+    std::fs::create_dir(&saved_in).unwrap();
+    nix::unistd::chown(&saved_in, Some(postgres_uid()), None).unwrap();
+    let rejoin = || clone_agent(&cluster, 1).param("failback_dir", &saved_in);
+    let out = rejoin()
+        .timeout_ms(90_000)
+        .run("start")
+        .expect(Status::Success);
+    assert!(out.stderr.contains("has no schema"), "{}", out.stderr);
+    let dump = std::fs::read_dir(&saved_in)
+        .unwrap()
+        .next()
+        .expect("a dump of node 1's rows")
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.contains("row 10"), "{text}");
+    let active = format!(
+        "SELECT sub_active FROM {}.sl_subscribe WHERE sub_set = 1 AND sub_receiver = 1",
+        cluster.schema_sql()
+    );
+    assert!(
+        tusk_testkit::wait_until(Duration::from_secs(120), || {
+            cluster.node(2).value(&active).as_deref() == Some("t")
+        }),
+        "node 1 subscribed again"
+    );
+    rejoin().run("stop").expect(Status::Success);
+    clone_agent(&cluster, 2).run("stop").expect(Status::Success);
+}
