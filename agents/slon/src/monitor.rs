@@ -152,6 +152,7 @@ pub fn monitor(
         lock.local_node,
     )?;
     crate::promotable::score_self(attrs, &obs, deadline);
+    crate::promotable::learn_node_names(attrs, cfg, obs.local, deadline);
     in_role(obs.role, health, attrs, obs.local)
 }
 

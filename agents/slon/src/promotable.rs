@@ -101,6 +101,23 @@ pub fn publish_node_id(attrs: &NodeAttributes, local: i32, deadline: &Deadline) 
     }
 }
 
+/// Until this node has noted the Pacemaker node of every Slony node of
+/// admin_conninfo, publishes its own id and notes the others' (two
+/// forks); then nothing. Start notes what is published then, but the
+/// instances start together and a late one is missed; and once a node is
+/// fenced its attributes are gone with it, while promote needs its name to
+/// see it fenced (without it, it refused to fail over a crashed origin).
+pub fn learn_node_names(attrs: &NodeAttributes, cfg: &SlonConfig, local: i32, deadline: &Deadline) {
+    let missing = cfg
+        .origin
+        .admin_conninfo
+        .iter()
+        .any(|(id, _)| attrs.note(&format!("node-{id}")).is_none());
+    if missing {
+        publish_node_id(attrs, local, deadline);
+    }
+}
+
 /// The Pacemaker node that runs Slony node `id`, as published or noted.
 pub fn node_name_of(attrs: &NodeAttributes, id: u32, deadline: &Deadline) -> Option<String> {
     if let Ok(all) = attrs.everywhere("node-id", deadline) {
