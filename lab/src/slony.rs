@@ -18,6 +18,7 @@
 
 use crate::harness::workload::WRITER_TABLE;
 use crate::node::NodeDir;
+use crate::postgres::run;
 use crate::process::wait_for;
 use crate::Lab;
 use anyhow::{bail, Context, Result};
@@ -247,60 +248,15 @@ pub fn create_promotable(lab: &Lab, nodes: &[String], timeout: Duration) -> Resu
         "start",
         CLONE,
     ])?;
-    let ip = format!("ip={}", origin_address(lab));
-    pcs(&[
-        "resource",
-        "create",
-        VIP,
-        "ocf:heartbeat:IPaddr2",
-        &ip,
-        "cidr_netmask=24",
-        "nic=eth0",
-        "op",
-        "monitor",
-        "interval=10s",
-        "timeout=20s",
-    ])?;
-    pcs(&[
-        "constraint",
-        "colocation",
-        "add",
-        VIP,
-        "with",
-        "Promoted",
-        CLONE,
-        "INFINITY",
-    ])?;
-    pcs(&[
-        "constraint",
-        "order",
-        "promote",
-        CLONE,
-        "then",
-        "start",
-        VIP,
-        "symmetrical=false",
-        "kind=Mandatory",
-    ])?;
-    // Optional, unlike the postgresql layout's: the agent's demote gives
-    // the new origin the origin's score, which aborts the transition
-    // between demote and promote; in the next one nothing is demoted, and
-    // Pacemaker 2.1.5 then holds a Mandatory "demote then stop" back as
-    // "unrunnable slon-clone notified (blocked)" until some later
-    // transition (7 s in the first run, cluster-recheck-interval at
-    // worst). An old origin refuses writes once the set moved, so the
-    // address may leave it unordered.
-    pcs(&[
-        "constraint",
-        "order",
-        "demote",
-        CLONE,
-        "then",
-        "stop",
-        VIP,
-        "symmetrical=false",
-        "kind=Optional",
-    ])?;
+    // The demote-then-stop order is Optional, unlike the postgresql
+    // layout's: the agent's demote gives the new origin the origin's score,
+    // which aborts the transition between demote and promote; in the next
+    // one nothing is demoted, and Pacemaker 2.1.5 then holds a Mandatory
+    // "demote then stop" back as "unrunnable slon-clone notified
+    // (blocked)" until some later transition (7 s in the first run,
+    // cluster-recheck-interval at worst). An old origin refuses writes
+    // once the set moved, so the address may leave it unordered.
+    crate::postgres::floating_address(&pcs, VIP, origin_address(lab), CLONE, "Optional")?;
     run(lab, first, &["pcs", "cluster", "cib-push", cib, "--config"])?;
     let _ = std::fs::remove_file(cib);
     let mut last = String::new();
@@ -561,18 +517,6 @@ fn host_path(lab: &Lab, node: &str, inside: &str) -> PathBuf {
     NodeDir::new(lab.dir(), node)
         .disk("var-lib-postgresql")
         .join(relative)
-}
-
-fn run(lab: &Lab, node: &str, args: &[&str]) -> Result<()> {
-    let out = lab.exec(node, args)?;
-    if !out.status.success() {
-        bail!(
-            "{} on {node} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ const PG_DUMP: &str = "/usr/bin/pg_dump";
 /// Before slon starts: saves the rows, drops this node from the cluster if
 /// it is still listed, drops the leftover schema and stores the node and
 /// its paths again from the origin. Returns the origin to subscribe from.
+/// `schema_left` is false for a node whose own slon already dropped its
+/// schema (it processed its DROP NODE): its tables still hold its rows,
+/// listed then by the new origin's catalog.
+#[allow(clippy::too_many_arguments)]
 pub fn rejoin(
     cfg: &SlonConfig,
     user: &OsUser,
@@ -33,6 +37,7 @@ pub fn rejoin(
     attrs: &NodeAttributes,
     local: u32,
     failed: &FailedOver,
+    schema_left: bool,
     deadline: &Deadline,
 ) -> Result<u32> {
     let origin = failed.origin.ok_or_else(|| {
@@ -42,10 +47,36 @@ pub fn rejoin(
         ))
     })?;
     warning!(
-        "node {local} was failed over ({}): rejoining it as a subscriber of node {origin}",
-        failed.why
+        "node {local} was failed over ({}){}: rejoining it as a subscriber of node {origin}",
+        failed.why,
+        if schema_left {
+            String::new()
+        } else {
+            format!(
+                " and has no schema {} (its slon dropped it)",
+                cfg.instance.cluster.schema()
+            )
+        }
     );
-    let saved = save_rows(cfg, user, db, local, deadline)?;
+    let origin_db;
+    let catalog = if schema_left {
+        db
+    } else {
+        let conninfo = cfg
+            .origin
+            .admin_conninfo
+            .iter()
+            .find(|(id, _)| *id == origin)
+            .map(|(_, c)| c.as_str())
+            .ok_or_else(|| {
+                OcfError::configured(format!(
+                    "admin_conninfo gives no conninfo for node {origin}"
+                ))
+            })?;
+        origin_db = NodeDb::from_conninfo(conninfo, &user.name, Some((user.uid, user.gid)))?;
+        &origin_db
+    };
+    let saved = save_rows(cfg, user, catalog, local, deadline)?;
     info!(
         "saved the rows of sets {:?} that node {local} held to {}",
         cfg.origin.sets,
@@ -63,69 +94,15 @@ pub fn rejoin(
     // that fails now (a timeout, slonik not reaching the origin) must not
     // leave it schemaless for good. The next start resumes.
     attrs.keep_note(PENDING, Some(&format!("{local} {origin}")));
-    let schema = cfg.instance.cluster.schema_sql();
-    db.query(deadline, &format!("DROP SCHEMA {schema} CASCADE"))
-        .map_err(|e| e.context(format!("dropping node {local}'s leftover schema")))?;
-    info!(
-        "dropped node {local}'s leftover schema {}",
-        cfg.instance.cluster.schema()
-    );
-    slonik::run(cfg, user, &store(cfg, local, origin)?, deadline)?;
-    Ok(origin)
-}
-
-/// A failed-over old origin whose schema is already gone (its own slon
-/// dropped it on processing its DROP NODE): its tables still hold its
-/// rows, listed now by the new origin's catalog; they are saved, then the
-/// node is stored again like any rejoining node. Returns the origin.
-pub fn rejoin_dropped(
-    cfg: &SlonConfig,
-    user: &OsUser,
-    attrs: &NodeAttributes,
-    local: u32,
-    failed: &FailedOver,
-    deadline: &Deadline,
-) -> Result<u32> {
-    let origin = failed.origin.ok_or_else(|| {
-        OcfError::generic(format!(
-            "node {local} has no schema and was failed over ({}), but no node names the new \
-             origin",
-            failed.why
-        ))
-    })?;
-    warning!(
-        "node {local} has no schema {} (its slon dropped it after the FAILOVER: {}): rejoining \
-         it as a subscriber of node {origin}",
-        cfg.instance.cluster.schema(),
-        failed.why
-    );
-    let conninfo = cfg
-        .origin
-        .admin_conninfo
-        .iter()
-        .find(|(id, _)| *id == origin)
-        .map(|(_, c)| c.as_str())
-        .ok_or_else(|| {
-            OcfError::configured(format!(
-                "admin_conninfo gives no conninfo for node {origin}"
-            ))
-        })?;
-    let origin_db = NodeDb::from_conninfo(conninfo, &user.name, Some((user.uid, user.gid)))?;
-    let saved = save_rows(cfg, user, &origin_db, local, deadline)?;
-    info!(
-        "saved the rows of sets {:?} that node {local} held to {}",
-        cfg.origin.sets,
-        saved.display()
-    );
-    if failed.listed {
-        slonik::run(
-            cfg,
-            user,
-            &format!("drop node (id = {local}, event node = {origin});\n"),
-            deadline,
-        )?;
+    if schema_left {
+        let schema = cfg.instance.cluster.schema_sql();
+        db.query(deadline, &format!("DROP SCHEMA {schema} CASCADE"))
+            .map_err(|e| e.context(format!("dropping node {local}'s leftover schema")))?;
+        info!(
+            "dropped node {local}'s leftover schema {}",
+            cfg.instance.cluster.schema()
+        );
     }
-    attrs.keep_note(PENDING, Some(&format!("{local} {origin}")));
     slonik::run(cfg, user, &store(cfg, local, origin)?, deadline)?;
     Ok(origin)
 }

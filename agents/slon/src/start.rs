@@ -159,7 +159,7 @@ fn failed_over_origin(
             let Some(failed) = promotable::failed_over(cfg, user, local as i32, deadline) else {
                 return Err(e);
             };
-            let origin = failback::rejoin_dropped(cfg, user, attrs, local, &failed, deadline)?;
+            let origin = failback::rejoin(cfg, user, db, attrs, local, &failed, false, deadline)?;
             return Ok(Some((local, origin)));
         }
         Err(e) => return Err(e),
@@ -173,7 +173,7 @@ fn failed_over_origin(
     };
     let local = obs.local as u32;
     if cfg.origin.failback {
-        let origin = failback::rejoin(cfg, user, db, attrs, local, &failed, deadline)?;
+        let origin = failback::rejoin(cfg, user, db, attrs, local, &failed, true, deadline)?;
         return Ok(Some((local, origin)));
     }
     Err(OcfError::installed(format!(
