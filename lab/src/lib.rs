@@ -31,6 +31,7 @@ pub mod pgpool;
 pub mod postgres;
 pub mod preflight;
 pub mod process;
+pub mod slony;
 pub mod state;
 
 use std::path::PathBuf;

@@ -150,7 +150,7 @@ fn append(path: &std::path::Path, text: &str) -> Result<()> {
         .with_context(|| format!("appending to {}", path.display()))
 }
 
-fn run(lab: &Lab, node: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn run(lab: &Lab, node: &str, args: &[&str]) -> Result<()> {
     let out = lab.exec(node, args)?;
     if !out.status.success() {
         bail!(
@@ -434,11 +434,32 @@ pub fn create_promotable(lab: &Lab, config: &Promotable, timeout: Duration) -> R
         "notify=true",
     ]);
     pcs(&create)?;
-    let ip = format!("ip={}", primary_address(lab));
+    floating_address(&pcs, VIP, primary_address(lab), CLONE, "Mandatory")?;
+    for node in lab.nodes()? {
+        if !config.nodes.contains(&node) {
+            pcs(&["constraint", "location", CLONE, "avoids", &node])?;
+        }
+    }
+    run(lab, first, &["pcs", "cluster", "cib-push", cib, "--config"])?;
+    let _ = std::fs::remove_file(cib);
+    wait_replicating(lab, config.nodes.len() - 1, timeout)
+}
+
+/// An IPaddr2 address `vip` on the lab's eth0, with the Promoted instance
+/// of `clone`: started after a promote, stopped after a demote (an order
+/// of kind `demote_kind`), through `pcs` (a `pcs -f CIB` runner).
+pub(crate) fn floating_address(
+    pcs: &dyn Fn(&[&str]) -> Result<()>,
+    vip: &str,
+    address: std::net::Ipv4Addr,
+    clone: &str,
+    demote_kind: &str,
+) -> Result<()> {
+    let ip = format!("ip={address}");
     pcs(&[
         "resource",
         "create",
-        VIP,
+        vip,
         "ocf:heartbeat:IPaddr2",
         &ip,
         "cidr_netmask=24",
@@ -452,10 +473,10 @@ pub fn create_promotable(lab: &Lab, config: &Promotable, timeout: Duration) -> R
         "constraint",
         "colocation",
         "add",
-        VIP,
+        vip,
         "with",
         "Promoted",
-        CLONE,
+        clone,
         "INFINITY",
     ])?;
     // The address follows a promote and goes before a demote, never the
@@ -465,32 +486,25 @@ pub fn create_promotable(lab: &Lab, config: &Promotable, timeout: Duration) -> R
         "constraint",
         "order",
         "promote",
-        CLONE,
+        clone,
         "then",
         "start",
-        VIP,
+        vip,
         "symmetrical=false",
         "kind=Mandatory",
     ])?;
+    let kind = format!("kind={demote_kind}");
     pcs(&[
         "constraint",
         "order",
         "demote",
-        CLONE,
+        clone,
         "then",
         "stop",
-        VIP,
+        vip,
         "symmetrical=false",
-        "kind=Mandatory",
-    ])?;
-    for node in lab.nodes()? {
-        if !config.nodes.contains(&node) {
-            pcs(&["constraint", "location", CLONE, "avoids", &node])?;
-        }
-    }
-    run(lab, first, &["pcs", "cluster", "cib-push", cib, "--config"])?;
-    let _ = std::fs::remove_file(cib);
-    wait_replicating(lab, config.nodes.len() - 1, timeout)
+        &kind,
+    ])
 }
 
 /// A node that is powered on and cabled, to ask Pacemaker and PostgreSQL from.

@@ -2,11 +2,13 @@
 //! `promotable` for how demote and promote split the work).
 
 use crate::config::SlonConfig;
+use crate::failover::{self, Listening};
 use crate::origin::{self, Role, ORIGIN_SCORE};
 use crate::promotable;
 use crate::validate;
 use ocf::attributes::{NodeAttributes, Score};
 use ocf::{info, warning, Context, OcfError, Result, Status};
+use std::time::Duration;
 
 pub fn demote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
     let deadline = &ctx.deadline;
@@ -14,11 +16,30 @@ pub fn demote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
     let user = &checked.user;
     let db = cfg.instance.database(Some((user.uid, user.gid)))?;
     let attrs = ctx.attributes();
-    let obs = promotable::observe(&db, cfg, deadline)?;
-    if let Role::Subscriber { origin } = obs.role {
+    let obs = match promotable::observe(&db, cfg, deadline) {
+        Ok(obs) => obs,
+        Err(e) => {
+            // Its PostgreSQL is stopped (it crashed; Pacemaker demotes
+            // before restarting it): nothing can be moved, and nothing is
+            // written here meanwhile. A promote elsewhere moves the sets
+            // once it answers again, or fails them over while it does not.
+            let Listening::Nothing(how) = failover::listening(&db.config, Duration::from_secs(1))
+            else {
+                return Err(e);
+            };
+            warning!(
+                "this node's PostgreSQL is down ({how}): nothing to move; demoted ({})",
+                e.reason()
+            );
+            promotable::set_promoted(&attrs, false);
+            return Ok(Status::Success);
+        }
+    };
+    if obs.role != Role::Origin {
         info!(
-            "node {} is not the origin (node {origin} is): nothing to move",
-            obs.local
+            "node {} is not the origin ({}): nothing to move",
+            obs.local,
+            describe(obs.role)
         );
         promotable::set_promoted(&attrs, false);
         promotable::score_self(&attrs, &obs, deadline);
@@ -70,6 +91,15 @@ pub fn demote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
     promotable::score_self(&attrs, &after, deadline);
     give_origin_score(&attrs, named.map(|(_, n)| n), target, deadline);
     Ok(Status::Success)
+}
+
+/// Who the origin is, as a non-origin node sees it.
+pub fn describe(role: Role) -> String {
+    match role {
+        Role::Origin => "it is the origin".into(),
+        Role::Subscriber { origin } => format!("node {origin} is"),
+        Role::Unlisted { set } => format!("its catalog does not list set {set} yet"),
+    }
 }
 
 /// The new origin gets the origin's score now, not at its next monitor.

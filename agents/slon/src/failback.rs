@@ -14,6 +14,7 @@ use crate::database::NodeDb;
 use crate::promotable::FailedOver;
 use crate::quote::slonik_literal;
 use crate::slonik;
+use ocf::attributes::NodeAttributes;
 use ocf::{command, info, warning, Deadline, OcfError, OsUser, Result};
 use pgclient::quote;
 use std::path::PathBuf;
@@ -25,12 +26,18 @@ const PG_DUMP: &str = "/usr/bin/pg_dump";
 /// Before slon starts: saves the rows, drops this node from the cluster if
 /// it is still listed, drops the leftover schema and stores the node and
 /// its paths again from the origin. Returns the origin to subscribe from.
+/// `schema_left` is false for a node whose own slon already dropped its
+/// schema (it processed its DROP NODE): its tables still hold its rows,
+/// listed then by the new origin's catalog.
+#[allow(clippy::too_many_arguments)]
 pub fn rejoin(
     cfg: &SlonConfig,
     user: &OsUser,
     db: &NodeDb,
+    attrs: &NodeAttributes,
     local: u32,
     failed: &FailedOver,
+    schema_left: bool,
     deadline: &Deadline,
 ) -> Result<u32> {
     let origin = failed.origin.ok_or_else(|| {
@@ -40,10 +47,36 @@ pub fn rejoin(
         ))
     })?;
     warning!(
-        "node {local} was failed over ({}): rejoining it as a subscriber of node {origin}",
-        failed.why
+        "node {local} was failed over ({}){}: rejoining it as a subscriber of node {origin}",
+        failed.why,
+        if schema_left {
+            String::new()
+        } else {
+            format!(
+                " and has no schema {} (its slon dropped it)",
+                cfg.instance.cluster.schema()
+            )
+        }
     );
-    let saved = save_rows(cfg, user, db, local, deadline)?;
+    let origin_db;
+    let catalog = if schema_left {
+        db
+    } else {
+        let conninfo = cfg
+            .origin
+            .admin_conninfo
+            .iter()
+            .find(|(id, _)| *id == origin)
+            .map(|(_, c)| c.as_str())
+            .ok_or_else(|| {
+                OcfError::configured(format!(
+                    "admin_conninfo gives no conninfo for node {origin}"
+                ))
+            })?;
+        origin_db = NodeDb::from_conninfo(conninfo, &user.name, Some((user.uid, user.gid)))?;
+        &origin_db
+    };
+    let saved = save_rows(cfg, user, catalog, local, deadline)?;
     info!(
         "saved the rows of sets {:?} that node {local} held to {}",
         cfg.origin.sets,
@@ -57,15 +90,77 @@ pub fn rejoin(
             deadline,
         )?;
     }
-    let schema = cfg.instance.cluster.schema_sql();
-    db.query(deadline, &format!("DROP SCHEMA {schema} CASCADE"))
-        .map_err(|e| e.context(format!("dropping node {local}'s leftover schema")))?;
-    info!(
-        "dropped node {local}'s leftover schema {}",
-        cfg.instance.cluster.schema()
-    );
+    // From here on the node is no member until it is stored again: a start
+    // that fails now (a timeout, slonik not reaching the origin) must not
+    // leave it schemaless for good. The next start resumes.
+    attrs.keep_note(PENDING, Some(&format!("{local} {origin}")));
+    if schema_left {
+        let schema = cfg.instance.cluster.schema_sql();
+        db.query(deadline, &format!("DROP SCHEMA {schema} CASCADE"))
+            .map_err(|e| e.context(format!("dropping node {local}'s leftover schema")))?;
+        info!(
+            "dropped node {local}'s leftover schema {}",
+            cfg.instance.cluster.schema()
+        );
+    }
     slonik::run(cfg, user, &store(cfg, local, origin)?, deadline)?;
     Ok(origin)
+}
+
+/// The note of a rejoin in progress: `LOCAL ORIGIN`, kept in /run (a
+/// reboot forgets it, as it forgets the instance).
+const PENDING: &str = "rejoin";
+
+/// A rejoin an earlier start began and did not finish: (this node, the
+/// origin to subscribe from).
+pub fn pending(attrs: &NodeAttributes) -> Option<(u32, u32)> {
+    parse_pending(&attrs.note(PENDING)?)
+}
+
+fn parse_pending(note: &str) -> Option<(u32, u32)> {
+    let (local, origin) = note.trim().split_once(' ')?;
+    Some((local.parse().ok()?, origin.parse().ok()?))
+}
+
+pub fn forget_pending(attrs: &NodeAttributes) {
+    attrs.keep_note(PENDING, None);
+}
+
+/// Goes on with a rejoin an earlier start left after dropping the schema:
+/// stores the node again unless it was (its schema is back), so that slon
+/// can start and the subscription follow.
+pub fn resume(
+    cfg: &SlonConfig,
+    user: &OsUser,
+    db: &NodeDb,
+    local: u32,
+    origin: u32,
+    deadline: &Deadline,
+) -> Result<()> {
+    let schema = cfg.instance.cluster.schema();
+    let rows = db
+        .query(
+            deadline,
+            &format!(
+                "SELECT 1 FROM pg_namespace WHERE nspname = {}",
+                quote::literal(&schema)?
+            ),
+        )
+        .map_err(|e| e.context("looking for the cluster's schema"))?;
+    let stored = rows.first().is_some_and(|r| !r.is_empty());
+    warning!(
+        "resuming the rejoin of node {local} as a subscriber of node {origin} that an earlier \
+         start left {}",
+        if stored {
+            "before subscribing it"
+        } else {
+            "with its schema dropped"
+        }
+    );
+    if !stored {
+        slonik::run(cfg, user, &store(cfg, local, origin)?, deadline)?;
+    }
+    Ok(())
 }
 
 /// After slon serves the node again: the subscriptions (SUBSCRIBE SET
@@ -121,12 +216,14 @@ pub fn store(cfg: &SlonConfig, local: u32, origin: u32) -> Result<String> {
     Ok(s)
 }
 
-/// pg_dump --data-only of the sets' tables, as this node's catalog lists
-/// them, into failback_dir (the user's home directory by default).
+/// pg_dump --data-only of this node's copies of the sets' tables, as
+/// `catalog` lists them (this node's own, or the origin's when this node's
+/// schema is gone), into failback_dir (the user's home directory by
+/// default).
 fn save_rows(
     cfg: &SlonConfig,
     user: &OsUser,
-    db: &NodeDb,
+    catalog: &NodeDb,
     local: u32,
     deadline: &Deadline,
 ) -> Result<PathBuf> {
@@ -138,7 +235,7 @@ fn save_rows(
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let results = db
+    let results = catalog
         .query(
             deadline,
             &format!(
@@ -186,6 +283,14 @@ fn save_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_rejoin_names_this_node_and_the_origin() {
+        assert_eq!(parse_pending("1 2"), Some((1, 2)));
+        assert_eq!(parse_pending(" 3 12\n"), Some((3, 12)));
+        assert_eq!(parse_pending("1"), None);
+        assert_eq!(parse_pending("a b"), None);
+    }
 
     #[test]
     fn a_rejoining_node_is_stored_with_paths_both_ways() {

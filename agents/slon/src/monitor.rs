@@ -86,12 +86,16 @@ pub fn monitor(
                 Uid::from_raw(watchdog.uid),
                 Gid::from_raw(watchdog.gid),
             )))?;
-            let obs = crate::promotable::observe(&db, cfg, deadline)?;
+            let obs = match crate::promotable::observe(&db, cfg, deadline) {
+                Ok(obs) => obs,
+                Err(e) => return database_down(&db, attrs, promotable, e),
+            };
             return in_role(obs.role, Status::Degraded, attrs, obs.local);
         }
         return Ok(Status::Degraded);
     };
     note_change(attrs, "worker", None);
+    note_change(attrs, "database", None);
     // As slon's own uid and gid: no user lookup, which could fail (an LDAP
     // outage) and read as "not installed here".
     let db = inst.database(Some((
@@ -108,9 +112,14 @@ pub fn monitor(
     }
     let patience = deadline.share(0.5);
     let (lock, sets, results) = loop {
-        let results = db.query(deadline, &sql).map_err(|e| {
-            lock_error(&db, inst, e).context(format!("slon PID {} runs, but", watchdog.pid))
-        })?;
+        let results = match db.query(deadline, &sql) {
+            Ok(results) => results,
+            Err(e) => {
+                let e = lock_error(&db, inst, e)
+                    .context(format!("slon PID {} runs, but", watchdog.pid));
+                return database_down(&db, attrs, promotable, e);
+            }
+        };
         let lock = NodeLock::from_rows(results.first().map(Vec::as_slice).unwrap_or_default())?;
         if nodelock::held_by(&lock, &worker).is_some() {
             let sets = lag::from_rows(results.get(1).map(Vec::as_slice).unwrap_or_default());
@@ -143,6 +152,7 @@ pub fn monitor(
         lock.local_node,
     )?;
     crate::promotable::score_self(attrs, &obs, deadline);
+    crate::promotable::learn_node_names(attrs, cfg, obs.local, deadline);
     in_role(obs.role, health, attrs, obs.local)
 }
 
@@ -154,6 +164,14 @@ pub fn monitor(
 /// origin (the sets were moved by hand) has lost its role: 9.
 fn in_role(role: Role, health: Status, attrs: &NodeAttributes, local: i32) -> Result<Status> {
     let promoted = crate::promotable::is_promoted(attrs);
+    let unlisted = match role {
+        Role::Unlisted { set } => Some(format!(
+            "node {local}'s catalog does not list set {set}: no promotion score until its slon \
+             has processed the set's creation and it is subscribed"
+        )),
+        _ => None,
+    };
+    note_change(attrs, "unlisted", unlisted.as_deref());
     Ok(match (role, promoted, health) {
         (Role::Origin, true, Status::Degraded) => Status::DegradedPromoted,
         (Role::Origin, true, _) => Status::RunningPromoted,
@@ -166,7 +184,49 @@ fn in_role(role: Role, health: Status, attrs: &NodeAttributes, local: i32) -> Re
                 ),
             ))
         }
+        (Role::Unlisted { set }, true, _) => {
+            return Err(OcfError::new(
+                Status::FailedPromoted,
+                format!(
+                    "this instance was promoted, but node {local}'s catalog does not list set \
+                     {set}"
+                ),
+            ))
+        }
         (_, false, h) => h,
+    })
+}
+
+/// The node's database did not answer (`e`). When nothing listens where it
+/// would (connection refused, no socket: its PostgreSQL is stopped or
+/// crashed), slon is not what failed: it runs, and retries the database
+/// every 10 s by itself. Degraded (191 for the promoted instance), not a
+/// failure: PostgreSQL's own resource, which slon is ordered after,
+/// recovers it, and a failure here would make Pacemaker restart slon alone
+/// while its database is down, a start that fails and bans slon from the
+/// node. Anything else is the error.
+fn database_down(
+    db: &crate::database::NodeDb,
+    attrs: &NodeAttributes,
+    promotable: bool,
+    e: OcfError,
+) -> Result<Status> {
+    let crate::failover::Listening::Nothing(how) =
+        crate::failover::listening(&db.config, Duration::from_secs(1))
+    else {
+        return Err(e);
+    };
+    note_change(
+        attrs,
+        "database",
+        Some(&format!(
+            "this node's PostgreSQL is down ({how}): slon waits for it"
+        )),
+    );
+    Ok(if promotable && crate::promotable::is_promoted(attrs) {
+        Status::DegradedPromoted
+    } else {
+        Status::Degraded
     })
 }
 

@@ -23,11 +23,25 @@ pub const BEHIND_SCORE: i64 = 800;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Origin,
-    Subscriber { origin: i32 },
+    Subscriber {
+        origin: i32,
+    },
+    /// This node's catalog does not list set `set` (yet): a node learns of
+    /// a set only when its slon processes the set's creation, so a node
+    /// started before its slon ever ran, or stored again, is neither the
+    /// origin nor a subscriber. Not a configuration error: the same
+    /// parameters are right on the origin, and will be here.
+    Unlisted {
+        set: u32,
+    },
 }
 
 /// `set_id, set_origin` of the configured sets, then the newest confirmed
-/// event of their origin per receiver (one statement each).
+/// event of their origin per receiver (one statement each). Only receivers
+/// with an active subscription to every set count: every node confirms the
+/// origin's events, subscribed or not (a node stored but not yet
+/// subscribed, or one whose copy is still running), and such a node must
+/// get no promotion score, nor be the target of a move.
 pub fn query(cluster: &ClusterName, sets: &[u32]) -> String {
     let schema = cluster.schema_sql();
     let ids = sets
@@ -40,7 +54,10 @@ pub fn query(cluster: &ClusterName, sets: &[u32]) -> String {
         "SELECT set_id, set_origin FROM {schema}.sl_set WHERE set_id IN ({ids}) ORDER BY 1; \
          SELECT con_received, max(con_seqno) FROM {schema}.sl_confirm \
          WHERE con_origin = (SELECT set_origin FROM {schema}.sl_set WHERE set_id = {first}) \
-         GROUP BY 1 ORDER BY 1"
+         AND con_received IN (SELECT sub_receiver FROM {schema}.sl_subscribe \
+         WHERE sub_set IN ({ids}) AND sub_active GROUP BY 1 HAVING count(*) = {n}) \
+         GROUP BY 1 ORDER BY 1",
+        n = sets.len()
     )
 }
 
@@ -70,16 +87,16 @@ pub fn pairs_text(rows: &[Vec<Option<String>>]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// This node's role from the sets' origins as its catalog shows them. Every
-/// configured set must exist and all must share one origin: the Promoted
-/// role is one node.
+/// This node's role from the sets' origins as its catalog shows them. The
+/// sets it lists must share one origin: the Promoted role is one node. A
+/// set it does not list makes it [`Role::Unlisted`].
 pub fn role(configured: &[u32], origins: &[(i64, i64)], local: i32) -> Result<Role> {
     let mut origin = None;
+    let mut unlisted = None;
     for set in configured {
         let Some((_, o)) = origins.iter().find(|(s, _)| *s == i64::from(*set)) else {
-            return Err(OcfError::configured(format!(
-                "set {set} does not exist in this node's catalog"
-            )));
+            unlisted = unlisted.or(Some(*set));
+            continue;
         };
         match origin {
             None => origin = Some(*o),
@@ -92,7 +109,13 @@ pub fn role(configured: &[u32], origins: &[(i64, i64)], local: i32) -> Result<Ro
             Some(_) => {}
         }
     }
-    let origin = origin.ok_or_else(|| OcfError::configured("no set is configured"))? as i32;
+    if configured.is_empty() {
+        return Err(OcfError::configured("no set is configured"));
+    }
+    if let Some(set) = unlisted {
+        return Ok(Role::Unlisted { set });
+    }
+    let origin = origin.expect("every configured set is listed") as i32;
     Ok(if origin == local {
         Role::Origin
     } else {
@@ -109,6 +132,7 @@ pub fn score(role: Role, confirms: &[(i64, i64)], local: i32) -> Option<(Score, 
     let origin = match role {
         Role::Origin => return Some((Score::Value(ORIGIN_SCORE), "origin")),
         Role::Subscriber { origin } => i64::from(origin),
+        Role::Unlisted { .. } => return None,
     };
     let mine = confirms
         .iter()
@@ -162,13 +186,22 @@ mod tests {
             "{}",
             e.reason()
         );
-        let e = role(&[1, 5], &[(1, 1)], 1).unwrap_err();
-        assert!(
-            e.reason().contains("set 5 does not exist"),
-            "{}",
-            e.reason()
-        );
+        // Two origins among the sets it lists are refused even while
+        // another set is not listed yet.
+        let e = role(&[1, 2, 3], &[(1, 1), (2, 2)], 1).unwrap_err();
+        assert_eq!(e.status(), Status::ErrConfigured);
         assert!(role(&[], &[], 1).is_err());
+    }
+
+    #[test]
+    fn a_node_whose_catalog_does_not_list_a_set_yet_is_neither_origin_nor_subscriber() {
+        // A subscriber started before its slon ever ran knows no set.
+        assert_eq!(role(&[1], &[], 2).unwrap(), Role::Unlisted { set: 1 });
+        assert_eq!(
+            role(&[1, 5], &[(1, 1)], 1).unwrap(),
+            Role::Unlisted { set: 5 }
+        );
+        assert_eq!(score(Role::Unlisted { set: 1 }, &[(2, 5)], 2), None);
     }
 
     #[test]
@@ -205,5 +238,9 @@ mod tests {
         let q = query(&ClusterName::parse("tusk").unwrap(), &[1, 2]);
         assert!(q.contains("WHERE set_id IN (1, 2)"), "{q}");
         assert!(q.contains("WHERE set_id = 1)"), "{q}");
+        assert!(
+            q.contains("WHERE sub_set IN (1, 2) AND sub_active GROUP BY 1 HAVING count(*) = 2"),
+            "{q}"
+        );
     }
 }

@@ -90,6 +90,7 @@ pub fn score_self(attrs: &NodeAttributes, obs: &Observed, deadline: &Deadline) {
 /// ids other nodes published, so that a node whose attributes went with it
 /// (fenced) is still known by name.
 pub fn publish_node_id(attrs: &NodeAttributes, local: i32, deadline: &Deadline) {
+    attrs.keep_note("node-id", Some(&local.to_string()));
     if let Err(e) = attrs.publish("node-id", Some(&local.to_string()), false, deadline) {
         warning!("{}", e.reason());
     }
@@ -97,6 +98,23 @@ pub fn publish_node_id(attrs: &NodeAttributes, local: i32, deadline: &Deadline) 
         for (node, id) in all {
             attrs.keep_note(&format!("node-{id}"), Some(&node));
         }
+    }
+}
+
+/// Until this node has noted the Pacemaker node of every Slony node of
+/// admin_conninfo, publishes its own id and notes the others' (two
+/// forks); then nothing. Start notes what is published then, but the
+/// instances start together and a late one is missed; and once a node is
+/// fenced its attributes are gone with it, while promote needs its name to
+/// see it fenced (without it, it refused to fail over a crashed origin).
+pub fn learn_node_names(attrs: &NodeAttributes, cfg: &SlonConfig, local: i32, deadline: &Deadline) {
+    let missing = cfg
+        .origin
+        .admin_conninfo
+        .iter()
+        .any(|(id, _)| attrs.note(&format!("node-{id}")).is_none());
+    if missing {
+        publish_node_id(attrs, local, deadline);
     }
 }
 
@@ -108,6 +126,21 @@ pub fn node_name_of(attrs: &NodeAttributes, id: u32, deadline: &Deadline) -> Opt
         }
     }
     attrs.note(&format!("node-{id}"))
+}
+
+/// This node's Slony id as it published it (the attribute) or noted it,
+/// for when its database no longer says (its schema is gone).
+pub fn own_node_id(attrs: &NodeAttributes, cfg: &SlonConfig, deadline: &Deadline) -> Option<u32> {
+    if let Some(id) = attrs.note("node-id").and_then(|v| v.trim().parse().ok()) {
+        return Some(id);
+    }
+    node_id_of(attrs, &attrs.node, deadline).or_else(|| {
+        cfg.origin
+            .admin_conninfo
+            .iter()
+            .map(|(id, _)| *id)
+            .find(|id| attrs.note(&format!("node-{id}")).as_deref() == Some(attrs.node.as_str()))
+    })
 }
 
 /// The Slony node id Pacemaker node `uname` published.

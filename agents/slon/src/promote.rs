@@ -21,6 +21,13 @@ pub fn promote(cfg: &SlonConfig, ctx: &Context) -> Result<Status> {
     let obs = promotable::observe(&db, cfg, deadline)?;
     promotable::publish_node_id(&attrs, obs.local, deadline);
     let local = obs.local as u32;
+    if let Role::Unlisted { set } = obs.role {
+        return Err(OcfError::generic(format!(
+            "node {local} cannot become the origin: its catalog does not list set {set} (its \
+             slon has not processed the set's creation, or it is not subscribed)",
+            local = obs.local
+        )));
+    }
     let Role::Subscriber { origin } = obs.role else {
         info!("node {local} is the origin of sets {:?}", cfg.origin.sets);
         promotable::score_self(&attrs, &obs, deadline);

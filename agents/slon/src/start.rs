@@ -38,6 +38,9 @@ pub fn start(
     let inst = &cfg.instance;
     let daemon = SlonDaemon::new(inst);
     let db = inst.database(Some((checked.user.uid, checked.user.gid)))?;
+    // Before anything runs slonik: its script is written next to the pid
+    // file, in a directory that a reboot empties (/run).
+    let log = prepare_files(cfg, &checked.user)?;
     let rejoined = match role {
         Some(attrs) => failed_over_origin(cfg, &checked.user, &db, attrs, deadline)?,
         None => None,
@@ -49,6 +52,9 @@ pub fn start(
                 "slon already runs (watchdog {}) and serves node {} through backend {}",
                 watchdog.pid, serving.node, serving.backend
             );
+            if let Some(attrs) = role {
+                score(cfg, &db, attrs, deadline);
+            }
             return Ok(Status::Success);
         }
         Slon::Orphaned { members, .. } => {
@@ -72,7 +78,6 @@ pub fn start(
         Slon::Stopped { stale: None } => {}
     }
     let node = clear_lock(&db, inst, deadline)?;
-    let log = prepare_files(cfg, &checked.user)?;
     let log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
     let started = Instant::now();
     let mut child = spawn(cfg, &checked.user, log)?;
@@ -81,6 +86,12 @@ pub fn start(
             let took = started.elapsed();
             if let Some((local, origin)) = rejoined {
                 failback::subscribe(cfg, &checked.user, local, origin, deadline)?;
+                if let Some(attrs) = role {
+                    failback::forget_pending(attrs);
+                }
+            }
+            if let Some(attrs) = role {
+                score(cfg, &db, attrs, deadline);
             }
             info!(
                 "slon serves node {node} of cluster {} after {} ms (watchdog {}, worker {}, lock \
@@ -129,8 +140,30 @@ fn failed_over_origin(
     attrs: &NodeAttributes,
     deadline: &Deadline,
 ) -> Result<Option<(u32, u32)>> {
-    let obs = promotable::observe(db, cfg, deadline)?;
     promotable::set_promoted(attrs, false);
+    // A rejoin that an earlier start left half done (its schema dropped,
+    // or stored again but not subscribed) goes on from where it stopped.
+    if let Some((local, origin)) = failback::pending(attrs) {
+        failback::resume(cfg, user, db, local, origin, deadline)?;
+        return Ok(Some((local, origin)));
+    }
+    let obs = match promotable::observe(db, cfg, deadline) {
+        Ok(obs) => obs,
+        // No schema: maybe a failed-over old origin whose own slon already
+        // processed its DROP NODE (it ran while the database was back
+        // before Pacemaker stopped it), which drops the node's schema.
+        Err(e) if e.status() == Status::ErrInstalled && cfg.origin.failback => {
+            let Some(local) = promotable::own_node_id(attrs, cfg, deadline) else {
+                return Err(e);
+            };
+            let Some(failed) = promotable::failed_over(cfg, user, local as i32, deadline) else {
+                return Err(e);
+            };
+            let origin = failback::rejoin(cfg, user, db, attrs, local, &failed, false, deadline)?;
+            return Ok(Some((local, origin)));
+        }
+        Err(e) => return Err(e),
+    };
     promotable::publish_node_id(attrs, obs.local, deadline);
     if obs.role != Role::Origin {
         return Ok(None);
@@ -140,7 +173,7 @@ fn failed_over_origin(
     };
     let local = obs.local as u32;
     if cfg.origin.failback {
-        let origin = failback::rejoin(cfg, user, db, local, &failed, deadline)?;
+        let origin = failback::rejoin(cfg, user, db, attrs, local, &failed, true, deadline)?;
         return Ok(Some((local, origin)));
     }
     Err(OcfError::installed(format!(
@@ -149,6 +182,17 @@ fn failed_over_origin(
          failback=auto, and clean up the resource",
         failed.why
     )))
+}
+
+/// A started instance's promotion score, at once: the origin's instance is
+/// the one Pacemaker must promote, and a transition that promotes another
+/// one in the meantime (the first score it sees) would move the sets away
+/// or fail. A failure is logged: the monitor scores again.
+fn score(cfg: &SlonConfig, db: &NodeDb, attrs: &NodeAttributes, deadline: &Deadline) {
+    match promotable::observe(db, cfg, deadline) {
+        Ok(obs) => promotable::score_self(attrs, &obs, deadline),
+        Err(e) => warning!("no promotion score yet: {}", e.reason()),
+    }
 }
 
 /// Judges this node's lock row, deletes it when stale, and returns the

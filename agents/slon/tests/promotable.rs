@@ -405,3 +405,197 @@ fn an_origin_that_merely_does_not_answer_is_not_failed_over() {
     monitor(a(2)).expect(Status::Success);
     a(2).run("stop").expect(Status::Success);
 }
+
+/// Found under Pacemaker in the lab: a node stored in the cluster whose
+/// slon has not yet processed the set's creation (its catalog does not
+/// list the set) started with OCF_ERR_CONFIGURED, which stops the clone on
+/// every node; and a node that receives nothing (stored, not subscribed)
+/// still confirms the origin's events and got a subscriber's promotion
+/// score, so Pacemaker promoted it and its promote failed, over and over.
+#[test]
+fn a_node_that_does_not_receive_the_set_starts_but_is_never_a_candidate() {
+    let cluster = SlonyCluster::new(3);
+    let _notes = notes_of(&cluster);
+    // Node 2's catalog does not list set 7: neither origin nor subscriber.
+    let unlisted = || clone_agent(&cluster, 2).param("sets", "1 7");
+    unlisted().run("start").expect(Status::Success);
+    monitor(unlisted()).expect(Status::Success);
+    let out = unlisted().run("promote").expect(Status::ErrGeneric);
+    assert!(
+        out.reason().contains("does not list set 7"),
+        "{}",
+        out.reason()
+    );
+    unlisted().run("stop").expect(Status::Success);
+
+    // Node 3 stops receiving the set: it confirms node 1's events all the
+    // same, but only node 2 is a subscriber to score.
+    cluster
+        .slonik("unsubscribe set (id = 1, receiver = 3);\n", secs(60))
+        .expect_success();
+    let observe = |node: u32| {
+        let params = ocf::Params::from_pairs(
+            tusk_slon::config::PARAMS,
+            &[
+                ("cluster_name", cluster.name().as_str()),
+                ("conninfo", &cluster.node(node).conninfo()),
+                ("sets", "1"),
+                ("admin_conninfo", &admin_conninfo(&cluster)),
+            ],
+        )
+        .unwrap();
+        let cfg = tusk_slon::config::SlonConfig::from_params(&params, "slon").unwrap();
+        let pg = tusk_testkit::postgres_user();
+        let db = cfg.instance.database(Some((pg.uid, pg.gid))).unwrap();
+        tusk_slon::promotable::observe(&db, &cfg, &secs(10)).unwrap()
+    };
+    // The origin's catalog learns of it through the slons.
+    for node in 1..=3 {
+        clone_agent(&cluster, node)
+            .run("start")
+            .expect(Status::Success);
+    }
+    let receivers = format!(
+        "SELECT count(*) FROM {}.sl_subscribe WHERE sub_receiver = 3",
+        cluster.schema_sql()
+    );
+    assert!(
+        tusk_testkit::wait_until(Duration::from_secs(60), || {
+            cluster.node(1).value(&receivers).as_deref() == Some("0")
+        }),
+        "node 1 still lists node 3's subscription"
+    );
+    let confirms_of_3 = cluster
+        .confirms(3)
+        .into_iter()
+        .any(|c| c.origin == 1 && c.received == 3);
+    assert!(confirms_of_3, "node 3 confirms node 1's events");
+    for node in [1, 3] {
+        let obs = observe(node);
+        assert!(
+            obs.confirms.iter().all(|(receiver, _)| *receiver != 3),
+            "node {node} counts node 3's confirmations: {:?}",
+            obs.confirms
+        );
+        assert_eq!(
+            tusk_slon::origin::score(
+                tusk_slon::origin::Role::Subscriber { origin: 1 },
+                &obs.confirms,
+                3
+            ),
+            None,
+            "node 3 gets a score as node {node} sees it"
+        );
+        assert_eq!(
+            tusk_slon::origin::best_subscriber(&obs.confirms, 1, &[2, 3]),
+            Some(2)
+        );
+    }
+    for node in 1..=3 {
+        clone_agent(&cluster, node)
+            .run("stop")
+            .expect(Status::Success);
+    }
+}
+
+/// Found in the lab (the origin's postmaster killed): slon's monitor
+/// failed on the refused connection before PostgreSQL's own monitor saw
+/// the crash, Pacemaker restarted slon alone, its start failed against the
+/// dead database and the node was banned from slon for good; the demote
+/// that preceded failed too. With the database known stopped, slon (which
+/// runs, and retries the database by itself) is degraded, and the demote
+/// has nothing to move.
+#[test]
+fn an_origin_whose_postgresql_is_down_is_degraded_and_demotes_without_moving() {
+    let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
+    for node in [1, 2] {
+        clone_agent(&cluster, node)
+            .run("start")
+            .expect(Status::Success);
+    }
+    clone_agent(&cluster, 1)
+        .run("promote")
+        .expect(Status::Success);
+    monitor(clone_agent(&cluster, 1)).expect(Status::RunningPromoted);
+    cluster.node(1).stop_server("immediate");
+    monitor(clone_agent(&cluster, 1)).expect(Status::DegradedPromoted);
+    clone_agent(&cluster, 1)
+        .env("OCF_RESKEY_CRM_meta_notify_promote_uname", "node2")
+        .run("demote")
+        .expect(Status::Success);
+    monitor(clone_agent(&cluster, 1)).expect(Status::Degraded);
+    clone_agent(&cluster, 1).run("stop").expect(Status::Success);
+    // Back, it is still the origin: nothing was moved.
+    cluster.node(1).start_server();
+    assert_eq!(cluster.set_origin(1, 1), Some(1));
+    assert_eq!(cluster.set_origin(2, 1), Some(1));
+    clone_agent(&cluster, 2).run("stop").expect(Status::Success);
+}
+
+/// The worst timing for a failed-over old origin: its PostgreSQL back and
+/// its slon running (not the agent's) long enough to process its own
+/// DROP NODE, which drops the node's schema. Its start, which found no
+/// schema, failed with 5 for good; now it sees the other node say it was
+/// failed over, saves its rows (tables listed by the new origin) and
+/// rejoins as usual.
+#[test]
+fn a_failed_over_origin_whose_slon_dropped_its_schema_rejoins() {
+    let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
+    for node in [1, 2] {
+        clone_agent(&cluster, node)
+            .run("start")
+            .expect(Status::Success);
+    }
+    cluster.insert_rows(1, 1..11);
+    cluster.wait_rows(2, 1..11, secs(30)).unwrap();
+    clone_agent(&cluster, 1).run("stop").expect(Status::Success);
+    cluster.node(1).stop_server("immediate");
+    clone_agent(&cluster, 2)
+        .timeout_ms(90_000)
+        .run("promote")
+        .expect(Status::Success);
+
+    cluster.node(1).start_server();
+    let mut slon = cluster.start_slon(1);
+    let schema = format!(
+        "SELECT to_regclass('{}.sl_set') IS NULL",
+        cluster.schema_sql()
+    );
+    let dropped = tusk_testkit::wait_until(Duration::from_secs(90), || {
+        cluster.node(1).value(&schema).as_deref() == Some("t")
+    });
+    slon.terminate(secs(30)).unwrap();
+    assert!(dropped, "node 1's slon did not drop its schema");
+
+    let saved_in = cluster.root().join("failback");
+    std::fs::create_dir(&saved_in).unwrap();
+    nix::unistd::chown(&saved_in, Some(postgres_uid()), None).unwrap();
+    let rejoin = || clone_agent(&cluster, 1).param("failback_dir", &saved_in);
+    let out = rejoin()
+        .timeout_ms(90_000)
+        .run("start")
+        .expect(Status::Success);
+    assert!(out.stderr.contains("has no schema"), "{}", out.stderr);
+    let dump = std::fs::read_dir(&saved_in)
+        .unwrap()
+        .next()
+        .expect("a dump of node 1's rows")
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.contains("row 10"), "{text}");
+    let active = format!(
+        "SELECT sub_active FROM {}.sl_subscribe WHERE sub_set = 1 AND sub_receiver = 1",
+        cluster.schema_sql()
+    );
+    assert!(
+        tusk_testkit::wait_until(Duration::from_secs(120), || {
+            cluster.node(2).value(&active).as_deref() == Some("t")
+        }),
+        "node 1 subscribed again"
+    );
+    rejoin().run("stop").expect(Status::Success);
+    clone_agent(&cluster, 2).run("stop").expect(Status::Success);
+}

@@ -842,3 +842,236 @@ impl LocalWriter {
         self.acknowledged()
     }
 }
+
+// ---------------------------------------------------------------------------
+// Slony-I with the slon promotable clone (issue 10's scenarios).
+
+use tusk_lab::slony;
+
+/// A lab of `nodes` nodes with PostgreSQL on each (the postgresql agent as
+/// a plain clone), the Slony cluster with the writer's table in one set,
+/// and the slon promotable clone with the origin's address; returns once
+/// node1 is the Promoted origin and every other node's subscription is
+/// active. Returns the lab and the origin.
+pub fn up_slony(name: &str, nodes: usize) -> (TestLab, String) {
+    let test = up(name, nodes);
+    let lab = &test.lab;
+    let all = lab.nodes().unwrap();
+    let started = Instant::now();
+    slony::prepare(lab, &all, Duration::from_secs(120))
+        .expect("PostgreSQL on every node and the Slony cluster");
+    let prepared = started.elapsed();
+    slony::create_promotable(lab, &all, Duration::from_secs(120))
+        .expect("the slon promotable clone with the origin promoted and every node subscribed");
+    eprintln!(
+        "[{name}] FIGURE setup: PostgreSQL and the Slony cluster on {} nodes in {:.1} s, then {} the Promoted origin with {} active subscriptions in {:.1} s",
+        all.len(),
+        prepared.as_secs_f64(),
+        all[0],
+        all.len() - 1,
+        (started.elapsed() - prepared).as_secs_f64()
+    );
+    (test, all[0].clone())
+}
+
+/// The writer through the origin's floating address, once it has had 10
+/// writes acknowledged.
+pub fn start_origin_writer(lab: &Lab) -> Writer {
+    let netns = lab.switch_netns().unwrap();
+    let writer = Writer::start(
+        &netns,
+        &slony::origin_conninfo(lab),
+        Duration::from_millis(100),
+    )
+    .expect("starting the writer");
+    wait("10 acknowledged writes", Duration::from_secs(30), || {
+        writer.report().acknowledged.len() >= 10
+    });
+    writer
+}
+
+/// Waits until `wanted(promoted)` holds for the one Promoted slon, with
+/// the floating address on its node; returns it.
+pub fn wait_origin_where(
+    lab: &Lab,
+    what: &str,
+    timeout: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    let mut found = String::new();
+    let mut last = slony::Roles::default();
+    let ok = process::wait_for(what, timeout, || {
+        let Ok(roles) = slony::roles(lab) else {
+            return Ok(false);
+        };
+        last = roles.clone();
+        match roles.promoted.as_slice() {
+            [p] if wanted(p) && roles.vip == [p.clone()] => {
+                found = p.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    });
+    if let Err(e) = ok {
+        panic!("{e:#}; last seen: {last:?}");
+    }
+    found
+}
+
+/// Every acknowledged write is in the table as the origin behind the
+/// floating address has it.
+pub fn assert_nothing_lost_on_origin(lab: &Lab, report: &WriterReport) {
+    let netns = lab.switch_netns().unwrap();
+    let present = written_values(&netns, &slony::origin_conninfo(lab))
+        .expect("reading tusk_writer on the origin");
+    let lost = report.lost(&present);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:?}",
+        lost.len()
+    );
+}
+
+/// Exactly one origin: one Promoted slon, the address with it, nothing
+/// blocked, and every node's own catalog (`sl_set.set_origin`) naming that
+/// node the set's origin. Returns it.
+pub fn assert_one_origin(lab: &Lab) -> String {
+    let view = lab.view(&postgres::observer(lab).unwrap()).unwrap();
+    let roles = slony::roles_in(&view);
+    assert_eq!(roles.promoted.len(), 1, "not exactly one origin: {roles:?}");
+    assert_eq!(
+        roles.vip, roles.promoted,
+        "the address is not with the origin: {roles:?}"
+    );
+    let blocked: Vec<&str> = view.blocked().iter().map(|r| r.id.as_str()).collect();
+    assert!(blocked.is_empty(), "blocked resources: {blocked:?}");
+    let origin = roles.promoted[0].clone();
+    let id = slony::node_id(&origin).unwrap();
+    for node in lab.nodes().unwrap() {
+        if !lab.is_running(&node).unwrap_or(false) {
+            continue;
+        }
+        assert_eq!(
+            slony::set_origin(lab, &node).unwrap(),
+            Some(id),
+            "{node}'s catalog disagrees with Pacemaker's Promoted instance on {origin}"
+        );
+    }
+    origin
+}
+
+/// Every node but `origin` subscribes to the set (active, as its own
+/// catalog says) and has received the writer's last acknowledged value;
+/// returns how long that took.
+pub fn wait_subscribers_replicating(
+    lab: &Lab,
+    origin: &str,
+    report: &WriterReport,
+    timeout: Duration,
+) -> Duration {
+    let (last, _) = *report.acknowledged.last().expect("writes acknowledged");
+    let started = Instant::now();
+    for node in lab.nodes().unwrap().iter().filter(|n| *n != origin) {
+        let mut seen = String::new();
+        let ok = process::wait_for(
+            &format!("{node} replicating from {origin} (value {last})"),
+            timeout.saturating_sub(started.elapsed()),
+            || {
+                let subs = slony::subscriptions(lab, node).unwrap_or_default();
+                seen = format!("{node}'s sl_subscribe (provider, receiver, active): {subs:?}");
+                Ok(slony::subscription_active(lab, node).unwrap_or(false)
+                    && slony::has_value(lab, node, last).unwrap_or(false))
+            },
+        );
+        if let Err(e) = ok {
+            panic!("{e:#}; last seen: {seen}");
+        }
+    }
+    started.elapsed()
+}
+
+/// The slon agent's notable lines (moves, FAILOVER, rejoining, refusals)
+/// on every node, for the report.
+pub fn print_slon_agent_lines(name: &str, lab: &Lab) {
+    const NEEDLES: &[&str] = &[
+        "moved from node",
+        "moving sets",
+        "FAILOVER",
+        "failing node",
+        "cannot be failed over",
+        "rejoining",
+        "saved the rows",
+        "leftover schema",
+        "subscribed to sets",
+        "was failed over",
+        "slonik",
+        "stale",
+        "not the origin",
+    ];
+    for node in lab.nodes().unwrap() {
+        for line in pacemaker_log(lab, &node)
+            .lines()
+            .filter(|l| l.contains("slon(") && NEEDLES.iter().any(|n| l.contains(n)))
+        {
+            eprintln!("[{name}] {node} agent: {line}");
+        }
+    }
+}
+
+/// Pacemaker's recorded failures of slon and PostgreSQL, for the report.
+pub fn print_failures_of(name: &str, lab: &Lab) {
+    let view = lab.view(&postgres::observer(lab).unwrap()).unwrap();
+    for id in [slony::RESOURCE, postgres::RESOURCE] {
+        for f in view.failures_of(id) {
+            eprintln!("[{name}] failure recorded: {f:?}");
+        }
+    }
+}
+
+/// No slon operation failed. A monitor that answered degraded (190, 191:
+/// slon's watchdog waiting to start a new worker after a restart
+/// notification, or lag) is listed by crm_mon among the failed actions,
+/// but counts no failure: printed, not a failure.
+pub fn assert_no_slon_failure(name: &str, lab: &Lab) {
+    let view = lab.view(&postgres::observer(lab).unwrap()).unwrap();
+    let (degraded, failed): (Vec<_>, Vec<_>) = view
+        .failures_of(slony::RESOURCE)
+        .into_iter()
+        .partition(|f| matches!(f.exitcode, 190 | 191));
+    for f in &degraded {
+        eprintln!(
+            "[{name}] degraded (not a failure): {} on {}",
+            f.op_key, f.node
+        );
+    }
+    assert!(failed.is_empty(), "failed operations: {failed:?}");
+}
+
+/// After a FAILOVER (Slony replicates asynchronously): every acknowledged
+/// write is on the final origin, or in the failback dump the agent saved
+/// on `failed` before it rejoined (rows its origin acknowledged and no
+/// subscriber had received when it was lost). Returns the latter, which
+/// the scenario prints: the loss window Slony itself leaves, kept by the
+/// agent for the operator.
+pub fn assert_nothing_lost_but_saved(lab: &Lab, report: &WriterReport, failed: &str) -> Vec<i64> {
+    let netns = lab.switch_netns().unwrap();
+    let present = written_values(&netns, &slony::origin_conninfo(lab))
+        .expect("reading tusk_writer on the origin");
+    let missing = report.lost(&present);
+    let mut saved = Vec::new();
+    for dump in slony::failback_dumps(lab, failed) {
+        saved.extend(slony::dumped_values(&dump).unwrap());
+    }
+    let lost: Vec<i64> = missing
+        .iter()
+        .copied()
+        .filter(|n| !saved.contains(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes neither on the origin nor in {failed}'s failback dump: {lost:?}",
+        lost.len()
+    );
+    missing
+}
