@@ -51,8 +51,9 @@ confirmed events (the most advanced 900, others 800). demote makes a planned mov
 SET, WAIT FOR EVENT through slonik, inside its timeout) to the node being promoted; promote finds \
 the sets there, or moves them itself when the old origin answers, or runs FAILOVER and DROP NODE \
 of the old origin only once its PostgreSQL is known stopped (nothing listens at its address) or \
-its node is fenced (crm_mon shows it offline and clean). A failed-over old origin is refused at \
-start (5) until it is rebuilt.",
+its node is fenced (crm_mon shows it offline and clean). A failed-over old origin rejoins at its \
+next start under failback=auto (its rows saved first, then stored and subscribed again: see \
+failback); under failback=off that start fails (5) and names the steps.",
     params: config::PARAMS,
     actions: &[
         ActionSpec::new("start", 60),

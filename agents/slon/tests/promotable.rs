@@ -3,7 +3,8 @@
 //! attributes cannot be set, which the agent logs and goes on): a planned
 //! move of the origin and back with a client writing, FAILOVER of an
 //! origin whose PostgreSQL is stopped, none of one that merely does not
-//! answer, and the failed-over node refused at start.
+//! answer, and the failed-over node rejoining at start (or refused under
+//! failback=off).
 
 mod common;
 
