@@ -84,12 +84,7 @@ fn after_a_partition_heals_there_is_one_primary_and_the_old_one_rejoins() {
          (before it: {before_cut})",
         acknowledged.len().saturating_sub(before_cut)
     );
-    let present = postgres::sql(lab, &new, "SELECT v FROM tusk_local").unwrap();
-    let present: Vec<&str> = present.lines().collect();
-    let lost: Vec<&u32> = acknowledged
-        .iter()
-        .filter(|v| !present.contains(&v.to_string().as_str()))
-        .collect();
+    let lost = LocalWriter::lost_on(&acknowledged, lab, &new);
     assert!(
         lost.is_empty(),
         "local writes acknowledged by {old} and lost: {lost:?}"

@@ -103,12 +103,7 @@ fn a_primary_cut_off_from_the_majority_acknowledges_no_commit() {
         .expect("the old primary streaming after the heal");
     assert_eq!(primary, new, "the primary changed after the heal");
     let acknowledged = local.stop();
-    let present = postgres::sql(lab, &new, "SELECT v FROM tusk_local").unwrap();
-    let present: Vec<&str> = present.lines().collect();
-    let lost: Vec<&u32> = acknowledged
-        .iter()
-        .filter(|v| !present.contains(&v.to_string().as_str()))
-        .collect();
+    let lost = LocalWriter::lost_on(&acknowledged, lab, &new);
     assert!(
         lost.is_empty(),
         "local writes acknowledged by {old} and lost: {lost:?}"

@@ -834,6 +834,18 @@ impl LocalWriter {
         self.acknowledged.lock().unwrap().clone()
     }
 
+    /// The acknowledged values missing from `node`'s table (the primary
+    /// the cut-off one's writes must have reached).
+    pub fn lost_on(acknowledged: &[u32], lab: &tusk_lab::Lab, node: &str) -> Vec<u32> {
+        let present = tusk_lab::postgres::sql(lab, node, "SELECT v FROM tusk_local").unwrap();
+        let present: Vec<&str> = present.lines().collect();
+        acknowledged
+            .iter()
+            .filter(|v| !present.contains(&v.to_string().as_str()))
+            .copied()
+            .collect()
+    }
+
     pub fn stop(mut self) -> Vec<u32> {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
