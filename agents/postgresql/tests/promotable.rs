@@ -1168,3 +1168,20 @@ fn a_primary_that_takes_only_tls_is_asked_with_the_sslmode_the_standby_streams_w
         missing.reason()
     );
 }
+
+#[test]
+fn a_primary_that_crashed_never_gives_itself_a_promotion_score_at_start() {
+    let p = primary();
+    crash(&p);
+    // Nobody answers at primary_host (it was this node): before, the start
+    // gave it 100, though a newer primary may exist that it knows nothing of.
+    let started = agent(&p, "node1", &p).run("start").expect(Status::Success);
+    assert!(!started.stderr.contains("--update="), "{}", started.stderr);
+    assert!(
+        started.stderr.contains("--node node1 --delete"),
+        "{}",
+        started.stderr
+    );
+    assert_eq!(p.psql("SELECT pg_is_in_recovery()"), "t");
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+}
