@@ -400,6 +400,53 @@ fn make_machines(lab: &Lab) {
     }
 }
 
+/// What the guide's commands would change on the host if a node's own
+/// copy were missing: every file under the paths the nodes get their own
+/// of, with its size and modification time, and the files the guide puts
+/// in /root.
+fn host_snapshot() -> Vec<String> {
+    fn walk(path: &std::path::Path, out: &mut Vec<String>) {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                out.push(format!(
+                    "{} dir {}.{}",
+                    path.display(),
+                    meta.mtime(),
+                    meta.mtime_nsec()
+                ));
+                let mut entries: Vec<PathBuf> = fs::read_dir(path)
+                    .map(|d| d.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default();
+                entries.sort();
+                for entry in entries {
+                    walk(&entry, out);
+                }
+            }
+            Ok(meta) => out.push(format!(
+                "{} {} {}.{}",
+                path.display(),
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec()
+            )),
+            Err(_) => out.push(format!("{} absent", path.display())),
+        }
+    }
+    let mut out = Vec::new();
+    for path in [
+        "/etc/hosts",
+        "/etc/pgpool2",
+        "/etc/postgresql",
+        "/root/.pcppass",
+        "/root/.pgpass",
+        "/root/tusk.xml",
+        "/root/corosync.conf",
+    ] {
+        walk(std::path::Path::new(path), &mut out);
+    }
+    out
+}
+
 /// Bind-mounts the node's own copies where they are missing (at the first
 /// block, and after a reboot): a path is the node's own when the node sees
 /// the copy's device and inode there.
@@ -597,6 +644,7 @@ fn the_guide_builds_a_cluster_that_works() {
     let test = up(NAME, NODES.len());
     let lab = &test.lab;
     let started = Instant::now();
+    let host_before = host_snapshot();
     make_machines(lab);
     for block in &blocks {
         let what = format!("docs/guide.md line {} ({})", block.line, block.first);
@@ -647,6 +695,11 @@ fn the_guide_builds_a_cluster_that_works() {
     assert!(
         failed.is_empty(),
         "failed operations after the guide: {failed:?}"
+    );
+    assert_eq!(
+        host_snapshot(),
+        host_before,
+        "the guide's commands changed the host's files"
     );
     eprintln!(
         "[{NAME}] FIGURE the guide's commands, lab up to the end: {:.1} s",
