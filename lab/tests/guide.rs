@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tusk_lab::pgpool::{PoolNode, PoolView};
-use tusk_lab::{postgres, Lab};
+use tusk_lab::{postgres, slony, Lab};
 
 const NAME: &str = "guide";
 const GUIDE: &str = include_str!("../../docs/guide.md");
@@ -57,12 +57,27 @@ enum Wait {
     Pgpool {
         primary: String,
     },
+    /// The Promoted slon on `node`, the address with it, its catalog
+    /// naming it the set's origin, and `subscribers` other nodes whose
+    /// subscription is active.
+    Origin {
+        node: String,
+        subscribers: usize,
+    },
 }
+
+/// The guide's sections each layout's test runs, in order: the streaming
+/// layout with pgpool, and the Slony-I layout on hosts prepared the same
+/// way (sections 1 to 4).
+const STREAMING: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13];
+const SLONY: &[u32] = &[1, 2, 3, 4, 11];
 
 #[derive(Debug, Clone)]
 struct Block {
     /// 1-based line of the opening fence.
     line: usize,
+    /// The number of the `## N.` section it is in (0 before the first).
+    section: u32,
     first: String,
     script: String,
     action: Action,
@@ -82,9 +97,15 @@ fn parse(text: &str, nodes: &[&str]) -> Result<Vec<Block>, Vec<String>> {
     let mut i = 0;
     // The `lab instead` comment waiting for its block.
     let mut instead: Option<(usize, String)> = None;
+    let mut section = 0;
     while i < lines.len() {
         let line = lines[i].trim_end();
         let n = i + 1;
+        if let Some(heading) = line.strip_prefix("## ") {
+            if let Some((number, _)) = heading.split_once(". ") {
+                section = number.parse().unwrap_or(section);
+            }
+        }
         if let Some(rest) = line.strip_prefix(INSTEAD) {
             if instead.is_some() {
                 errors.push(format!("line {n}: a second `lab instead` before a block"));
@@ -176,6 +197,7 @@ fn parse(text: &str, nodes: &[&str]) -> Result<Vec<Block>, Vec<String>> {
                 }
                 blocks.push(Block {
                     line: n,
+                    section,
                     first: first.to_string(),
                     script,
                     action,
@@ -269,6 +291,10 @@ fn parse_wait(text: &str) -> Result<Wait, String> {
         ["pgpool", "on", "every", "node", "shows", "primary", node] => Ok(Wait::Pgpool {
             primary: node.to_string(),
         }),
+        ["origin", node, "with", n, "subscribers"] => Ok(Wait::Origin {
+            node: node.to_string(),
+            subscribers: n.parse().map_err(|_| format!("{n:?} is not a number"))?,
+        }),
         _ => Err(format!("unknown wait {text:?}")),
     }
 }
@@ -298,6 +324,17 @@ fn every_command_block_of_the_guide_is_marked() {
     eprintln!(
         "[{NAME}] {run} blocks run verbatim, {instead} by an equivalent, {untested} untested"
     );
+    // A tested block outside both layouts' sections would never run.
+    for b in &blocks {
+        if matches!(b.action, Action::Run { .. }) {
+            assert!(
+                STREAMING.contains(&b.section) || SLONY.contains(&b.section),
+                "line {}: section {} is in no layout the test runs",
+                b.line,
+                b.section
+            );
+        }
+    }
     // The guide's setup, switchover and maintenance are tested, not only
     // described.
     assert!(run >= 12, "only {run} blocks run verbatim");
@@ -306,6 +343,8 @@ fn every_command_block_of_the_guide_is_marked() {
         "pcs node standby node3",
         "pcs cluster cib-push",
         "pcs resource create pgpool",
+        "pcs resource move slon-clone node2 --promoted",
+        "subscribe set",
     ] {
         assert!(
             blocks.iter().any(|b| b.script.contains(needle)
@@ -441,6 +480,7 @@ fn host_snapshot() -> Vec<String> {
         "/root/.pgpass",
         "/root/tusk.xml",
         "/root/corosync.conf",
+        "/root/slony.xml",
     ] {
         walk(std::path::Path::new(path), &mut out);
     }
@@ -636,21 +676,56 @@ fn wait_for_pgpool(lab: &Lab, primary: &str, timeout: Duration) {
     let _ = last;
 }
 
-#[test]
-fn the_guide_builds_a_cluster_that_works() {
+/// The slon clone's origin, as the block's wait says.
+fn wait_for_origin(lab: &Lab, node: &str, subscribers: usize, timeout: Duration) {
+    let id = slony::node_id(node).unwrap();
+    let mut last = String::new();
+    let took = wait(
+        &format!("{node} the origin with {subscribers} active subscriptions"),
+        timeout,
+        || {
+            let Ok(roles) = slony::roles(lab) else {
+                return false;
+            };
+            last = format!("{roles:?}");
+            if roles.promoted != [node.to_string()]
+                || roles.vip != [node.to_string()]
+                || roles.unpromoted.len() != NODES.len() - 1
+                || slony::set_origin(lab, node).ok().flatten() != Some(id)
+            {
+                return false;
+            }
+            let active: Vec<&str> = NODES
+                .iter()
+                .copied()
+                .filter(|n| *n != node && slony::subscription_active(lab, n).unwrap_or(false))
+                .collect();
+            last = format!("{roles:?}, active subscriptions on {active:?}");
+            active.len() == subscribers
+        },
+    );
+    eprintln!(
+        "[{NAME}] {node} the origin with {subscribers} active subscriptions after {:.1} s ({last})",
+        took.as_secs_f64()
+    );
+}
+
+/// Brings up a lab and runs the guide's blocks of `sections` in it, with
+/// their waits; checks the host's files were left alone. Returns the lab.
+fn run_guide(name: &str, sections: &[u32]) -> TestLab {
     let blocks = parse(GUIDE, &NODES).unwrap_or_else(|errors| {
         panic!("docs/guide.md:\n{}", errors.join("\n"));
     });
-    let test = up(NAME, NODES.len());
+    let test = up(name, NODES.len());
     let lab = &test.lab;
     let started = Instant::now();
     let host_before = host_snapshot();
     make_machines(lab);
-    for block in &blocks {
+    for block in blocks.iter().filter(|b| sections.contains(&b.section)) {
         let what = format!("docs/guide.md line {} ({})", block.line, block.first);
         match &block.action {
             Action::Untested(reason) => {
-                eprintln!("[{NAME}] {what}: not run ({reason})");
+                eprintln!("[{name}] {what}: not run ({reason})");
                 continue;
             }
             Action::Run { nodes, instead } => {
@@ -677,32 +752,67 @@ fn the_guide_builds_a_cluster_that_works() {
             Some(Wait::Pgpool { primary }) => {
                 wait_for_pgpool(lab, primary, Duration::from_secs(120))
             }
+            Some(Wait::Origin { node, subscribers }) => {
+                wait_for_origin(lab, node, *subscribers, Duration::from_secs(180))
+            }
         }
     }
-    // The end state the guide leaves: node2 the primary after the
-    // switchover, node1 and node3 streaming from it, every pgpool in step,
-    // nothing failed.
-    wait_for_primary(lab, "node2", 2, Duration::from_secs(60));
-    wait_for_pgpool(lab, "node2", Duration::from_secs(60));
-    let view = lab.view("node1").unwrap();
-    let failed: Vec<_> = ["pg", "pgpool", "pg-vip"]
-        .iter()
-        .flat_map(|r| view.failures_of(r))
-        // 190/191: a degraded monitor, which crm_mon lists without
-        // counting a failure.
-        .filter(|f| !matches!(f.exitcode, 190 | 191))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "failed operations after the guide: {failed:?}"
-    );
     assert_eq!(
         host_snapshot(),
         host_before,
         "the guide's commands changed the host's files"
     );
     eprintln!(
-        "[{NAME}] FIGURE the guide's commands, lab up to the end: {:.1} s",
+        "[{name}] FIGURE the guide's commands, lab up to the last block: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    test
+}
+
+/// No failed operation of `resources` (a degraded monitor, 190/191, which
+/// crm_mon lists without counting a failure, aside).
+fn assert_no_failures(lab: &Lab, resources: &[&str]) {
+    let view = lab.view("node1").unwrap();
+    let failed: Vec<_> = resources
+        .iter()
+        .flat_map(|r| view.failures_of(r))
+        .filter(|f| !matches!(f.exitcode, 190 | 191))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "failed operations after the guide: {failed:?}"
+    );
+}
+
+#[test]
+fn the_guide_builds_a_cluster_that_works() {
+    let test = run_guide(NAME, STREAMING);
+    let lab = &test.lab;
+    // The end state the guide leaves: node2 the primary after the
+    // switchover, node1 and node3 streaming from it, every pgpool in step,
+    // nothing failed.
+    wait_for_primary(lab, "node2", 2, Duration::from_secs(60));
+    wait_for_pgpool(lab, "node2", Duration::from_secs(60));
+    assert_no_failures(lab, &["pg", "pgpool", "pg-vip"]);
+}
+
+#[test]
+fn the_guides_slony_layout_works() {
+    let test = run_guide("guide-slony", SLONY);
+    let lab = &test.lab;
+    // After the guide's planned move: node2 the origin, node1 and node3
+    // subscribed; a row written on the origin reaches both.
+    wait_for_origin(lab, "node2", 2, Duration::from_secs(60));
+    slony::sql(lab, "node2", "INSERT INTO accounts VALUES (1, 100)").unwrap();
+    for node in ["node1", "node3"] {
+        wait(
+            &format!("the row on {node}"),
+            Duration::from_secs(60),
+            || {
+                slony::sql(lab, node, "SELECT count(*) FROM accounts WHERE id = 1")
+                    .is_ok_and(|c| c.trim() == "1")
+            },
+        );
+    }
+    assert_no_failures(lab, &["pg", "slon", "slon-vip"]);
 }
