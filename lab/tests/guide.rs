@@ -705,7 +705,7 @@ fn wait_for_origin(lab: &Lab, node: &str, subscribers: usize, timeout: Duration)
         },
     );
     eprintln!(
-        "[{NAME}] {node} the origin with {subscribers} active subscriptions after {:.1} s ({last})",
+        "[{NAME}-slony] {node} the origin with {subscribers} active subscriptions after {:.1} s ({last})",
         took.as_secs_f64()
     );
 }
