@@ -193,6 +193,9 @@ impl Lab {
         )?;
         network::build_switch(&switch)?;
 
+        // The agents' own state directory, made by their first use
+        // otherwise: it must exist to be made private to each node.
+        fs::create_dir_all("/var/lib/tusk")?;
         let conf = corosync::corosync_conf(&nodes);
         for (name, _) in &nodes {
             let node = NodeDir::new(dir, name);

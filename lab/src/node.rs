@@ -53,6 +53,12 @@ pub const DISKS: &[Disk] = &[
         host: "var-lib-postgresql",
         node: "/var/lib/postgresql",
     },
+    // The postgresql agent's state that must survive a reboot (the record
+    // of a rewind in progress): one node's must never be another's.
+    Disk {
+        host: "var-lib-tusk",
+        node: "/var/lib/tusk",
+    },
 ];
 
 /// Where a node's things are on the host.
