@@ -87,7 +87,7 @@ fn cli() -> Command {
                 .subcommand(
                     Command::new("switchover")
                         .about("planned: pcs resource move pg-clone NODE --promoted")
-                        .arg(Arg::new("to").long("to").help("the standby to promote [default: the synchronous one]")),
+                        .arg(Arg::new("to").long("to").help("the standby to promote [default: the synchronous one, under ANY 1 the one that flushed the most WAL]")),
                 )
                 .subcommand(Command::new("partition").about("the primary's cable is pulled, and plugged back in later"))
                 .subcommand(Command::new("down").about("end the lab, the client included")),

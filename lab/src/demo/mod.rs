@@ -595,14 +595,13 @@ pub fn run_fault(
             Some(to.to_string())
         }
         (Fault::Switchover, None) => {
-            let standbys = facts.with(POSTGRESQL, "standby");
-            let sync_standby = standbys
-                .iter()
-                .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"));
+            // The primary's own view: under ANY 1 every standby shows
+            // "quorum", and the one that flushed the most holds every
+            // acknowledged commit.
+            let replicas = postgres::replication(lab, &old)?;
             Some(
-                sync_standby
-                    .or(standbys.first())
-                    .context("no standby to switch over to")?
+                postgres::switchover_target(&replicas)
+                    .context("no standby streams: nothing to switch over to")?
                     .to_string(),
             )
         }
