@@ -5,16 +5,18 @@
 //! play out, each ending with figures.
 //!
 //! What runs is described by [`Layout`]: [`Layout::with_pgpool`], the
-//! demo's, or [`Layout::streaming`] (the client on the floating address).
-//! A Slony layout would plug in there too: its setup after PostgreSQL's,
-//! the address the client writes through, and [`Probe`]s that add their
-//! own facts (pgpool's view of its backends, Slony's origin) to what is
-//! narrated and summed up.
+//! demo's, [`Layout::streaming`] (the client on the floating address), or
+//! [`Layout::slony`] (`demo slony`, see [`slony`]): the address the client
+//! writes through, what it records of the server that took each write,
+//! and [`Probe`]s that add their own facts (pgpool's view of its backends,
+//! Slony's origin and subscriptions) to what is narrated and summed up.
+//! The narration ([`Watch`]) and the figures ([`conclude`]) are shared.
 
 pub mod client;
 pub mod figures;
 pub mod narrate;
 pub mod pgpool_view;
+pub mod slony;
 pub mod tail;
 
 use std::io::Write;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::harness::workload::written_values;
+use crate::harness::workload::{written_values, Mark};
 use crate::pgpool::{self, Pool};
 use crate::postgres::{self, Promotable};
 use crate::{ClusterState, Lab, LabConfig};
@@ -49,6 +51,16 @@ pub struct Layout {
     /// What the client's address is, in words, for the summary.
     pub client_target: String,
     pub probes: Vec<Box<dyn Probe>>,
+    /// What the client records of the server that acknowledged each write.
+    pub mark: Mark,
+    /// The floating address the writes follow (its resource id).
+    pub address: &'static str,
+    /// Where the demo reads the table of the server that takes the writes
+    /// (its floating address: a read through pgpool may be balanced to a
+    /// standby that has not replayed the last commits).
+    pub table_conninfo: String,
+    /// What the server that takes the writes is called.
+    pub role: &'static str,
 }
 
 impl Layout {
@@ -61,6 +73,10 @@ impl Layout {
             client_conninfo: postgres::primary_conninfo(lab),
             client_target: format!("the floating address {}", postgres::primary_address(lab)),
             probes: Vec::new(),
+            mark: Mark::Timeline,
+            address: postgres::VIP,
+            table_conninfo: postgres::primary_conninfo(lab),
+            role: "primary",
         })
     }
 
@@ -85,6 +101,33 @@ impl Layout {
             probes: vec![Box::new(pgpool_view::PgpoolProbe::new(&nodes))],
             pgpool_nodes: nodes.clone(),
             pg_nodes: nodes,
+            mark: Mark::Timeline,
+            address: postgres::VIP,
+            table_conninfo: postgres::primary_conninfo(lab),
+            role: "primary",
+        })
+    }
+
+    /// `demo slony`'s: PostgreSQL on every node (a plain clone, each its
+    /// own server), the Slony set replicated from the origin to the others
+    /// by slon (a promotable clone whose Promoted instance is the origin),
+    /// and the client writing through the origin's floating address,
+    /// recording the Slony node id of the server that took each write.
+    pub fn slony(lab: &Lab) -> Result<Layout> {
+        Ok(Layout {
+            pg_nodes: lab.nodes()?,
+            pgpool_nodes: Vec::new(),
+            client_conninfo: crate::slony::origin_conninfo(lab),
+            client_target: format!(
+                "the origin's floating address {} ({})",
+                crate::slony::origin_address(lab),
+                crate::slony::VIP
+            ),
+            probes: vec![Box::new(slony::SlonyProbe)],
+            mark: Mark::SlonyNode,
+            address: crate::slony::VIP,
+            table_conninfo: crate::slony::origin_conninfo(lab),
+            role: "origin",
         })
     }
 }
@@ -160,7 +203,7 @@ fn set_up(lab: &Lab, command: &str, started: Instant, out: &mut dyn Write) -> Re
             ", every pgpool sends writes to it"
         }
     )?;
-    client::start(lab, &layout.client_conninfo)?;
+    client::start(lab, &layout.client_conninfo, layout.mark)?;
     writeln!(
         out,
         "{:5.1} s  client writing a row every {} ms through {}\n",
@@ -227,6 +270,17 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
             }
             parts.push(pg);
         }
+        if let Some(slon) = get(SLON) {
+            let catalog = match (get(SET_ORIGIN), get(SUBSCRIPTION)) {
+                (Some(NO_SCHEMA), _) => format!(" ({NO_SCHEMA})"),
+                (Some(origin), _) if origin == node => " (its catalog: the set's origin)".into(),
+                (Some(origin), Some(sub)) => {
+                    format!(" (its catalog: origin {origin}, subscription {sub})")
+                }
+                _ => String::new(),
+            };
+            parts.push(format!("slon {slon}{catalog}"));
+        }
         if facts.get(CLUSTER, ADDRESS) == Some(node.as_str()) {
             parts.push(format!(
                 "holds the floating address {}",
@@ -250,16 +304,21 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
         text +=
             &format!("  DC: {dc}; fencing: lab-fence (fence_tusklab, the lab's power switch)\n");
     }
-    let sync = sync_setting(lab);
-    text += &format!(
-        "  sync={sync}: {}\n",
-        match sync.as_str() {
-            "available" =>
-                "a commit waits for one standby (synchronous_standby_names = ANY 1 of the others) while one streams",
-            "strict" => "a commit always waits for a synchronous standby",
-            _ => "commits do not wait for standbys",
-        }
-    );
+    if layout.mark == Mark::SlonyNode {
+        text += "  Slony-I: set 1 (the client's table) replicated from the origin to every \
+                 subscriber by slon, asynchronously: a commit does not wait for any subscriber\n";
+    } else {
+        let sync = sync_setting(lab);
+        text += &format!(
+            "  sync={sync}: {}\n",
+            match sync.as_str() {
+                "available" =>
+                    "a commit waits for one standby (synchronous_standby_names = ANY 1 of the others) while one streams",
+                "strict" => "a commit always waits for a synchronous standby",
+                _ => "commits do not wait for standbys",
+            }
+        );
+    }
     if !layout.pgpool_nodes.is_empty() {
         text += &pgpool_summary(&facts, layout);
     }
@@ -278,7 +337,10 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
             ", the last {:.1} s ago",
             d.as_secs_f64()
         )),
-        timeline.map_or(String::new(), |tl| format!(" (timeline {tl})")),
+        timeline.map_or(String::new(), |tl| format!(
+            " ({} {tl})",
+            layout.mark.word()
+        )),
     );
     Ok(text)
 }
@@ -442,6 +504,8 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
             "Promoted" => "primary",
             "Unpromoted" => "standby",
             "Stopped" => "stopped",
+            // A plain clone (the Slony layout): each node its own server.
+            "Started" => "running",
             other => other,
         };
         let role = if instance.failed {
@@ -455,7 +519,7 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
             }
         }
     }
-    let address = view.nodes_in_role(postgres::VIP, "Started");
+    let address = view.nodes_in_role(layout.address, "Started");
     facts.set(
         CLUSTER,
         ADDRESS,
@@ -531,6 +595,9 @@ fn own_view(node: &str, view: &ClusterState) -> String {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub old_primary: String,
+    /// Of the lost writes, those the slon agent saved in the failed
+    /// origin's failback dump before it rejoined (Slony: empty otherwise).
+    pub saved: Vec<i64>,
     /// The primary at the end (None: it did not settle in time).
     pub primary: Option<String>,
     pub figures: Figures,
@@ -541,9 +608,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Settled with one primary, every standby streaming, nothing lost.
+    /// Settled with one primary, every standby streaming, nothing lost
+    /// (but what the agent saved where Slony loses it).
     pub fn ok(&self) -> bool {
-        self.primary.is_some() && self.figures.lost.is_empty()
+        self.primary.is_some() && self.figures.lost.iter().all(|n| self.saved.contains(n))
     }
 }
 
@@ -561,21 +629,7 @@ pub fn run_fault(
     let standbys = layout.pg_nodes.len() - 1;
     let not_ready = "the cluster is not ready for a fault (one primary, every standby streaming, \
          every pgpool in step); `demo status` shows it";
-    // What an interrupted failover leaves: the fence device switching
-    // fenced nodes off, and the node it switched off.
-    let on = postgres::observer(lab)?;
-    if stonith_action(lab, &on).as_deref() == Some(OFF) {
-        set_stonith_action(lab, &on, REBOOT)?;
-    }
-    for node in lab.nodes()? {
-        if !lab.is_running(&node)? {
-            writeln!(
-                out,
-                "{node} is powered off (an interrupted failover?): switching it on first"
-            )?;
-            lab.power_on(&node)?;
-        }
-    }
+    undo_interrupted_failover(lab, out)?;
     let old =
         postgres::wait_replicating(lab, standbys, Duration::from_secs(60)).context(not_ready)?;
     wait_settled(lab, layout, &old, Duration::from_secs(60)).context(not_ready)?;
@@ -583,7 +637,7 @@ pub fn run_fault(
         bail!("the demo's client does not run (`demo` starts it with the lab)");
     }
     let sync = sync_setting(lab);
-    let mut facts = observe(lab, layout, Some(&old));
+    let facts = observe(lab, layout, Some(&old));
     let target = match (fault, to) {
         (Fault::Switchover, Some(to)) => {
             if to == old || !layout.pg_nodes.iter().any(|n| n == to) {
@@ -609,18 +663,9 @@ pub fn run_fault(
     };
     let before = client::report(lab)?;
     let timeline_before = before.timelines.last().map_or(0, |(_, tl)| *tl);
-    let mut tail = client::Tail::from_end(lab);
-    // The agents log each decision (why a promotion waited, what a start
-    // found) in the node's pacemaker.log: told as they come.
-    let mut agent_logs: Vec<(String, tail::LineTail)> = lab
-        .nodes()?
-        .into_iter()
-        .map(|node| {
-            let path = crate::node::NodeDir::new(lab.dir(), &node).log("pacemaker/pacemaker.log");
-            (node, tail::LineTail::from_end(path))
-        })
-        .collect();
-    let mut narration = client::ClientNarration::new(timeline_before);
+    let earlier = lost_so_far(lab, layout)?;
+    let mut watch = Watch::new(lab, layout, facts, timeline_before)?;
+    let facts = &watch.facts;
     writeln!(
         out,
         "Before: {old} is the primary (timeline {timeline_before}), {} stream from it; the client has {} writes acknowledged.",
@@ -643,7 +688,6 @@ pub fn run_fault(
         .iter()
         .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"))
         .cloned();
-    let mut not_compared = false;
     let mut pcs: Option<Child> = None;
     if fault == Fault::Failover {
         // Before the clock starts: pcs takes a second.
@@ -673,15 +717,7 @@ pub fn run_fault(
         }
         Fault::Switchover => {
             let target = target.as_deref().expect("set for a switchover");
-            let child = lab
-                .command(&old, "pcs")?
-                .args(["resource", "move", postgres::CLONE, target, "--promoted"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("running pcs resource move")?;
-            pcs = Some(child);
+            pcs = Some(move_promoted(lab, &old, postgres::CLONE, target)?);
             writeln!(
                 out,
                 "{}  pcs resource move {} {target} --promoted (on {old})",
@@ -701,53 +737,11 @@ pub fn run_fault(
     let mut last_reason = String::new();
     loop {
         let polled = Instant::now();
-        let next = facts.merge(&observe(lab, layout, Some(&old)));
-        let mut lines: Vec<(Instant, String)> = facts
-            .changes(&next)
-            .into_iter()
-            .map(|l| (polled, l))
-            .collect();
-        facts = next;
-        for (node, log) in &mut agent_logs {
-            for line in log
-                .read()?
-                .iter()
-                .filter_map(|l| tail::agent_line(l))
-                // pgpool's view, as the agent summed it up at its monitor:
-                // the pgpool lines above tell it as it changes.
-                .filter(|l| !l.contains(") INFO: backends: "))
-            {
-                not_compared |= line.contains("not compared");
-                lines.push((polled, format!("{node}: {line}")));
-            }
-        }
-        for (at, entry) in tail.read()? {
-            if let Some(line) = narration.feed(&entry) {
-                lines.push((at, line));
-            }
-        }
-        if let Some(child) = pcs.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                let child = pcs.take().expect("checked");
-                let output = child.wait_with_output()?;
-                let said = String::from_utf8_lossy(&output.stderr);
-                let said = said.lines().last().unwrap_or("").trim().to_string();
-                lines.push((
-                    Instant::now(),
-                    if status.success() {
-                        "pcs resource move returned: done, its temporary constraint removed"
-                            .to_string()
-                    } else {
-                        format!("pcs resource move failed ({status}): {said}")
-                    },
-                ));
-            }
-        }
-        lines.sort_by_key(|(at, _)| *at);
-        for (at, line) in &lines {
-            writeln!(out, "{}  {line}", stamp(*at))?;
-        }
-        out.flush()?;
+        let mut lines = watch.poll(lab, layout, &old)?;
+        lines.extend(poll_pcs(&mut pcs)?);
+        write_lines(out, &lines, &stamp)?;
+        let facts = &watch.facts;
+        let narration = &watch.narration;
 
         let expect = Expect {
             old: &old,
@@ -756,13 +750,13 @@ pub fn run_fault(
             sync: sync != "off",
             pgpool: &layout.pgpool_nodes,
         };
-        let primary = settled(&facts, &layout.pg_nodes, expect);
+        let primary = settled(facts, &layout.pg_nodes, expect);
         if !fence_reset && facts.get(&old, MEMBERSHIP) == Some("offline") {
             let on = postgres::observer(lab)?;
             set_stonith_action(lab, &on, REBOOT)?;
             fence_reset = true;
         }
-        if fence_reset && !switched_on && ready_to_switch_on(&facts, &old, &narration, fault_at) {
+        if fence_reset && !switched_on && ready_to_switch_on(facts, &old, narration, fault_at) {
             lab.power_on(&old)?;
             switched_on = true;
             writeln!(
@@ -771,7 +765,7 @@ pub fn run_fault(
                 stamp(Instant::now())
             )?;
         }
-        if !healed && ready_to_heal(lab, &facts, &old, old_boot.as_deref(), fault_at) {
+        if !healed && ready_to_heal(lab, facts, &old, old_boot.as_deref(), fault_at) {
             lab.heal(&old)?;
             healed = true;
             writeln!(
@@ -804,28 +798,11 @@ pub fn run_fault(
         }
         std::thread::sleep(Duration::from_millis(500).saturating_sub(polled.elapsed()));
     }
-    if let Some(mut child) = pcs.take() {
-        // Our own child, still running at the deadline.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    end_child(&mut pcs);
     let end = Instant::now();
-
-    // The client's record first, then the table: every value in the
-    // record was committed before the table is read. The table is the
-    // primary's own, through the floating address: a read through pgpool
-    // may be balanced to a standby that has not replayed the last commits.
-    let report = client::report(lab)?;
-    let present = written_values(&lab.switch_netns()?, &postgres::primary_conninfo(lab))
-        .context("reading the client's rows through the floating address")?;
-    let figures = Figures::of(&report, fault_at, end, &present);
-    let primary_name = settled_as.clone().unwrap_or_else(|| "?".to_string());
-    match &settled_as {
-        Some(p) => writeln!(
-            out,
-            "
-Settled after {:.1} s: {p} is the primary, {} stream from it{}.",
-            (end - fault_at).as_secs_f64(),
+    let settled_line = settled_as.as_deref().map(|p| {
+        format!(
+            "{p} is the primary, {} stream from it{}",
             layout
                 .pg_nodes
                 .iter()
@@ -841,12 +818,204 @@ Settled after {:.1} s: {p} is the primary, {} stream from it{}.",
                     layout.pgpool_nodes.join(", ")
                 )
             }
-        )?,
-        None => writeln!(
+        )
+    });
+    let figures = conclude(
+        lab,
+        layout,
+        fault,
+        (fault_at, end),
+        settled_as.as_deref(),
+        settled_line.as_deref().unwrap_or(&last_reason),
+        (&figures::promise(fault, &sync), &earlier),
+        out,
+    )?;
+    let unchecked_promotion = unchecked_promotion(
+        fault,
+        settled_as.as_deref(),
+        sync_before.as_deref(),
+        watch.not_compared,
+    );
+    if let Some(caution) = &unchecked_promotion {
+        writeln!(out, "Caution: {caution}")?;
+    }
+    Ok(Outcome {
+        unchecked_promotion,
+        saved: Vec::new(),
+        old_primary: old,
+        primary: settled_as,
+        figures,
+    })
+}
+
+/// What a fault's narration follows, poll after poll: the cluster reduced
+/// to facts ([`observe`]), the agents' own log lines in each node's
+/// pacemaker.log (each decision: why a promotion waited, what a start
+/// found, a FAILOVER), and the client's record.
+pub struct Watch {
+    pub facts: Facts,
+    tail: client::Tail,
+    agent_logs: Vec<(String, tail::LineTail)>,
+    pub narration: client::ClientNarration,
+    /// A postgresql agent said it promoted without comparing a candidate.
+    pub not_compared: bool,
+}
+
+impl Watch {
+    /// From now on, with `facts` as the cluster before the fault and
+    /// `before` the client's mark (timeline, origin) of its last write.
+    pub fn new(lab: &Lab, layout: &Layout, facts: Facts, before: u32) -> Result<Watch> {
+        let agent_logs = lab
+            .nodes()?
+            .into_iter()
+            .map(|node| {
+                let path =
+                    crate::node::NodeDir::new(lab.dir(), &node).log("pacemaker/pacemaker.log");
+                (node, tail::LineTail::from_end(path))
+            })
+            .collect();
+        Ok(Watch {
+            facts,
+            tail: client::Tail::from_end(lab),
+            agent_logs,
+            narration: client::ClientNarration::new(before, layout.mark),
+            not_compared: false,
+        })
+    }
+
+    /// Observes again: the lines for what changed since the last poll,
+    /// each with when it was seen (`avoid`: the faulted node, not asked for
+    /// the cluster's view).
+    pub fn poll(
+        &mut self,
+        lab: &Lab,
+        layout: &Layout,
+        avoid: &str,
+    ) -> Result<Vec<(Instant, String)>> {
+        let polled = Instant::now();
+        let next = self.facts.merge(&observe(lab, layout, Some(avoid)));
+        let mut lines: Vec<(Instant, String)> = self
+            .facts
+            .changes(&next)
+            .into_iter()
+            .map(|l| (polled, l))
+            .collect();
+        self.facts = next;
+        for (node, log) in &mut self.agent_logs {
+            for line in log
+                .read()?
+                .iter()
+                .filter_map(|l| tail::agent_line(l))
+                // pgpool's view, as the agent summed it up at its monitor:
+                // the pgpool lines tell it as it changes.
+                .filter(|l| !l.contains(") INFO: backends: "))
+            {
+                self.not_compared |= line.contains("not compared");
+                lines.push((polled, format!("{node}: {line}")));
+            }
+        }
+        for (at, entry) in self.tail.read()? {
+            if let Some(line) = self.narration.feed(&entry) {
+                lines.push((at, line));
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// Writes `lines` in the order they happened, each stamped.
+pub(crate) fn write_lines(
+    out: &mut dyn Write,
+    lines: &[(Instant, String)],
+    stamp: &dyn Fn(Instant) -> String,
+) -> Result<()> {
+    let mut lines = lines.to_vec();
+    lines.sort_by_key(|(at, _)| *at);
+    for (at, line) in &lines {
+        writeln!(out, "{}  {line}", stamp(*at))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `pcs resource move CLONE TARGET --promoted`, run on `on` in the
+/// background (it waits for the move, then removes its constraint).
+pub(crate) fn move_promoted(lab: &Lab, on: &str, clone: &str, target: &str) -> Result<Child> {
+    lab.command(on, "pcs")?
+        .args(["resource", "move", clone, target, "--promoted"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running pcs resource move")
+}
+
+/// The line for the end of the background `pcs resource move`, once it
+/// ended (then `pcs` is None).
+pub(crate) fn poll_pcs(pcs: &mut Option<Child>) -> Result<Option<(Instant, String)>> {
+    let Some(child) = pcs.as_mut() else {
+        return Ok(None);
+    };
+    let Some(status) = child.try_wait()? else {
+        return Ok(None);
+    };
+    let output = pcs.take().expect("checked").wait_with_output()?;
+    let said = String::from_utf8_lossy(&output.stderr);
+    let said = said.lines().last().unwrap_or("").trim().to_string();
+    Ok(Some((
+        Instant::now(),
+        if status.success() {
+            "pcs resource move returned: done, its temporary constraint removed".to_string()
+        } else {
+            format!("pcs resource move failed ({status}): {said}")
+        },
+    )))
+}
+
+/// Ends our own `pcs` child, still running at the deadline.
+pub(crate) fn end_child(pcs: &mut Option<Child>) {
+    if let Some(mut child) = pcs.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The client's acknowledged writes missing from the table of the server
+/// taking writes now: before a fault, what an earlier one lost (Slony).
+pub fn lost_so_far(lab: &Lab, layout: &Layout) -> Result<Vec<i64>> {
+    let report = client::report(lab)?;
+    let present = written_values(&lab.switch_netns()?, &layout.table_conninfo)
+        .context("reading the client's rows through the floating address")?;
+    Ok(report.lost(&present))
+}
+
+/// The end of a fault: the settled state (`settled`: the sentence for it,
+/// or why it did not settle), then the figures from the client's record
+/// against the table of the server now taking writes, and the promise.
+/// The client's record is read first: every value in it was committed
+/// before the table is read.
+#[allow(clippy::too_many_arguments)]
+pub fn conclude(
+    lab: &Lab,
+    layout: &Layout,
+    fault: Fault,
+    (fault_at, end): (Instant, Instant),
+    primary: Option<&str>,
+    settled: &str,
+    (promise, earlier): (&str, &[i64]),
+    out: &mut dyn Write,
+) -> Result<Figures> {
+    let report = client::report(lab)?;
+    let present = written_values(&lab.switch_netns()?, &layout.table_conninfo)
+        .context("reading the client's rows through the floating address")?;
+    let figures = Figures::of(&report, fault_at, end, &present, earlier);
+    match primary {
+        Some(_) => writeln!(
             out,
-            "
-NOT settled: {last_reason}"
+            "\nSettled after {:.1} s: {settled}.",
+            (end - fault_at).as_secs_f64()
         )?,
+        None => writeln!(out, "\nNOT settled: {settled}")?,
     }
     writeln!(
         out,
@@ -854,23 +1023,32 @@ NOT settled: {last_reason}"
         client::EVERY.as_millis(),
         layout.client_target
     )?;
-    write!(out, "{}", figures.render(&primary_name, fault))?;
-    writeln!(out, "Promised: {}", figures::promise(fault, &sync))?;
-    let unchecked_promotion = unchecked_promotion(
-        fault,
-        settled_as.as_deref(),
-        sync_before.as_deref(),
-        not_compared,
-    );
-    if let Some(caution) = &unchecked_promotion {
-        writeln!(out, "Caution: {caution}")?;
+    write!(
+        out,
+        "{}",
+        figures.render(primary.unwrap_or("?"), fault, layout.role, layout.mark)
+    )?;
+    writeln!(out, "Promised: {promise}")?;
+    Ok(figures)
+}
+
+/// What an interrupted failover leaves: the fence device switching fenced
+/// nodes off, and the node it switched off.
+pub(crate) fn undo_interrupted_failover(lab: &Lab, out: &mut dyn Write) -> Result<()> {
+    let on = postgres::observer(lab)?;
+    if stonith_action(lab, &on).as_deref() == Some(OFF) {
+        set_stonith_action(lab, &on, REBOOT)?;
     }
-    Ok(Outcome {
-        unchecked_promotion,
-        old_primary: old,
-        primary: settled_as,
-        figures,
-    })
+    for node in lab.nodes()? {
+        if !lab.is_running(&node)? {
+            writeln!(
+                out,
+                "{node} is powered off (an interrupted failover?): switching it on first"
+            )?;
+            lab.power_on(&node)?;
+        }
+    }
+    Ok(())
 }
 
 /// What the fence device does to a fenced node: the cluster property
@@ -895,10 +1073,10 @@ fn stonith_action(lab: &Lab, node: &str) -> Option<String> {
     .filter(|v| !v.is_empty())
 }
 
-const OFF: &str = "off";
-const REBOOT: &str = "reboot";
+pub(crate) const OFF: &str = "off";
+pub(crate) const REBOOT: &str = "reboot";
 
-fn set_stonith_action(lab: &Lab, node: &str, action: &str) -> Result<()> {
+pub(crate) fn set_stonith_action(lab: &Lab, node: &str, action: &str) -> Result<()> {
     let out = lab.exec(
         node,
         &[
