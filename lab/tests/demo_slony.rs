@@ -142,7 +142,7 @@ fn the_slony_demo_moves_fails_over_and_moves_back() {
     );
     assert!(
         failed_over.contains(&format!(
-            "Saved: {} of the {} lost writes are in {second}'s failback dump",
+            "Saved: {} of the {} lost writes are in the failback dump on {second}",
             lost.len(),
             lost.len()
         )),

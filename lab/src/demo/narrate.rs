@@ -276,6 +276,12 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         }
         (OWN_VIEW, _, view) => format!("{s} (cut off) sees itself: {view}"),
         (a, old, new) if is_pgpool(a) => return describe_pgpool(&[s], a, old, new),
+        // OCF 190/191: degraded, which crm_mon lists among failed actions
+        // though Pacemaker counts no failure and restarts nothing.
+        (failed, _, how) if failed.starts_with(FAILED) && how.starts_with("exit 19") => format!(
+            "{s}: the {} says degraded ({how}): not a failure, nothing is restarted",
+            &failed[FAILED.len()..]
+        ),
         (failed, _, how) if failed.starts_with(FAILED) => {
             format!("{s}: the {} failed ({how})", &failed[FAILED.len()..])
         }
@@ -640,6 +646,7 @@ mod tests {
         let before = healthy();
         let mut seen = Facts::default();
         seen.set("node1", "failed monitor", "exit 7: not running");
+        seen.set("node2", "failed slon monitor", "exit 190");
         seen.set("node2", "pgpool sees node1", "down");
         seen.set("node3", REPLICATION, "not streaming");
         assert_eq!(
@@ -647,6 +654,8 @@ mod tests {
             vec![
                 "node3 no longer streams from the primary",
                 "node1: the monitor failed (exit 7: not running)",
+                "node2: the slon monitor says degraded (exit 190): not a failure, nothing is \
+                 restarted",
                 "node2: pgpool sees node1 down",
             ]
         );

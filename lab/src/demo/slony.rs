@@ -478,10 +478,15 @@ pub fn run_fault(
             .copied()
             .filter(|n| saved.contains(n))
             .collect();
-        let names: Vec<String> = dumps.iter().map(|d| d.display().to_string()).collect();
+        // Where the operator finds them: on the node, not the lab's host.
+        let names: Vec<String> = dumps
+            .iter()
+            .filter_map(|d| d.file_name())
+            .map(|f| format!("{}/{}", slony::FAILBACK_DIR, f.to_string_lossy()))
+            .collect();
         writeln!(
             out,
-            "Saved: {} of the {} lost writes are in {old}'s failback dump{}{}",
+            "Saved: {} of the {} lost writes are in the failback dump on {old}{}{}",
             lost_saved.len(),
             figures.lost.len(),
             if names.is_empty() {
