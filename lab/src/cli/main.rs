@@ -245,7 +245,7 @@ fn demo_slony(dir: PathBuf, sub: &ArgMatches, command: &str, nodes: usize) -> Re
             return Ok(0);
         }
         Some(("status", _)) => {
-            let lab = Lab::attach(dir)?;
+            let lab = attach_demo(dir, true, command)?;
             print!("{}", demo::summary(&lab, &Layout::slony(&lab)?)?);
             return Ok(0);
         }
@@ -256,7 +256,7 @@ fn demo_slony(dir: PathBuf, sub: &ArgMatches, command: &str, nodes: usize) -> Re
     let to = sub
         .subcommand()
         .and_then(|(_, m)| m.try_get_one::<String>("to").ok().flatten().cloned());
-    let lab = Lab::attach(dir)?;
+    let lab = attach_demo(dir, true, command)?;
     let outcome =
         demo::slony::run_fault(&lab, &Layout::slony(&lab)?, fault, to.as_deref(), &mut out)?;
     println!(
@@ -264,6 +264,26 @@ fn demo_slony(dir: PathBuf, sub: &ArgMatches, command: &str, nodes: usize) -> Re
         outcome.old_primary
     );
     Ok(if outcome.ok() { 0 } else { 1 })
+}
+
+/// The running demo's lab, when it is the layout the command is for
+/// (`slony`): the streaming demo's commands on the Slony demo's lab, or the
+/// other way round, say which commands fit.
+fn attach_demo(dir: PathBuf, slony: bool, command: &str) -> Result<Lab> {
+    let lab = Lab::attach(dir)?;
+    let is_slony = tusk_lab::postgres::observer(&lab)
+        .and_then(|node| lab.view(&node))
+        .is_ok_and(|view| !view.instances(tusk_lab::slony::RESOURCE).is_empty());
+    match (slony, is_slony) {
+        (false, true) => anyhow::bail!(
+            "this lab runs the Slony demo: {command} slony move|failover|status, or {command} down"
+        ),
+        (true, false) => anyhow::bail!(
+            "this lab runs the streaming demo: {command} failover|switchover|partition|status, \
+             or {command} down (then {command} slony)"
+        ),
+        _ => Ok(lab),
+    }
 }
 
 /// `demo` and its subcommands. Hints name the command the user typed:
@@ -288,7 +308,7 @@ fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
             return Ok(0);
         }
         Some(("status", _)) => {
-            let lab = Lab::attach(dir)?;
+            let lab = attach_demo(dir, false, &command)?;
             print!("{}", demo::summary(&lab, &Layout::with_pgpool(&lab)?)?);
             return Ok(0);
         }
@@ -304,7 +324,7 @@ fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
     let to = sub
         .subcommand()
         .and_then(|(_, m)| m.try_get_one::<String>("to").ok().flatten().cloned());
-    let lab = Lab::attach(dir)?;
+    let lab = attach_demo(dir, false, &command)?;
     let outcome = demo::run_fault(
         &lab,
         &Layout::with_pgpool(&lab)?,
