@@ -494,13 +494,14 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
             facts.set(&node.name, POSTGRESQL, "stopped");
         }
     }
-    for node in &layout.pg_nodes {
-        if view.is_online(node) {
-            facts.set(node, POSTGRESQL, "stopped");
-        }
-    }
-    for instance in view.instances(postgres::RESOURCE) {
-        let role = match instance.role.as_str() {
+    let online: Vec<&str> = layout
+        .pg_nodes
+        .iter()
+        .map(String::as_str)
+        .filter(|n| view.is_online(n))
+        .collect();
+    for (node, role, failed) in instance_roles(&view.instances(postgres::RESOURCE), &online) {
+        let role = match role.as_str() {
             "Promoted" => "primary",
             "Unpromoted" => "standby",
             "Stopped" => "stopped",
@@ -508,16 +509,12 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
             "Started" => "running",
             other => other,
         };
-        let role = if instance.failed {
+        let role = if failed {
             format!("{role} (failed)")
         } else {
             role.to_string()
         };
-        for node in &instance.nodes {
-            if view.is_online(&node.name) {
-                facts.set(&node.name, POSTGRESQL, role.clone());
-            }
-        }
+        facts.set(&node, POSTGRESQL, role);
     }
     let address = view.nodes_in_role(layout.address, "Started");
     facts.set(
@@ -571,6 +568,48 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
         probe.observe(lab, &view, &mut facts);
     }
     facts
+}
+
+/// The role of the instance of a clone on each of the `online` nodes, as
+/// crm_mon lists them: (node, role, failed). crm_mon lists an instance in
+/// the middle of an operation (`Demoting`, `Promoting`) without its node:
+/// when there is one such and exactly one online node without an
+/// instance, it is that node's; an online node without an instance is
+/// `Stopped`, unless an instance without a node could be its (then it is
+/// left out: unknown).
+pub fn instance_roles(
+    instances: &[&crate::crm_mon::Resource],
+    online: &[&str],
+) -> Vec<(String, String, bool)> {
+    let mut roles: Vec<(String, String, bool)> = Vec::new();
+    for instance in instances {
+        for node in &instance.nodes {
+            if online.contains(&node.name.as_str()) {
+                roles.push((node.name.clone(), instance.role.clone(), instance.failed));
+            }
+        }
+    }
+    let unlisted: Vec<&str> = online
+        .iter()
+        .copied()
+        .filter(|n| !roles.iter().any(|(m, _, _)| m == n))
+        .collect();
+    let pending: Vec<&&crate::crm_mon::Resource> = instances
+        .iter()
+        .filter(|r| r.nodes.is_empty() && r.role != "Stopped")
+        .collect();
+    match (pending.as_slice(), unlisted.as_slice()) {
+        ([one], [node]) => roles.push((node.to_string(), one.role.clone(), one.failed)),
+        ([], _) => {
+            roles.extend(
+                unlisted
+                    .iter()
+                    .map(|n| (n.to_string(), "Stopped".to_string(), false)),
+            );
+        }
+        _ => {}
+    }
+    roles
 }
 
 /// How a cut-off node sees the cluster and itself.
@@ -1161,6 +1200,53 @@ pub fn unchecked_promotion(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn instance(role: &str, nodes: &[&str]) -> crate::crm_mon::Resource {
+        crate::crm_mon::Resource {
+            id: "slon".into(),
+            agent: "ocf:tusk:slon".into(),
+            role: role.into(),
+            active: !nodes.is_empty(),
+            blocked: false,
+            failed: false,
+            managed: true,
+            nodes: nodes
+                .iter()
+                .map(|n| crate::crm_mon::NodeRef {
+                    name: n.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_instance_crm_mon_lists_without_its_node_mid_demote_is_the_unlisted_node_s() {
+        let online = ["node1", "node2", "node3"];
+        let role = |roles: &[(String, String, bool)], node: &str| {
+            roles
+                .iter()
+                .find(|(n, _, _)| n == node)
+                .map(|(_, r, _)| r.clone())
+        };
+        // crm_mon during a demote: the demoting instance has no node.
+        let (a, b, c) = (
+            instance("Unpromoted", &["node3"]),
+            instance("Demoting", &[]),
+            instance("Unpromoted", &["node2"]),
+        );
+        let roles = instance_roles(&[&a, &b, &c], &online);
+        assert_eq!(role(&roles, "node1").as_deref(), Some("Demoting"));
+        assert_eq!(role(&roles, "node2").as_deref(), Some("Unpromoted"));
+        // A stopped instance has no node either: an online node without
+        // one is stopped.
+        let d = instance("Stopped", &[]);
+        let roles = instance_roles(&[&a, &d, &c], &online);
+        assert_eq!(role(&roles, "node1").as_deref(), Some("Stopped"));
+        // Two nodes without an instance and one pending: unknown.
+        let roles = instance_roles(&[&a, &b], &online);
+        assert_eq!(role(&roles, "node1"), None);
+        assert_eq!(role(&roles, "node2"), None);
+    }
 
     #[test]
     fn a_promotion_is_unchecked_only_when_it_skipped_the_synchronous_standby_uncompared() {

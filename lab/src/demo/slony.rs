@@ -29,8 +29,9 @@ use anyhow::{bail, Context, Result};
 
 use super::narrate::*;
 use super::{
-    client, conclude, end_child, move_promoted, observe, poll_pcs, set_stonith_action, summary,
-    undo_interrupted_failover, write_lines, Fault, Layout, Outcome, Probe, Watch, OFF, REBOOT,
+    client, conclude, end_child, instance_roles, move_promoted, observe, poll_pcs,
+    set_stonith_action, summary, undo_interrupted_failover, write_lines, Fault, Layout, Outcome,
+    Probe, Watch, OFF, REBOOT,
 };
 use crate::slony;
 use crate::{ClusterState, Lab, LabConfig};
@@ -51,28 +52,24 @@ pub struct SlonyProbe;
 impl Probe for SlonyProbe {
     fn observe(&self, lab: &Lab, view: &ClusterState, facts: &mut Facts) {
         let Ok(nodes) = lab.nodes() else { return };
-        for node in &nodes {
-            if view.is_online(node) {
-                facts.set(node, SLON, "stopped");
-            }
-        }
-        for instance in view.instances(slony::RESOURCE) {
-            let role = match instance.role.as_str() {
+        let online: Vec<&str> = nodes
+            .iter()
+            .map(String::as_str)
+            .filter(|n| view.is_online(n))
+            .collect();
+        for (node, role, failed) in instance_roles(&view.instances(slony::RESOURCE), &online) {
+            let role = match role.as_str() {
                 "Promoted" => "origin",
                 "Unpromoted" => "subscriber",
                 "Stopped" => "stopped",
                 other => other,
             };
-            let role = if instance.failed {
+            let role = if failed {
                 format!("{role} (failed)")
             } else {
                 role.to_string()
             };
-            for node in &instance.nodes {
-                if view.is_online(&node.name) {
-                    facts.set(&node.name, SLON, role.clone());
-                }
-            }
+            facts.set(&node, SLON, role);
         }
         for failure in view.failures_of(slony::RESOURCE) {
             let reason = if failure.exitreason.is_empty() {
