@@ -140,6 +140,20 @@ pub const FAULT_TIMEOUT: Duration = Duration::from_secs(240);
 /// Pacemaker, the client writing. Prints progress, then the summary and
 /// the next commands (`command`: how the user calls the demo).
 pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab> {
+    bring_up(config, (command, "status"), out, &|lab, started, out| {
+        set_up(lab, command, started, out)
+    })
+}
+
+/// The lab of `config`, then `set_up` on it (given when it started);
+/// when that fails the lab stays up and the error says how to look
+/// (`COMMAND STATUS`) and end it.
+pub(crate) fn bring_up(
+    config: &LabConfig,
+    (command, status): (&str, &str),
+    out: &mut dyn Write,
+    set_up: &dyn Fn(&Lab, Instant, &mut dyn Write) -> Result<()>,
+) -> Result<Lab> {
     let started = Instant::now();
     writeln!(
         out,
@@ -148,8 +162,8 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
         config.dir.display()
     )?;
     let lab = Lab::up(config)?;
-    set_up(&lab, command, started, out).with_context(|| {
-        format!("the lab stays up for a look (`{command} status`); end it with `{command} down`")
+    set_up(&lab, started, out).with_context(|| {
+        format!("the lab stays up for a look (`{command} {status}`); end it with `{command} down`")
     })?;
     Ok(lab)
 }
@@ -500,22 +514,24 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
         .map(String::as_str)
         .filter(|n| view.is_online(n))
         .collect();
-    for (node, role, failed) in instance_roles(&view.instances(postgres::RESOURCE), &online) {
-        let role = match role.as_str() {
-            "Promoted" => "primary",
-            "Unpromoted" => "standby",
-            "Stopped" => "stopped",
-            // A plain clone (the Slony layout): each node its own server.
-            "Started" => "running",
-            other => other,
-        };
-        let role = if failed {
-            format!("{role} (failed)")
-        } else {
-            role.to_string()
-        };
-        facts.set(&node, POSTGRESQL, role);
-    }
+    instance_facts(
+        &mut facts,
+        &view,
+        (postgres::RESOURCE, ""),
+        &online,
+        POSTGRESQL,
+        &|role| {
+            match role {
+                "Promoted" => "primary",
+                "Unpromoted" => "standby",
+                "Stopped" => "stopped",
+                // A plain clone (the Slony layout): each node its own server.
+                "Started" => "running",
+                other => other,
+            }
+            .to_string()
+        },
+    );
     let address = view.nodes_in_role(layout.address, "Started");
     facts.set(
         CLUSTER,
@@ -531,18 +547,6 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
                 facts.set(node, aspect, value);
             }
         }
-    }
-    for failure in view.failures_of(postgres::RESOURCE) {
-        let reason = if failure.exitreason.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", failure.exitreason)
-        };
-        facts.set(
-            &failure.node,
-            &format!("{FAILED}{}", failure.task),
-            format!("exit {}{reason}", failure.exitcode),
-        );
     }
     let primaries = view.nodes_in_role(postgres::RESOURCE, "Promoted");
     if let [primary] = primaries.as_slice() {
@@ -727,128 +731,48 @@ pub fn run_fault(
         .iter()
         .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"))
         .cloned();
-    let mut pcs: Option<Child> = None;
-    if fault == Fault::Failover {
-        // Before the clock starts: pcs takes a second.
-        set_stonith_action(lab, &old, OFF)?;
-    }
-    let fault_at = Instant::now();
-    let stamp = |at: Instant| {
-        let secs = at.saturating_duration_since(fault_at).as_secs_f64();
-        format!("{secs:+6.1} s")
-    };
-    match fault {
-        Fault::Failover => {
-            lab.crash(&old)?;
-            writeln!(
-                out,
-                "{}  {old} loses power (tusk-lab crash {old}): every process on it dies at once",
-                stamp(fault_at)
-            )?;
-        }
-        Fault::Partition => {
-            lab.partition(&old)?;
-            writeln!(
-                out,
-                "{}  {old}'s cable is pulled (tusk-lab partition {old}): it runs on, alone",
-                stamp(fault_at)
-            )?;
-        }
-        Fault::Switchover => {
-            let target = target.as_deref().expect("set for a switchover");
-            pcs = Some(move_promoted(lab, &old, postgres::CLONE, target)?);
-            writeln!(
-                out,
-                "{}  pcs resource move {} {target} --promoted (on {old})",
-                stamp(fault_at),
-                postgres::CLONE
-            )?;
-        }
-    }
-    out.flush()?;
-
-    let deadline = fault_at + FAULT_TIMEOUT;
+    let (fault_at, mut pcs) = inject(lab, fault, &old, target.as_deref(), postgres::CLONE, out)?;
     let mut healed = fault != Fault::Partition;
-    // Failover: the fence device set back to reboot, the old node on again.
-    let mut fence_reset = fault != Fault::Failover;
-    let mut switched_on = fault != Fault::Failover;
-    let mut settled_as = None;
-    let mut last_reason = String::new();
-    loop {
-        let polled = Instant::now();
-        let mut lines = watch.poll(lab, layout, &old)?;
-        lines.extend(poll_pcs(&mut pcs)?);
-        write_lines(out, &lines, &stamp)?;
-        let facts = &watch.facts;
-        let narration = &watch.narration;
-
-        let expect = Expect {
-            old: &old,
-            must_move: true,
-            target: target.as_deref(),
-            sync: sync != "off",
-            pgpool: &layout.pgpool_nodes,
-        };
-        let primary = settled(facts, &layout.pg_nodes, expect);
-        if !fence_reset && facts.get(&old, MEMBERSHIP) == Some("offline") {
-            let on = postgres::observer(lab)?;
-            set_stonith_action(lab, &on, REBOOT)?;
-            fence_reset = true;
-        }
-        if fence_reset && !switched_on && ready_to_switch_on(facts, &old, narration, fault_at) {
-            lab.power_on(&old)?;
-            switched_on = true;
-            writeln!(
-                out,
-                "{}  {old} is switched on again (tusk-lab restart {old}), as an operator would once the cluster runs without it",
-                stamp(Instant::now())
-            )?;
-        }
-        if !healed && ready_to_heal(lab, facts, &old, old_boot.as_deref(), fault_at) {
-            lab.heal(&old)?;
-            healed = true;
-            writeln!(
-                out,
-                "{}  {old}'s cable goes back in (tusk-lab heal {old})",
-                stamp(Instant::now())
-            )?;
-        }
-        match primary {
-            Ok(p)
-                if healed
-                    && switched_on
-                    && pcs.is_none()
-                    && narration.acknowledged_on_new_timeline >= 3 =>
-            {
-                settled_as = Some(p);
-                break;
+    let mut power = PowerBack::new(fault, Duration::from_secs(90));
+    let (settled_as, last_reason, end) = follow(
+        lab,
+        layout,
+        (&old, fault_at, FAULT_TIMEOUT),
+        &mut watch,
+        &mut pcs,
+        out,
+        &mut |watch, out| {
+            let facts = &watch.facts;
+            let expect = Expect {
+                old: &old,
+                must_move: true,
+                target: target.as_deref(),
+                sync: sync != "off",
+                pgpool: &layout.pgpool_nodes,
+            };
+            let primary = settled(facts, &layout.pg_nodes, expect);
+            let promoted = facts.with(POSTGRESQL, "primary").iter().any(|p| *p != old)
+                && watch.narration.acknowledged_on_new_timeline >= 1;
+            power.step(lab, facts, &old, promoted, fault_at, out)?;
+            if !healed && ready_to_heal(lab, facts, &old, old_boot.as_deref(), fault_at) {
+                lab.heal(&old)?;
+                healed = true;
+                writeln!(
+                    out,
+                    "{}  {old}'s cable goes back in (tusk-lab heal {old})",
+                    stamp(fault_at, Instant::now())
+                )?;
             }
-            Ok(_) => last_reason = "waiting for the client's writes on the new primary".into(),
-            Err(why) => last_reason = why,
-        }
-        if Instant::now() >= deadline {
-            writeln!(
-                out,
-                "{}  not settled after {} s: {last_reason}",
-                stamp(Instant::now()),
-                FAULT_TIMEOUT.as_secs()
-            )?;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500).saturating_sub(polled.elapsed()));
-    }
-    end_child(&mut pcs);
-    let end = Instant::now();
+            Ok(match primary {
+                Ok(_) if !healed || !power.done() => Err("the old node is not back yet".into()),
+                other => other,
+            })
+        },
+    )?;
     let settled_line = settled_as.as_deref().map(|p| {
         format!(
             "{p} is the primary, {} stream from it{}",
-            layout
-                .pg_nodes
-                .iter()
-                .filter(|n| *n != p)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" and "),
+            others(&layout.pg_nodes, p),
             if layout.pgpool_nodes.is_empty() {
                 String::new()
             } else {
@@ -962,19 +886,203 @@ impl Watch {
     }
 }
 
-/// Writes `lines` in the order they happened, each stamped.
-pub(crate) fn write_lines(
+/// Injects `fault` on `old`, the node whose instance of the promotable
+/// `clone` is Promoted (a switchover moves it to `target` with pcs, in
+/// the background), and tells it; returns the moment of the fault and the
+/// pcs child. For a failover the fence device is first set to switch the
+/// node off (before the clock starts: pcs takes a second).
+pub(crate) fn inject(
+    lab: &Lab,
+    fault: Fault,
+    old: &str,
+    target: Option<&str>,
+    clone: &str,
     out: &mut dyn Write,
-    lines: &[(Instant, String)],
-    stamp: &dyn Fn(Instant) -> String,
-) -> Result<()> {
-    let mut lines = lines.to_vec();
-    lines.sort_by_key(|(at, _)| *at);
-    for (at, line) in &lines {
-        writeln!(out, "{}  {line}", stamp(*at))?;
+) -> Result<(Instant, Option<Child>)> {
+    if fault == Fault::Failover {
+        set_stonith_action(lab, old, OFF)?;
     }
+    let fault_at = Instant::now();
+    let mut pcs = None;
+    let line = match fault {
+        Fault::Failover => {
+            lab.crash(old)?;
+            format!("{old} loses power (tusk-lab crash {old}): every process on it dies at once")
+        }
+        Fault::Partition => {
+            lab.partition(old)?;
+            format!("{old}'s cable is pulled (tusk-lab partition {old}): it runs on, alone")
+        }
+        Fault::Switchover => {
+            let target = target.context("no target for a switchover")?;
+            pcs = Some(move_promoted(lab, old, clone, target)?);
+            format!("pcs resource move {clone} {target} --promoted (on {old})")
+        }
+    };
+    writeln!(out, "{}  {line}", stamp(fault_at, fault_at))?;
     out.flush()?;
-    Ok(())
+    Ok((fault_at, pcs))
+}
+
+/// The facts of the instances of the clone of `resource` on the `online`
+/// nodes: `aspect` = its role in the layout's words (`word`), with
+/// ` (failed)` when crm_mon says so; and its failed operations,
+/// `failed LABEL OPERATION` (see [`instance_roles`]).
+pub fn instance_facts(
+    facts: &mut Facts,
+    view: &ClusterState,
+    (resource, label): (&str, &str),
+    online: &[&str],
+    aspect: &str,
+    word: &dyn Fn(&str) -> String,
+) {
+    for (node, role, failed) in instance_roles(&view.instances(resource), online) {
+        let role = word(&role);
+        let role = if failed {
+            format!("{role} (failed)")
+        } else {
+            role
+        };
+        facts.set(&node, aspect, role);
+    }
+    for failure in view.failures_of(resource) {
+        let reason = if failure.exitreason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", failure.exitreason)
+        };
+        facts.set(
+            &failure.node,
+            &format!("{FAILED}{label}{}", failure.task),
+            format!("exit {}{reason}", failure.exitcode),
+        );
+    }
+}
+
+/// The time of `at` since the fault, as each line of narration starts.
+pub(crate) fn stamp(fault_at: Instant, at: Instant) -> String {
+    let secs = at.saturating_duration_since(fault_at).as_secs_f64();
+    format!("{secs:+6.1} s")
+}
+
+/// The nodes of `nodes` but `but`, in words ("node1 and node3").
+pub(crate) fn others(nodes: &[String], but: &str) -> String {
+    nodes
+        .iter()
+        .filter(|n| *n != but)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// What [`follow`] asks after each poll: act on what is known, then the
+/// server taking writes once settled, or what is missing.
+pub(crate) type Check<'a> =
+    dyn FnMut(&Watch, &mut dyn Write) -> Result<Result<String, String>> + 'a;
+
+/// Follows a fault: every 500 ms the [`Watch`] polls and its lines are
+/// told (with the end of the background `pcs`), then `check` acts on what
+/// is known (switches a node on, plugs a cable back) and says whether the
+/// cluster settled (`Ok`: the server taking writes) or what is missing.
+/// Ends once settled with `pcs` returned and 3 writes acknowledged by the
+/// new server (`layout.mark`), or after `timeout`. Returns the server it
+/// settled with, the last thing missing, and when it ended.
+pub(crate) fn follow(
+    lab: &Lab,
+    layout: &Layout,
+    (old, fault_at, timeout): (&str, Instant, Duration),
+    watch: &mut Watch,
+    pcs: &mut Option<Child>,
+    out: &mut dyn Write,
+    check: &mut Check,
+) -> Result<(Option<String>, String, Instant)> {
+    let deadline = fault_at + timeout;
+    let mut last_reason = String::new();
+    let mut settled_as = None;
+    loop {
+        let polled = Instant::now();
+        let mut lines = watch.poll(lab, layout, old)?;
+        lines.extend(poll_pcs(pcs)?);
+        lines.sort_by_key(|(at, _)| *at);
+        for (at, line) in &lines {
+            writeln!(out, "{}  {line}", stamp(fault_at, *at))?;
+        }
+        out.flush()?;
+        match check(watch, out)? {
+            Ok(server) if pcs.is_none() && watch.narration.acknowledged_on_new_timeline >= 3 => {
+                settled_as = Some(server);
+                break;
+            }
+            Ok(_) if pcs.is_some() => last_reason = "waiting for pcs resource move".into(),
+            Ok(_) => {
+                last_reason = format!("waiting for the client's writes on the new {}", layout.role)
+            }
+            Err(why) => last_reason = why,
+        }
+        if Instant::now() >= deadline {
+            writeln!(
+                out,
+                "{}  not settled after {} s: {last_reason}",
+                stamp(fault_at, Instant::now()),
+                timeout.as_secs()
+            )?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500).saturating_sub(polled.elapsed()));
+    }
+    end_child(pcs);
+    Ok((settled_as, last_reason, Instant::now()))
+}
+
+/// After a power loss: the fence device set back to reboot once the old
+/// node is fenced (offline), and the node switched on again once another
+/// node took writes (`ready`) or after `within`, as an operator would.
+pub(crate) struct PowerBack {
+    fence_reset: bool,
+    switched_on: bool,
+    within: Duration,
+}
+
+impl PowerBack {
+    /// Nothing to do but for a failover.
+    pub(crate) fn new(fault: Fault, within: Duration) -> PowerBack {
+        PowerBack {
+            fence_reset: fault != Fault::Failover,
+            switched_on: fault != Fault::Failover,
+            within,
+        }
+    }
+
+    pub(crate) fn step(
+        &mut self,
+        lab: &Lab,
+        facts: &Facts,
+        old: &str,
+        ready: bool,
+        fault_at: Instant,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        if !self.fence_reset && facts.get(old, MEMBERSHIP) == Some("offline") {
+            let on = postgres::observer(lab)?;
+            set_stonith_action(lab, &on, REBOOT)?;
+            self.fence_reset = true;
+        }
+        if self.fence_reset && !self.switched_on && (ready || fault_at.elapsed() > self.within) {
+            lab.power_on(old)?;
+            self.switched_on = true;
+            writeln!(
+                out,
+                "{}  {old} is switched on again (tusk-lab restart {old}), as an operator would once the cluster runs without it",
+                stamp(fault_at, Instant::now())
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The node is on again (or never was off).
+    pub(crate) fn done(&self) -> bool {
+        self.switched_on
+    }
 }
 
 /// `pcs resource move CLONE TARGET --promoted`, run on `on` in the
@@ -991,7 +1099,7 @@ pub(crate) fn move_promoted(lab: &Lab, on: &str, clone: &str, target: &str) -> R
 
 /// The line for the end of the background `pcs resource move`, once it
 /// ended (then `pcs` is None).
-pub(crate) fn poll_pcs(pcs: &mut Option<Child>) -> Result<Option<(Instant, String)>> {
+fn poll_pcs(pcs: &mut Option<Child>) -> Result<Option<(Instant, String)>> {
     let Some(child) = pcs.as_mut() else {
         return Ok(None);
     };
@@ -1012,7 +1120,7 @@ pub(crate) fn poll_pcs(pcs: &mut Option<Child>) -> Result<Option<(Instant, Strin
 }
 
 /// Ends our own `pcs` child, still running at the deadline.
-pub(crate) fn end_child(pcs: &mut Option<Child>) {
+fn end_child(pcs: &mut Option<Child>) {
     if let Some(mut child) = pcs.take() {
         let _ = child.kill();
         let _ = child.wait();
@@ -1132,22 +1240,6 @@ pub(crate) fn set_stonith_action(lab: &Lab, node: &str, action: &str) -> Result<
         );
     }
     Ok(())
-}
-
-/// After a failover, the old node is switched on again once another node
-/// is the primary and the client wrote through it, or after 90 s whatever
-/// happened.
-fn ready_to_switch_on(
-    facts: &Facts,
-    old: &str,
-    narration: &client::ClientNarration,
-    fault: Instant,
-) -> bool {
-    if fault.elapsed() > Duration::from_secs(90) {
-        return true;
-    }
-    let promoted = facts.with(POSTGRESQL, "primary").iter().any(|p| *p != old);
-    promoted && narration.acknowledged_on_new_timeline >= 1
 }
 
 /// A partition is healed once the majority has promoted a new primary and

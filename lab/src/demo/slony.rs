@@ -22,16 +22,14 @@
 //! dump). Moving it back is a planned move with `--to`.
 
 use std::io::Write;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::narrate::*;
 use super::{
-    client, conclude, end_child, instance_roles, move_promoted, observe, poll_pcs,
-    set_stonith_action, summary, undo_interrupted_failover, write_lines, Fault, Layout, Outcome,
-    Probe, Watch, OFF, REBOOT,
+    client, conclude, follow, inject, instance_facts, observe, others, summary,
+    undo_interrupted_failover, Fault, Layout, Outcome, PowerBack, Probe, Watch,
 };
 use crate::slony;
 use crate::{ClusterState, Lab, LabConfig};
@@ -57,32 +55,22 @@ impl Probe for SlonyProbe {
             .map(String::as_str)
             .filter(|n| view.is_online(n))
             .collect();
-        for (node, role, failed) in instance_roles(&view.instances(slony::RESOURCE), &online) {
-            let role = match role.as_str() {
-                "Promoted" => "origin",
-                "Unpromoted" => "subscriber",
-                "Stopped" => "stopped",
-                other => other,
-            };
-            let role = if failed {
-                format!("{role} (failed)")
-            } else {
-                role.to_string()
-            };
-            facts.set(&node, SLON, role);
-        }
-        for failure in view.failures_of(slony::RESOURCE) {
-            let reason = if failure.exitreason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", failure.exitreason)
-            };
-            facts.set(
-                &failure.node,
-                &format!("{FAILED}slon {}", failure.task),
-                format!("exit {}{reason}", failure.exitcode),
-            );
-        }
+        instance_facts(
+            facts,
+            view,
+            (slony::RESOURCE, "slon "),
+            &online,
+            SLON,
+            &|role| {
+                match role {
+                    "Promoted" => "origin",
+                    "Unpromoted" => "subscriber",
+                    "Stopped" => "stopped",
+                    other => other,
+                }
+                .to_string()
+            },
+        );
         for node in &nodes {
             let reachable = facts.get(node, POWER) == Some("on")
                 && facts.get(node, CABLE) != Some("out")
@@ -187,20 +175,12 @@ pub fn move_target<'a>(subscribers: &[(&'a str, Option<i64>)]) -> Option<&'a str
 /// slon clone with the origin promoted and every node subscribed, the
 /// client writing through the origin's address.
 pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab> {
-    let started = Instant::now();
-    writeln!(
+    super::bring_up(
+        config,
+        (command, "slony status"),
         out,
-        "bringing up {} nodes (corosync, Pacemaker, fencing) in {}",
-        config.nodes,
-        config.dir.display()
-    )?;
-    let lab = Lab::up(config)?;
-    set_up(&lab, command, started, out).with_context(|| {
-        format!(
-            "the lab stays up for a look (`{command} slony status`); end it with `{command} down`"
-        )
-    })?;
-    Ok(lab)
+        &|lab, started, out| set_up(lab, command, started, out),
+    )
 }
 
 fn set_up(lab: &Lab, command: &str, started: Instant, out: &mut dyn Write) -> Result<()> {
@@ -349,105 +329,38 @@ pub fn run_fault(
              switches it on again once another node is the origin and takes writes: its agent \
              then finds it was failed over, saves its rows and subscribes it again."
         )?;
-        // Before the clock starts: pcs takes a second.
-        set_stonith_action(lab, &old, OFF)?;
     }
-    let fault_at = Instant::now();
-    let stamp = |at: Instant| {
-        let secs = at.saturating_duration_since(fault_at).as_secs_f64();
-        format!("{secs:+6.1} s")
-    };
-    let mut pcs: Option<Child> = None;
-    match fault {
-        Fault::Failover => {
-            lab.crash(&old)?;
-            writeln!(
-                out,
-                "{}  {old} loses power (tusk-lab crash {old}): every process on it dies at once",
-                stamp(fault_at)
-            )?;
-        }
-        _ => {
-            let target = target.as_deref().expect("set for a move");
-            pcs = Some(move_promoted(lab, &old, slony::CLONE, target)?);
-            writeln!(
-                out,
-                "{}  pcs resource move {} {target} --promoted (on {old})",
-                stamp(fault_at),
-                slony::CLONE
-            )?;
-        }
-    }
-    out.flush()?;
+    let (fault_at, mut pcs) = inject(lab, fault, &old, target.as_deref(), slony::CLONE, out)?;
 
-    let deadline = fault_at + FAULT_TIMEOUT;
-    let mut fence_reset = fault != Fault::Failover;
-    let mut switched_on = fault != Fault::Failover;
-    let mut settled_as = None;
-    let mut last_reason = String::new();
-    loop {
-        let polled = Instant::now();
-        let mut lines = watch.poll(lab, layout, &old)?;
-        lines.extend(poll_pcs(&mut pcs)?);
-        write_lines(out, &lines, &stamp)?;
-        let facts = &watch.facts;
-        let expect = Expect {
-            old: &old,
-            must_move: true,
-            target: target.as_deref(),
-        };
-        let origin = settled(facts, &layout.pg_nodes, expect);
-        if !fence_reset && facts.get(&old, MEMBERSHIP) == Some("offline") {
-            let on = crate::postgres::observer(lab)?;
-            set_stonith_action(lab, &on, REBOOT)?;
-            fence_reset = true;
-        }
-        let moved = facts.with(SLON, "origin").iter().any(|o| *o != old)
-            && watch.narration.acknowledged_on_new_timeline >= 1;
-        if fence_reset && !switched_on && (moved || fault_at.elapsed() > Duration::from_secs(150)) {
-            lab.power_on(&old)?;
-            switched_on = true;
-            writeln!(
-                out,
-                "{}  {old} is switched on again (tusk-lab restart {old}), as an operator would once the cluster runs without it",
-                stamp(Instant::now())
-            )?;
-        }
-        match origin {
-            Ok(o)
-                if switched_on
-                    && pcs.is_none()
-                    && watch.narration.acknowledged_on_new_timeline >= 3 =>
-            {
-                settled_as = Some(o);
-                break;
-            }
-            Ok(_) => last_reason = "waiting for the client's writes on the new origin".into(),
-            Err(why) => last_reason = why,
-        }
-        if Instant::now() >= deadline {
-            writeln!(
-                out,
-                "{}  not settled after {} s: {last_reason}",
-                stamp(Instant::now()),
-                FAULT_TIMEOUT.as_secs()
-            )?;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500).saturating_sub(polled.elapsed()));
-    }
-    end_child(&mut pcs);
-    let end = Instant::now();
+    let mut power = PowerBack::new(fault, Duration::from_secs(150));
+    let (settled_as, last_reason, end) = follow(
+        lab,
+        layout,
+        (&old, fault_at, FAULT_TIMEOUT),
+        &mut watch,
+        &mut pcs,
+        out,
+        &mut |watch, out| {
+            let facts = &watch.facts;
+            let expect = Expect {
+                old: &old,
+                must_move: true,
+                target: target.as_deref(),
+            };
+            let origin = settled(facts, &layout.pg_nodes, expect);
+            let moved = facts.with(SLON, "origin").iter().any(|o| *o != old)
+                && watch.narration.acknowledged_on_new_timeline >= 1;
+            power.step(lab, facts, &old, moved, fault_at, out)?;
+            Ok(match origin {
+                Ok(_) if !power.done() => Err(format!("{old} is not on again yet")),
+                other => other,
+            })
+        },
+    )?;
     let settled_line = settled_as.as_deref().map(|o| {
         format!(
             "{o} is the origin with the address, {} subscribed and replicating from it",
-            layout
-                .pg_nodes
-                .iter()
-                .filter(|n| *n != o)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" and ")
+            others(&layout.pg_nodes, o)
         )
     });
     let figures = conclude(
