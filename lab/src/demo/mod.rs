@@ -681,6 +681,8 @@ pub fn run_fault(
     }
     let sync = sync_setting(lab);
     let facts = observe(lab, layout, Some(&old));
+    // Why the switchover goes where it goes, when not told.
+    let mut chosen = String::new();
     let target = match (fault, to) {
         (Fault::Switchover, Some(to)) => {
             if to == old || !layout.pg_nodes.iter().any(|n| n == to) {
@@ -696,11 +698,21 @@ pub fn run_fault(
             // "quorum", and the one that flushed the most holds every
             // acknowledged commit.
             let replicas = postgres::replication(lab, &old)?;
-            Some(
-                postgres::switchover_target(&replicas)
-                    .context("no standby streams: nothing to switch over to")?
-                    .to_string(),
-            )
+            let target = postgres::switchover_target(&replicas)
+                .context("no standby streams: nothing to switch over to")?
+                .to_string();
+            chosen = match replicas.iter().find(|r| r.name == target) {
+                Some(r) if r.sync_state == "sync" => {
+                    format!("Target: {target}, the standby {old} reports synchronous.")
+                }
+                Some(r) => format!(
+                    "Target: {target}, the streaming standby that has flushed the most of \
+                     {old}'s WAL (pg_stat_replication: flushed to byte {}, sync_state {}).",
+                    r.flushed, r.sync_state
+                ),
+                None => String::new(),
+            };
+            Some(target)
         }
         _ => None,
     };
@@ -715,6 +727,9 @@ pub fn run_fault(
         facts.with(POSTGRESQL, "standby").join(" and "),
         before.acknowledged.len()
     )?;
+    if !chosen.is_empty() {
+        writeln!(out, "{chosen}")?;
+    }
     if fault == Fault::Failover {
         writeln!(
             out,
