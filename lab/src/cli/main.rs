@@ -73,8 +73,8 @@ fn cli() -> Command {
                 .about("the README's demo: PostgreSQL as a promotable clone on a 3-node lab, pgpool on every node in front of it, a client writing through pgpool; then faults, told as they happen")
                 .long_about(
                     "Without a subcommand: bring up a lab with fencing, PostgreSQL as a promotable clone (one primary, \
-                     streaming standbys, the floating address) and a client writing through the floating address \
-                     inside the lab (it runs until `down`), and print what runs where.",
+                     streaming standbys, the floating address), pgpool on every node in front of it, and a client \
+                     writing through pgpool inside the lab (it runs until `down`), and print what runs where.",
                 )
                 .arg(
                     Arg::new("nodes")
