@@ -620,13 +620,34 @@ pub struct Replica {
     pub state: String,
     /// async, sync, quorum, potential.
     pub sync_state: String,
+    /// How far the standby has flushed the primary's WAL (bytes from 0/0;
+    /// 0 when the walsender does not know yet).
+    pub flushed: u64,
+}
+
+/// The standby a planned switchover should promote, from the primary's
+/// `pg_stat_replication`: the one the primary reports `sync` (`FIRST 1`:
+/// it holds every acknowledged commit); otherwise (`ANY 1`, where every
+/// standby shows `quorum`, or no synchronous standby at all) the streaming
+/// standby that has flushed the most WAL, ties to the first name. The
+/// promoted standby then has the least to replay of the old primary's
+/// shutdown. None when no standby streams.
+pub fn switchover_target(replicas: &[Replica]) -> Option<&str> {
+    let streaming = replicas.iter().filter(|r| r.state == "streaming");
+    if let Some(sync) = streaming.clone().find(|r| r.sync_state == "sync") {
+        return Some(&sync.name);
+    }
+    streaming
+        .min_by(|a, b| b.flushed.cmp(&a.flushed).then_with(|| a.name.cmp(&b.name)))
+        .map(|r| r.name.as_str())
 }
 
 pub fn replication(lab: &Lab, primary: &str) -> Result<Vec<Replica>> {
     let out = sql(
         lab,
         primary,
-        "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1",
+        "SELECT application_name, state, sync_state, \
+         coalesce(flush_lsn - '0/0'::pg_lsn, 0)::bigint FROM pg_stat_replication ORDER BY 1",
     )?;
     Ok(out
         .lines()
@@ -636,6 +657,7 @@ pub fn replication(lab: &Lab, primary: &str) -> Result<Vec<Replica>> {
                 name: f.next()?.to_string(),
                 state: f.next()?.to_string(),
                 sync_state: f.next()?.to_string(),
+                flushed: f.next()?.parse().unwrap_or(0),
             })
         })
         .collect())
@@ -697,4 +719,47 @@ pub fn was_rewound(lab: &Lab, node: &str) -> bool {
         std::fs::read_to_string(data_file(lab, node, f))
             .is_ok_and(|t| t.contains("BACKUP METHOD: pg_rewind"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(name: &str, state: &str, sync_state: &str, flushed: u64) -> Replica {
+        Replica {
+            name: name.into(),
+            state: state.into(),
+            sync_state: sync_state.into(),
+            flushed,
+        }
+    }
+
+    #[test]
+    fn a_switchover_goes_to_the_standby_that_holds_the_acknowledged_commits() {
+        // FIRST 1: the synchronous one, even when another flushed more.
+        let first = [
+            replica("node2", "streaming", "potential", 900),
+            replica("node3", "streaming", "sync", 800),
+        ];
+        assert_eq!(switchover_target(&first), Some("node3"));
+        // ANY 1: every standby is "quorum"; the furthest flush, not the
+        // first name.
+        let any = [
+            replica("node2", "streaming", "quorum", 800),
+            replica("node3", "streaming", "quorum", 900),
+        ];
+        assert_eq!(switchover_target(&any), Some("node3"));
+        let tie = [
+            replica("node3", "streaming", "quorum", 900),
+            replica("node2", "streaming", "quorum", 900),
+        ];
+        assert_eq!(switchover_target(&tie), Some("node2"));
+        // A standby still catching up is not a target while one streams.
+        let catching_up = [
+            replica("node2", "catchup", "quorum", 1000),
+            replica("node3", "streaming", "quorum", 10),
+        ];
+        assert_eq!(switchover_target(&catching_up), Some("node3"));
+        assert_eq!(switchover_target(&[]), None);
+    }
 }

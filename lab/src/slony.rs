@@ -370,6 +370,51 @@ pub fn set_origin(lab: &Lab, node: &str) -> Result<Option<u32>> {
         .with_context(|| format!("set_origin on {node}: {out:?}"))
 }
 
+/// `node`'s own catalog in one question: the set's origin and `node`'s
+/// own subscription to it (None: not subscribed; `Some(active)`). `None`
+/// when the node has no Slony schema. An error when its PostgreSQL does
+/// not answer.
+pub fn catalog(lab: &Lab, node: &str) -> Result<Option<(u32, Option<bool>)>> {
+    let id = node_id(node)?;
+    let out = sql(
+        lab,
+        node,
+        &format!(
+            "SELECT s.set_origin, (SELECT sub_active FROM {SCHEMA}.sl_subscribe \
+             WHERE sub_set = {SET} AND sub_receiver = {id}) \
+             FROM {SCHEMA}.sl_set s WHERE s.set_id = {SET}"
+        ),
+    );
+    let out = match out {
+        Ok(out) => out,
+        // Dropped by a FAILOVER or a rejoin, or not stored again yet.
+        Err(e) if format!("{e:#}").contains(&format!("\"{SCHEMA}\" does not exist")) => {
+            return Ok(None)
+        }
+        Err(e) if format!("{e:#}").contains(&format!("\"{SCHEMA}.sl_set\" does not exist")) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let out = out.trim();
+    if out.is_empty() {
+        return Ok(None);
+    }
+    let (origin, active) = out
+        .split_once('|')
+        .with_context(|| format!("{node}'s catalog: {out:?}"))?;
+    let active = match active {
+        "" => None,
+        a => Some(a == "t"),
+    };
+    Ok(Some((
+        origin
+            .parse()
+            .with_context(|| format!("set_origin on {node}: {origin:?}"))?,
+        active,
+    )))
+}
+
 /// Whether `node` receives the set, its subscription active, as its own
 /// catalog says.
 pub fn subscription_active(lab: &Lab, node: &str) -> Result<bool> {

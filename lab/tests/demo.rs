@@ -16,36 +16,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use tusk_lab::demo;
 use tusk_lab::harness::workload::written_values;
 use tusk_lab::{pgpool, postgres, process, Lab};
-
-/// Runs `tusk-lab --dir DIR demo ARGS`, prints what it said, and returns
-/// its output; panics when it fails.
-fn run_demo(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(EXE)
-        .arg("--dir")
-        .arg(dir)
-        .arg("demo")
-        .args(args)
-        .env("TUSK_DEMO_COMMAND", "./demo")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("[demo] $ demo {}\n{stdout}{stderr}", args.join(" "));
-    assert!(
-        out.status.success(),
-        "demo {args:?} failed ({}):\n{stdout}{stderr}",
-        out.status
-    );
-    stdout
-}
 
 /// What every fault must end with; returns the new primary.
 fn assert_moved_and_nothing_lost(lab: &Lab, old: &str, output: &str) -> String {
@@ -89,23 +65,13 @@ fn assert_moved_and_nothing_lost(lab: &Lab, old: &str, output: &str) -> String {
     );
     assert!(output.contains("Settled after"), "{output}");
     assert!(demo::client::is_running(lab), "the client stopped writing");
-    let first = figure(output, "first write acknowledged by the new primary");
+    let first = printed_figure(output, "first write acknowledged by the new primary");
     assert!(
         first.contains(" s after ") && first.contains("(timeline "),
         "no first write on the new primary: {first}"
     );
     assert_pgpools_agree(lab, &primary);
     primary
-}
-
-/// The value the demo printed for the figure whose label starts with
-/// `label`.
-fn figure<'a>(output: &'a str, label: &str) -> &'a str {
-    let line = output
-        .lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .unwrap_or_else(|| panic!("no figure {label:?}:\n{output}"));
-    line.split_once(':').map_or("", |(_, v)| v.trim())
 }
 
 /// Every node's pgpool, asked as a client, sends writes to `primary`

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use tusk_lab::demo::{self, Fault, Layout};
 use tusk_lab::fence::{agent, daemon};
+use tusk_lab::harness::workload::Mark;
 use tusk_lab::init::{self, Role};
 use tusk_lab::node::NodeDir;
 use tusk_lab::{default_dir, Lab, LabConfig};
@@ -72,8 +73,8 @@ fn cli() -> Command {
                 .about("the README's demo: PostgreSQL as a promotable clone on a 3-node lab, pgpool on every node in front of it, a client writing through pgpool; then faults, told as they happen")
                 .long_about(
                     "Without a subcommand: bring up a lab with fencing, PostgreSQL as a promotable clone (one primary, \
-                     streaming standbys, the floating address) and a client writing through the floating address \
-                     inside the lab (it runs until `down`), and print what runs where.",
+                     streaming standbys, the floating address), pgpool on every node in front of it, and a client \
+                     writing through pgpool inside the lab (it runs until `down`), and print what runs where.",
                 )
                 .arg(
                     Arg::new("nodes")
@@ -87,16 +88,34 @@ fn cli() -> Command {
                 .subcommand(
                     Command::new("switchover")
                         .about("planned: pcs resource move pg-clone NODE --promoted")
-                        .arg(Arg::new("to").long("to").help("the standby to promote [default: the synchronous one]")),
+                        .arg(Arg::new("to").long("to").help("the standby to promote [default: the synchronous one, under ANY 1 the one that flushed the most WAL]")),
                 )
                 .subcommand(Command::new("partition").about("the primary's cable is pulled, and plugged back in later"))
+                .subcommand(
+                    Command::new("slony")
+                        .about("the Slony layout instead: slon as a promotable clone whose Promoted instance is the set's origin, a client writing through the origin's address")
+                        .long_about(
+                            "Without a subcommand: bring up a lab with fencing, PostgreSQL on every node (a plain clone), \
+                             a Slony set replicated from the origin to the other nodes, ocf:tusk:slon as a promotable clone \
+                             (Promoted = the set's origin) with the origin's floating address, and a client writing \
+                             through that address (it runs until `down`), and print what runs where.",
+                        )
+                        .subcommand(Command::new("status").about("what runs where, and what the client sees"))
+                        .subcommand(
+                            Command::new("move")
+                                .about("planned: pcs resource move slon-clone NODE --promoted (MOVE SET)")
+                                .arg(Arg::new("to").long("to").help("the subscriber to make the origin [default: the best-scored one]")),
+                        )
+                        .subcommand(Command::new("failover").about("the origin's node loses power (FAILOVER), and comes back")),
+                )
                 .subcommand(Command::new("down").about("end the lab, the client included")),
         )
         .subcommand(
             Command::new("demo-client")
                 .hide(true)
                 .arg(Arg::new("lab").long("lab").required(true).value_parser(value_parser!(PathBuf)))
-                .arg(Arg::new("conninfo").long("conninfo").required(true)),
+                .arg(Arg::new("conninfo").long("conninfo").required(true))
+                .arg(Arg::new("mark").long("mark").default_value("timeline")),
         )
         .subcommand(Command::new("down").about("end the lab and remove its directory (idempotent)"))
         .subcommand(Command::new("status").about("show the nodes and the cluster as one node sees it"))
@@ -159,10 +178,14 @@ fn run(matches: &ArgMatches) -> Result<i32> {
             );
         }
         "demo" => return demo(dir, sub),
-        "demo-client" => demo::client::run(
-            sub.get_one::<PathBuf>("lab").expect("required"),
-            sub.get_one::<String>("conninfo").expect("required"),
-        )?,
+        "demo-client" => {
+            let mark = sub.get_one::<String>("mark").expect("has a default");
+            demo::client::run(
+                sub.get_one::<PathBuf>("lab").expect("required"),
+                sub.get_one::<String>("conninfo").expect("required"),
+                Mark::from_name(mark).with_context(|| format!("no such mark {mark}"))?,
+            )?
+        }
         "down" => tusk_lab::down(&dir)?,
         "status" => print!("{}", Lab::attach(dir)?.status()?),
         "exec" => {
@@ -208,6 +231,61 @@ fn run(matches: &ArgMatches) -> Result<i32> {
     Ok(0)
 }
 
+/// `demo slony` and its subcommands.
+fn demo_slony(dir: PathBuf, sub: &ArgMatches, command: &str, nodes: usize) -> Result<i32> {
+    let mut out = std::io::stdout();
+    let fault = match sub.subcommand() {
+        None => {
+            let exe = std::env::current_exe().context("finding the tusk-lab binary")?;
+            demo::slony::up(
+                &LabConfig::new(dir).nodes(nodes).exe(exe),
+                command,
+                &mut out,
+            )?;
+            return Ok(0);
+        }
+        Some(("status", _)) => {
+            let lab = attach_demo(dir, true, command)?;
+            print!("{}", demo::summary(&lab, &Layout::slony(&lab)?)?);
+            return Ok(0);
+        }
+        Some(("move", _)) => Fault::Switchover,
+        Some(("failover", _)) => Fault::Failover,
+        Some((other, _)) => unreachable!("demo slony subcommand {other}"),
+    };
+    let to = sub
+        .subcommand()
+        .and_then(|(_, m)| m.try_get_one::<String>("to").ok().flatten().cloned());
+    let lab = attach_demo(dir, true, command)?;
+    let outcome =
+        demo::slony::run_fault(&lab, &Layout::slony(&lab)?, fault, to.as_deref(), &mut out)?;
+    println!(
+        "\nNext: sudo {command} slony status, sudo {command} slony move --to {}, another fault, or sudo {command} down",
+        outcome.old_primary
+    );
+    Ok(if outcome.ok() { 0 } else { 1 })
+}
+
+/// The running demo's lab, when it is the layout the command is for
+/// (`slony`): the streaming demo's commands on the Slony demo's lab, or the
+/// other way round, say which commands fit.
+fn attach_demo(dir: PathBuf, slony: bool, command: &str) -> Result<Lab> {
+    let lab = Lab::attach(dir)?;
+    let is_slony = tusk_lab::postgres::observer(&lab)
+        .and_then(|node| lab.view(&node))
+        .is_ok_and(|view| !view.instances(tusk_lab::slony::RESOURCE).is_empty());
+    match (slony, is_slony) {
+        (false, true) => anyhow::bail!(
+            "this lab runs the Slony demo: {command} slony move|failover|status, or {command} down"
+        ),
+        (true, false) => anyhow::bail!(
+            "this lab runs the streaming demo: {command} failover|switchover|partition|status, \
+             or {command} down (then {command} slony)"
+        ),
+        _ => Ok(lab),
+    }
+}
+
 /// `demo` and its subcommands. Hints name the command the user typed:
 /// `./demo` sets TUSK_DEMO_COMMAND.
 fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
@@ -230,9 +308,13 @@ fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
             return Ok(0);
         }
         Some(("status", _)) => {
-            let lab = Lab::attach(dir)?;
+            let lab = attach_demo(dir, false, &command)?;
             print!("{}", demo::summary(&lab, &Layout::with_pgpool(&lab)?)?);
             return Ok(0);
+        }
+        Some(("slony", slony)) => {
+            let nodes = *sub.get_one::<usize>("nodes").expect("has a default");
+            return demo_slony(dir, slony, &command, nodes);
         }
         Some(("failover", _)) => Fault::Failover,
         Some(("switchover", _)) => Fault::Switchover,
@@ -242,7 +324,7 @@ fn demo(dir: PathBuf, sub: &ArgMatches) -> Result<i32> {
     let to = sub
         .subcommand()
         .and_then(|(_, m)| m.try_get_one::<String>("to").ok().flatten().cloned());
-    let lab = Lab::attach(dir)?;
+    let lab = attach_demo(dir, false, &command)?;
     let outcome = demo::run_fault(
         &lab,
         &Layout::with_pgpool(&lab)?,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::tail::LineTail;
-use crate::harness::workload::{Entry, Journal, MonotonicClock, Writer, WriterReport};
+use crate::harness::workload::{Entry, Journal, Mark, MonotonicClock, Writer, WriterReport};
 use crate::process::{self, wait_for};
 use crate::state::MARKER;
 use crate::Lab;
@@ -24,14 +24,23 @@ pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join("client.journal")
 }
 
-/// Starts the client writing through `conninfo` and waits for its first
+/// Starts the client writing through `conninfo`, recording `mark` of the
+/// server that acknowledged each write, and waits for its first
 /// acknowledged writes.
-pub fn start(lab: &Lab, conninfo: &str) -> Result<()> {
+pub fn start(lab: &Lab, conninfo: &str, mark: Mark) -> Result<()> {
     let dir = lab
         .dir()
         .to_str()
         .context("the lab directory is not UTF-8")?;
-    lab.start_client(&["demo-client", "--lab", dir, "--conninfo", conninfo])?;
+    lab.start_client(&[
+        "demo-client",
+        "--lab",
+        dir,
+        "--conninfo",
+        conninfo,
+        "--mark",
+        mark.name(),
+    ])?;
     wait_for(
         "the client's first 10 acknowledged writes",
         Duration::from_secs(30),
@@ -49,10 +58,11 @@ pub fn start(lab: &Lab, conninfo: &str) -> Result<()> {
 
 /// The client process (`tusk-lab demo-client`): writes until it is killed,
 /// or until the lab's directory is gone (a `down` that could not end it).
-pub fn run(dir: &Path, conninfo: &str) -> Result<()> {
+pub fn run(dir: &Path, conninfo: &str, mark: Mark) -> Result<()> {
     let lab = Lab::attach(dir)?;
     let journal = Journal::open(&journal_path(dir))?;
-    let writer = Writer::start_journaled(&lab.switch_netns()?, conninfo, EVERY, Some(journal))?;
+    let writer =
+        Writer::start_journaled(&lab.switch_netns()?, conninfo, EVERY, mark, Some(journal))?;
     while dir.join(MARKER).exists() {
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -99,23 +109,27 @@ impl Tail {
 }
 
 /// What the client's record tells while a fault plays out: one line when
-/// writes start failing, one when they are acknowledged again.
+/// writes start failing, one when they are acknowledged again. "Timeline"
+/// is the client's [`Mark`]: a timeline, or a Slony origin's node id.
 #[derive(Debug, Clone)]
 pub struct ClientNarration {
     failing: bool,
     timeline: u32,
     /// The timeline before the fault.
     before: u32,
-    /// Writes acknowledged on a timeline above `before`.
+    word: &'static str,
+    /// Writes acknowledged on a timeline other than `before` (by another
+    /// server).
     pub acknowledged_on_new_timeline: usize,
 }
 
 impl ClientNarration {
-    pub fn new(timeline_before: u32) -> ClientNarration {
+    pub fn new(timeline_before: u32, mark: Mark) -> ClientNarration {
         ClientNarration {
             failing: false,
             timeline: timeline_before,
             before: timeline_before,
+            word: mark.word(),
             acknowledged_on_new_timeline: 0,
         }
     }
@@ -123,16 +137,17 @@ impl ClientNarration {
     pub fn feed(&mut self, entry: &Entry) -> Option<String> {
         match entry {
             Entry::Acknowledged(_, timeline) => {
-                if *timeline > self.before {
+                if *timeline != self.before {
                     self.acknowledged_on_new_timeline += 1;
                 }
+                let word = self.word;
                 let line = if self.failing {
                     Some(format!(
-                        "client: writes are acknowledged again (timeline {timeline})"
+                        "client: writes are acknowledged again ({word} {timeline})"
                     ))
                 } else if *timeline != self.timeline {
                     Some(format!(
-                        "client: writes are acknowledged on timeline {timeline}"
+                        "client: writes are acknowledged on {word} {timeline}"
                     ))
                 } else {
                     None
@@ -166,7 +181,7 @@ mod tests {
 
     #[test]
     fn an_outage_is_told_once_and_its_end_once() {
-        let mut n = ClientNarration::new(1);
+        let mut n = ClientNarration::new(1, Mark::Timeline);
         assert_eq!(n.feed(&Entry::Acknowledged(1, 1)), None);
         assert_eq!(
             n.feed(&Entry::Failed(
@@ -182,5 +197,12 @@ mod tests {
         );
         assert_eq!(n.feed(&Entry::Acknowledged(5, 2)), None);
         assert_eq!(n.acknowledged_on_new_timeline, 2);
+        // A Slony origin moved back to node 1: told, and counted.
+        let mut n = ClientNarration::new(2, Mark::SlonyNode);
+        assert_eq!(
+            n.feed(&Entry::Acknowledged(7, 1)),
+            Some("client: writes are acknowledged on Slony node 1".into())
+        );
+        assert_eq!(n.acknowledged_on_new_timeline, 1);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::harness::workload::Mark;
 use crate::harness::WriterReport;
 
 /// The faults the demo injects.
@@ -40,8 +41,11 @@ impl Fault {
 pub struct Figures {
     /// Every write the client had acknowledged since it started.
     pub acknowledged: usize,
-    /// Of those, the ones the new primary does not have.
+    /// Of those, the ones the new primary does not have, but for those
+    /// already lost before this fault (an earlier Slony failover's).
     pub lost: Vec<i64>,
+    /// How many were already lost before this fault.
+    pub earlier_lost: usize,
     /// From the fault to the first write acknowledged on a new timeline
     /// (by the new primary), and that timeline.
     pub first_on_new_primary: Option<(Duration, u32)>,
@@ -56,11 +60,20 @@ pub struct Figures {
 
 impl Figures {
     /// `present`: the values in the new primary's table, read after the
-    /// report (so every value the report holds was committed by then).
-    pub fn of(report: &WriterReport, fault: Instant, end: Instant, present: &[i64]) -> Figures {
+    /// report (so every value the report holds was committed by then);
+    /// `earlier`: the writes already lost before the fault.
+    pub fn of(
+        report: &WriterReport,
+        fault: Instant,
+        end: Instant,
+        present: &[i64],
+        earlier: &[i64],
+    ) -> Figures {
+        let lost = report.lost(present);
         Figures {
             acknowledged: report.acknowledged.len(),
-            lost: report.lost(present),
+            earlier_lost: lost.iter().filter(|n| earlier.contains(n)).count(),
+            lost: lost.into_iter().filter(|n| !earlier.contains(n)).collect(),
             first_on_new_primary: report
                 .first_ack_on_new_timeline(fault)
                 .map(|(at, timeline)| (at - fault, timeline)),
@@ -78,15 +91,23 @@ impl Figures {
         }
     }
 
-    pub fn render(&self, primary: &str, fault: Fault) -> String {
+    /// `role`: what the server taking writes is called ("primary",
+    /// "origin"); `mark`: what the client records of it.
+    pub fn render(&self, primary: &str, fault: Fault, role: &str, mark: Mark) -> String {
         let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+        let word = mark.word();
         let first = match self.first_on_new_primary {
             Some((d, timeline)) => {
-                format!("{} after {} (timeline {timeline})", secs(d), fault.moment())
+                format!("{} after {} ({word} {timeline})", secs(d), fault.moment())
             }
             None => "none yet".to_string(),
         };
-        let lost = if self.lost.is_empty() {
+        let lost = if self.lost.is_empty() && self.earlier_lost > 0 {
+            format!(
+                "0 of {} (every one is on {primary} but the {} lost before this fault)",
+                self.acknowledged, self.earlier_lost
+            )
+        } else if self.lost.is_empty() {
             format!("0 of {} (every one is on {primary})", self.acknowledged)
         } else {
             let shown: Vec<String> = self.lost.iter().take(10).map(i64::to_string).collect();
@@ -98,8 +119,9 @@ impl Figures {
                 if self.lost.len() > 10 { ", ..." } else { "" }
             )
         };
+        let label = format!("first write acknowledged by the new {role} {primary}:");
         format!(
-            "  first write acknowledged by the new primary {primary}:  {first}\n\
+            "  {label:<47} {first}\n\
              \x20 longest time without an acknowledged write:   {}\n\
              \x20 attempts that failed meanwhile:               {} ({} more committed unconfirmed)\n\
              \x20 acknowledged writes lost:                     {lost}\n",
@@ -168,7 +190,7 @@ mod tests {
             ],
         };
         let fault = at(150);
-        let f = Figures::of(&report, fault, at(5000), &[1, 2, 5, 6]);
+        let f = Figures::of(&report, fault, at(5000), &[1, 2, 5, 6], &[]);
         assert_eq!(f.acknowledged, 4);
         assert!(f.lost.is_empty());
         assert_eq!(
@@ -177,16 +199,29 @@ mod tests {
         );
         assert_eq!(f.longest_gap, Some(Duration::from_millis(4000)));
         assert_eq!(f.failed, 2);
-        let text = f.render("node2", Fault::Failover);
+        let text = f.render("node2", Fault::Failover, "primary", Mark::Timeline);
         assert!(
             text.contains("4.0 s after the power loss (timeline 2)"),
             "{text}"
         );
         assert!(text.contains("0 of 4 (every one is on node2)"), "{text}");
 
-        let f = Figures::of(&report, fault, at(5000), &[1, 5, 6]);
+        let f = Figures::of(&report, fault, at(5000), &[1, 5, 6], &[]);
         assert_eq!(f.lost, vec![2]);
-        assert!(f.render("node2", Fault::Failover).contains("1 of 4: 2\n"));
+        // Lost by an earlier fault: not this one's.
+        let later = Figures::of(&report, fault, at(5000), &[1, 5, 6], &[2]);
+        assert!(later.lost.is_empty());
+        assert!(later
+            .render("node2", Fault::Switchover, "origin", Mark::SlonyNode)
+            .contains("0 of 4 (every one is on node2 but the 1 lost before this fault)"));
+        assert!(f
+            .render("node2", Fault::Failover, "primary", Mark::Timeline)
+            .contains("1 of 4: 2\n"));
+        let text = f.render("node2", Fault::Switchover, "origin", Mark::SlonyNode);
+        assert!(
+            text.contains("new origin node2:") && text.contains("(Slony node 2)"),
+            "{text}"
+        );
     }
 
     #[test]

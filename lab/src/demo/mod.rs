@@ -5,16 +5,18 @@
 //! play out, each ending with figures.
 //!
 //! What runs is described by [`Layout`]: [`Layout::with_pgpool`], the
-//! demo's, or [`Layout::streaming`] (the client on the floating address).
-//! A Slony layout would plug in there too: its setup after PostgreSQL's,
-//! the address the client writes through, and [`Probe`]s that add their
-//! own facts (pgpool's view of its backends, Slony's origin) to what is
-//! narrated and summed up.
+//! demo's, [`Layout::streaming`] (the client on the floating address), or
+//! [`Layout::slony`] (`demo slony`, see [`slony`]): the address the client
+//! writes through, what it records of the server that took each write,
+//! and [`Probe`]s that add their own facts (pgpool's view of its backends,
+//! Slony's origin and subscriptions) to what is narrated and summed up.
+//! The narration ([`Watch`]) and the figures ([`conclude`]) are shared.
 
 pub mod client;
 pub mod figures;
 pub mod narrate;
 pub mod pgpool_view;
+pub mod slony;
 pub mod tail;
 
 use std::io::Write;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::harness::workload::written_values;
+use crate::harness::workload::{written_values, Mark};
 use crate::pgpool::{self, Pool};
 use crate::postgres::{self, Promotable};
 use crate::{ClusterState, Lab, LabConfig};
@@ -49,6 +51,16 @@ pub struct Layout {
     /// What the client's address is, in words, for the summary.
     pub client_target: String,
     pub probes: Vec<Box<dyn Probe>>,
+    /// What the client records of the server that acknowledged each write.
+    pub mark: Mark,
+    /// The floating address the writes follow (its resource id).
+    pub address: &'static str,
+    /// Where the demo reads the table of the server that takes the writes
+    /// (its floating address: a read through pgpool may be balanced to a
+    /// standby that has not replayed the last commits).
+    pub table_conninfo: String,
+    /// What the server that takes the writes is called.
+    pub role: &'static str,
 }
 
 impl Layout {
@@ -61,6 +73,10 @@ impl Layout {
             client_conninfo: postgres::primary_conninfo(lab),
             client_target: format!("the floating address {}", postgres::primary_address(lab)),
             probes: Vec::new(),
+            mark: Mark::Timeline,
+            address: postgres::VIP,
+            table_conninfo: postgres::primary_conninfo(lab),
+            role: "primary",
         })
     }
 
@@ -85,6 +101,33 @@ impl Layout {
             probes: vec![Box::new(pgpool_view::PgpoolProbe::new(&nodes))],
             pgpool_nodes: nodes.clone(),
             pg_nodes: nodes,
+            mark: Mark::Timeline,
+            address: postgres::VIP,
+            table_conninfo: postgres::primary_conninfo(lab),
+            role: "primary",
+        })
+    }
+
+    /// `demo slony`'s: PostgreSQL on every node (a plain clone, each its
+    /// own server), the Slony set replicated from the origin to the others
+    /// by slon (a promotable clone whose Promoted instance is the origin),
+    /// and the client writing through the origin's floating address,
+    /// recording the Slony node id of the server that took each write.
+    pub fn slony(lab: &Lab) -> Result<Layout> {
+        Ok(Layout {
+            pg_nodes: lab.nodes()?,
+            pgpool_nodes: Vec::new(),
+            client_conninfo: crate::slony::origin_conninfo(lab),
+            client_target: format!(
+                "the origin's floating address {} ({})",
+                crate::slony::origin_address(lab),
+                crate::slony::VIP
+            ),
+            probes: vec![Box::new(slony::SlonyProbe)],
+            mark: Mark::SlonyNode,
+            address: crate::slony::VIP,
+            table_conninfo: crate::slony::origin_conninfo(lab),
+            role: "origin",
         })
     }
 }
@@ -97,6 +140,20 @@ pub const FAULT_TIMEOUT: Duration = Duration::from_secs(240);
 /// Pacemaker, the client writing. Prints progress, then the summary and
 /// the next commands (`command`: how the user calls the demo).
 pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab> {
+    bring_up(config, (command, "status"), out, &|lab, started, out| {
+        set_up(lab, command, started, out)
+    })
+}
+
+/// The lab of `config`, then `set_up` on it (given when it started);
+/// when that fails the lab stays up and the error says how to look
+/// (`COMMAND STATUS`) and end it.
+pub(crate) fn bring_up(
+    config: &LabConfig,
+    (command, status): (&str, &str),
+    out: &mut dyn Write,
+    set_up: &dyn Fn(&Lab, Instant, &mut dyn Write) -> Result<()>,
+) -> Result<Lab> {
     let started = Instant::now();
     writeln!(
         out,
@@ -105,8 +162,8 @@ pub fn up(config: &LabConfig, command: &str, out: &mut dyn Write) -> Result<Lab>
         config.dir.display()
     )?;
     let lab = Lab::up(config)?;
-    set_up(&lab, command, started, out).with_context(|| {
-        format!("the lab stays up for a look (`{command} status`); end it with `{command} down`")
+    set_up(&lab, started, out).with_context(|| {
+        format!("the lab stays up for a look (`{command} {status}`); end it with `{command} down`")
     })?;
     Ok(lab)
 }
@@ -160,7 +217,7 @@ fn set_up(lab: &Lab, command: &str, started: Instant, out: &mut dyn Write) -> Re
             ", every pgpool sends writes to it"
         }
     )?;
-    client::start(lab, &layout.client_conninfo)?;
+    client::start(lab, &layout.client_conninfo, layout.mark)?;
     writeln!(
         out,
         "{:5.1} s  client writing a row every {} ms through {}\n",
@@ -227,6 +284,17 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
             }
             parts.push(pg);
         }
+        if let Some(slon) = get(SLON) {
+            let catalog = match (get(SET_ORIGIN), get(SUBSCRIPTION)) {
+                (Some(NO_SCHEMA), _) => format!(" ({NO_SCHEMA})"),
+                (Some(origin), _) if origin == node => " (its catalog: the set's origin)".into(),
+                (Some(origin), Some(sub)) => {
+                    format!(" (its catalog: origin {origin}, subscription {sub})")
+                }
+                _ => String::new(),
+            };
+            parts.push(format!("slon {slon}{catalog}"));
+        }
         if facts.get(CLUSTER, ADDRESS) == Some(node.as_str()) {
             parts.push(format!(
                 "holds the floating address {}",
@@ -250,16 +318,21 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
         text +=
             &format!("  DC: {dc}; fencing: lab-fence (fence_tusklab, the lab's power switch)\n");
     }
-    let sync = sync_setting(lab);
-    text += &format!(
-        "  sync={sync}: {}\n",
-        match sync.as_str() {
-            "available" =>
-                "a commit waits for one standby (synchronous_standby_names = ANY 1 of the others) while one streams",
-            "strict" => "a commit always waits for a synchronous standby",
-            _ => "commits do not wait for standbys",
-        }
-    );
+    if layout.mark == Mark::SlonyNode {
+        text += "  Slony-I: set 1 (the client's table) replicated from the origin to every \
+                 subscriber by slon, asynchronously: a commit does not wait for any subscriber\n";
+    } else {
+        let sync = sync_setting(lab);
+        text += &format!(
+            "  sync={sync}: {}\n",
+            match sync.as_str() {
+                "available" =>
+                    "a commit waits for one standby (synchronous_standby_names = ANY 1 of the others) while one streams",
+                "strict" => "a commit always waits for a synchronous standby",
+                _ => "commits do not wait for standbys",
+            }
+        );
+    }
     if !layout.pgpool_nodes.is_empty() {
         text += &pgpool_summary(&facts, layout);
     }
@@ -278,7 +351,10 @@ pub fn summary(lab: &Lab, layout: &Layout) -> Result<String> {
             ", the last {:.1} s ago",
             d.as_secs_f64()
         )),
-        timeline.map_or(String::new(), |tl| format!(" (timeline {tl})")),
+        timeline.map_or(String::new(), |tl| format!(
+            " ({} {tl})",
+            layout.mark.word()
+        )),
     );
     Ok(text)
 }
@@ -432,30 +508,31 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
             facts.set(&node.name, POSTGRESQL, "stopped");
         }
     }
-    for node in &layout.pg_nodes {
-        if view.is_online(node) {
-            facts.set(node, POSTGRESQL, "stopped");
-        }
-    }
-    for instance in view.instances(postgres::RESOURCE) {
-        let role = match instance.role.as_str() {
-            "Promoted" => "primary",
-            "Unpromoted" => "standby",
-            "Stopped" => "stopped",
-            other => other,
-        };
-        let role = if instance.failed {
-            format!("{role} (failed)")
-        } else {
-            role.to_string()
-        };
-        for node in &instance.nodes {
-            if view.is_online(&node.name) {
-                facts.set(&node.name, POSTGRESQL, role.clone());
+    let online: Vec<&str> = layout
+        .pg_nodes
+        .iter()
+        .map(String::as_str)
+        .filter(|n| view.is_online(n))
+        .collect();
+    instance_facts(
+        &mut facts,
+        &view,
+        (postgres::RESOURCE, ""),
+        &online,
+        POSTGRESQL,
+        &|role| {
+            match role {
+                "Promoted" => "primary",
+                "Unpromoted" => "standby",
+                "Stopped" => "stopped",
+                // A plain clone (the Slony layout): each node its own server.
+                "Started" => "running",
+                other => other,
             }
-        }
-    }
-    let address = view.nodes_in_role(postgres::VIP, "Started");
+            .to_string()
+        },
+    );
+    let address = view.nodes_in_role(layout.address, "Started");
     facts.set(
         CLUSTER,
         ADDRESS,
@@ -470,18 +547,6 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
                 facts.set(node, aspect, value);
             }
         }
-    }
-    for failure in view.failures_of(postgres::RESOURCE) {
-        let reason = if failure.exitreason.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", failure.exitreason)
-        };
-        facts.set(
-            &failure.node,
-            &format!("{FAILED}{}", failure.task),
-            format!("exit {}{reason}", failure.exitcode),
-        );
     }
     let primaries = view.nodes_in_role(postgres::RESOURCE, "Promoted");
     if let [primary] = primaries.as_slice() {
@@ -509,6 +574,48 @@ pub fn observe(lab: &Lab, layout: &Layout, avoid: Option<&str>) -> Facts {
     facts
 }
 
+/// The role of the instance of a clone on each of the `online` nodes, as
+/// crm_mon lists them: (node, role, failed). crm_mon lists an instance in
+/// the middle of an operation (`Demoting`, `Promoting`) without its node:
+/// when there is one such and exactly one online node without an
+/// instance, it is that node's; an online node without an instance is
+/// `Stopped`, unless an instance without a node could be its (then it is
+/// left out: unknown).
+pub fn instance_roles(
+    instances: &[&crate::crm_mon::Resource],
+    online: &[&str],
+) -> Vec<(String, String, bool)> {
+    let mut roles: Vec<(String, String, bool)> = Vec::new();
+    for instance in instances {
+        for node in &instance.nodes {
+            if online.contains(&node.name.as_str()) {
+                roles.push((node.name.clone(), instance.role.clone(), instance.failed));
+            }
+        }
+    }
+    let unlisted: Vec<&str> = online
+        .iter()
+        .copied()
+        .filter(|n| !roles.iter().any(|(m, _, _)| m == n))
+        .collect();
+    let pending: Vec<&&crate::crm_mon::Resource> = instances
+        .iter()
+        .filter(|r| r.nodes.is_empty() && r.role != "Stopped")
+        .collect();
+    match (pending.as_slice(), unlisted.as_slice()) {
+        ([one], [node]) => roles.push((node.to_string(), one.role.clone(), one.failed)),
+        ([], _) => {
+            roles.extend(
+                unlisted
+                    .iter()
+                    .map(|n| (n.to_string(), "Stopped".to_string(), false)),
+            );
+        }
+        _ => {}
+    }
+    roles
+}
+
 /// How a cut-off node sees the cluster and itself.
 fn own_view(node: &str, view: &ClusterState) -> String {
     let quorum = if view.has_quorum() {
@@ -531,6 +638,9 @@ fn own_view(node: &str, view: &ClusterState) -> String {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub old_primary: String,
+    /// Of the lost writes, those the slon agent saved in the failed
+    /// origin's failback dump before it rejoined (Slony: empty otherwise).
+    pub saved: Vec<i64>,
     /// The primary at the end (None: it did not settle in time).
     pub primary: Option<String>,
     pub figures: Figures,
@@ -541,9 +651,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Settled with one primary, every standby streaming, nothing lost.
+    /// Settled with one primary, every standby streaming, nothing lost
+    /// (but what the agent saved where Slony loses it).
     pub fn ok(&self) -> bool {
-        self.primary.is_some() && self.figures.lost.is_empty()
+        self.primary.is_some() && self.figures.lost.iter().all(|n| self.saved.contains(n))
     }
 }
 
@@ -561,21 +672,7 @@ pub fn run_fault(
     let standbys = layout.pg_nodes.len() - 1;
     let not_ready = "the cluster is not ready for a fault (one primary, every standby streaming, \
          every pgpool in step); `demo status` shows it";
-    // What an interrupted failover leaves: the fence device switching
-    // fenced nodes off, and the node it switched off.
-    let on = postgres::observer(lab)?;
-    if stonith_action(lab, &on).as_deref() == Some(OFF) {
-        set_stonith_action(lab, &on, REBOOT)?;
-    }
-    for node in lab.nodes()? {
-        if !lab.is_running(&node)? {
-            writeln!(
-                out,
-                "{node} is powered off (an interrupted failover?): switching it on first"
-            )?;
-            lab.power_on(&node)?;
-        }
-    }
+    undo_interrupted_failover(lab, out)?;
     let old =
         postgres::wait_replicating(lab, standbys, Duration::from_secs(60)).context(not_ready)?;
     wait_settled(lab, layout, &old, Duration::from_secs(60)).context(not_ready)?;
@@ -583,7 +680,9 @@ pub fn run_fault(
         bail!("the demo's client does not run (`demo` starts it with the lab)");
     }
     let sync = sync_setting(lab);
-    let mut facts = observe(lab, layout, Some(&old));
+    let facts = observe(lab, layout, Some(&old));
+    // Why the switchover goes where it goes, when not told.
+    let mut chosen = String::new();
     let target = match (fault, to) {
         (Fault::Switchover, Some(to)) => {
             if to == old || !layout.pg_nodes.iter().any(|n| n == to) {
@@ -595,39 +694,42 @@ pub fn run_fault(
             Some(to.to_string())
         }
         (Fault::Switchover, None) => {
-            let standbys = facts.with(POSTGRESQL, "standby");
-            let sync_standby = standbys
-                .iter()
-                .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"));
-            Some(
-                sync_standby
-                    .or(standbys.first())
-                    .context("no standby to switch over to")?
-                    .to_string(),
-            )
+            // The primary's own view: under ANY 1 every standby shows
+            // "quorum", and the one that flushed the most holds every
+            // acknowledged commit.
+            let replicas = postgres::replication(lab, &old)?;
+            let target = postgres::switchover_target(&replicas)
+                .context("no standby streams: nothing to switch over to")?
+                .to_string();
+            chosen = match replicas.iter().find(|r| r.name == target) {
+                Some(r) if r.sync_state == "sync" => {
+                    format!("Target: {target}, the standby {old} reports synchronous.")
+                }
+                Some(r) => format!(
+                    "Target: {target}, the streaming standby that has flushed the most of \
+                     {old}'s WAL (pg_stat_replication: flushed to byte {}, sync_state {}).",
+                    r.flushed, r.sync_state
+                ),
+                None => String::new(),
+            };
+            Some(target)
         }
         _ => None,
     };
     let before = client::report(lab)?;
     let timeline_before = before.timelines.last().map_or(0, |(_, tl)| *tl);
-    let mut tail = client::Tail::from_end(lab);
-    // The agents log each decision (why a promotion waited, what a start
-    // found) in the node's pacemaker.log: told as they come.
-    let mut agent_logs: Vec<(String, tail::LineTail)> = lab
-        .nodes()?
-        .into_iter()
-        .map(|node| {
-            let path = crate::node::NodeDir::new(lab.dir(), &node).log("pacemaker/pacemaker.log");
-            (node, tail::LineTail::from_end(path))
-        })
-        .collect();
-    let mut narration = client::ClientNarration::new(timeline_before);
+    let earlier = lost_so_far(lab, layout)?;
+    let mut watch = Watch::new(lab, layout, facts, timeline_before)?;
+    let facts = &watch.facts;
     writeln!(
         out,
         "Before: {old} is the primary (timeline {timeline_before}), {} stream from it; the client has {} writes acknowledged.",
         facts.with(POSTGRESQL, "standby").join(" and "),
         before.acknowledged.len()
     )?;
+    if !chosen.is_empty() {
+        writeln!(out, "{chosen}")?;
+    }
     if fault == Fault::Failover {
         writeln!(
             out,
@@ -644,196 +746,48 @@ pub fn run_fault(
         .iter()
         .find(|n| facts.get(n, REPLICATION) == Some("streaming, sync"))
         .cloned();
-    let mut not_compared = false;
-    let mut pcs: Option<Child> = None;
-    if fault == Fault::Failover {
-        // Before the clock starts: pcs takes a second.
-        set_stonith_action(lab, &old, OFF)?;
-    }
-    let fault_at = Instant::now();
-    let stamp = |at: Instant| {
-        let secs = at.saturating_duration_since(fault_at).as_secs_f64();
-        format!("{secs:+6.1} s")
-    };
-    match fault {
-        Fault::Failover => {
-            lab.crash(&old)?;
-            writeln!(
-                out,
-                "{}  {old} loses power (tusk-lab crash {old}): every process on it dies at once",
-                stamp(fault_at)
-            )?;
-        }
-        Fault::Partition => {
-            lab.partition(&old)?;
-            writeln!(
-                out,
-                "{}  {old}'s cable is pulled (tusk-lab partition {old}): it runs on, alone",
-                stamp(fault_at)
-            )?;
-        }
-        Fault::Switchover => {
-            let target = target.as_deref().expect("set for a switchover");
-            let child = lab
-                .command(&old, "pcs")?
-                .args(["resource", "move", postgres::CLONE, target, "--promoted"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("running pcs resource move")?;
-            pcs = Some(child);
-            writeln!(
-                out,
-                "{}  pcs resource move {} {target} --promoted (on {old})",
-                stamp(fault_at),
-                postgres::CLONE
-            )?;
-        }
-    }
-    out.flush()?;
-
-    let deadline = fault_at + FAULT_TIMEOUT;
+    let (fault_at, mut pcs) = inject(lab, fault, &old, target.as_deref(), postgres::CLONE, out)?;
     let mut healed = fault != Fault::Partition;
-    // Failover: the fence device set back to reboot, the old node on again.
-    let mut fence_reset = fault != Fault::Failover;
-    let mut switched_on = fault != Fault::Failover;
-    let mut settled_as = None;
-    let mut last_reason = String::new();
-    loop {
-        let polled = Instant::now();
-        let next = facts.merge(&observe(lab, layout, Some(&old)));
-        let mut lines: Vec<(Instant, String)> = facts
-            .changes(&next)
-            .into_iter()
-            .map(|l| (polled, l))
-            .collect();
-        facts = next;
-        for (node, log) in &mut agent_logs {
-            for line in log
-                .read()?
-                .iter()
-                .filter_map(|l| tail::agent_line(l))
-                // pgpool's view, as the agent summed it up at its monitor:
-                // the pgpool lines above tell it as it changes.
-                .filter(|l| !l.contains(") INFO: backends: "))
-            {
-                not_compared |= line.contains("not compared");
-                lines.push((polled, format!("{node}: {line}")));
+    let mut power = PowerBack::new(fault, Duration::from_secs(90));
+    let (settled_as, last_reason, end) = follow(
+        lab,
+        layout,
+        (&old, fault_at, FAULT_TIMEOUT),
+        &mut watch,
+        &mut pcs,
+        out,
+        &mut |watch, out| {
+            let facts = &watch.facts;
+            let expect = Expect {
+                old: &old,
+                must_move: true,
+                target: target.as_deref(),
+                sync: sync != "off",
+                pgpool: &layout.pgpool_nodes,
+            };
+            let primary = settled(facts, &layout.pg_nodes, expect);
+            let promoted = facts.with(POSTGRESQL, "primary").iter().any(|p| *p != old)
+                && watch.narration.acknowledged_on_new_timeline >= 1;
+            power.step(lab, facts, &old, promoted, fault_at, out)?;
+            if !healed && ready_to_heal(lab, facts, &old, old_boot.as_deref(), fault_at) {
+                lab.heal(&old)?;
+                healed = true;
+                writeln!(
+                    out,
+                    "{}  {old}'s cable goes back in (tusk-lab heal {old})",
+                    stamp(fault_at, Instant::now())
+                )?;
             }
-        }
-        for (at, entry) in tail.read()? {
-            if let Some(line) = narration.feed(&entry) {
-                lines.push((at, line));
-            }
-        }
-        if let Some(child) = pcs.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                let child = pcs.take().expect("checked");
-                let output = child.wait_with_output()?;
-                let said = String::from_utf8_lossy(&output.stderr);
-                let said = said.lines().last().unwrap_or("").trim().to_string();
-                lines.push((
-                    Instant::now(),
-                    if status.success() {
-                        "pcs resource move returned: done, its temporary constraint removed"
-                            .to_string()
-                    } else {
-                        format!("pcs resource move failed ({status}): {said}")
-                    },
-                ));
-            }
-        }
-        lines.sort_by_key(|(at, _)| *at);
-        for (at, line) in &lines {
-            writeln!(out, "{}  {line}", stamp(*at))?;
-        }
-        out.flush()?;
-
-        let expect = Expect {
-            old: &old,
-            must_move: true,
-            target: target.as_deref(),
-            sync: sync != "off",
-            pgpool: &layout.pgpool_nodes,
-        };
-        let primary = settled(&facts, &layout.pg_nodes, expect);
-        if !fence_reset && facts.get(&old, MEMBERSHIP) == Some("offline") {
-            let on = postgres::observer(lab)?;
-            set_stonith_action(lab, &on, REBOOT)?;
-            fence_reset = true;
-        }
-        if fence_reset && !switched_on && ready_to_switch_on(&facts, &old, &narration, fault_at) {
-            lab.power_on(&old)?;
-            switched_on = true;
-            writeln!(
-                out,
-                "{}  {old} is switched on again (tusk-lab restart {old}), as an operator would once the cluster runs without it",
-                stamp(Instant::now())
-            )?;
-        }
-        if !healed && ready_to_heal(lab, &facts, &old, old_boot.as_deref(), fault_at) {
-            lab.heal(&old)?;
-            healed = true;
-            writeln!(
-                out,
-                "{}  {old}'s cable goes back in (tusk-lab heal {old})",
-                stamp(Instant::now())
-            )?;
-        }
-        match primary {
-            Ok(p)
-                if healed
-                    && switched_on
-                    && pcs.is_none()
-                    && narration.acknowledged_on_new_timeline >= 3 =>
-            {
-                settled_as = Some(p);
-                break;
-            }
-            Ok(_) => last_reason = "waiting for the client's writes on the new primary".into(),
-            Err(why) => last_reason = why,
-        }
-        if Instant::now() >= deadline {
-            writeln!(
-                out,
-                "{}  not settled after {} s: {last_reason}",
-                stamp(Instant::now()),
-                FAULT_TIMEOUT.as_secs()
-            )?;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500).saturating_sub(polled.elapsed()));
-    }
-    if let Some(mut child) = pcs.take() {
-        // Our own child, still running at the deadline.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let end = Instant::now();
-
-    // The client's record first, then the table: every value in the
-    // record was committed before the table is read. The table is the
-    // primary's own, through the floating address: a read through pgpool
-    // may be balanced to a standby that has not replayed the last commits.
-    let report = client::report(lab)?;
-    let present = written_values(&lab.switch_netns()?, &postgres::primary_conninfo(lab))
-        .context("reading the client's rows through the floating address")?;
-    let figures = Figures::of(&report, fault_at, end, &present);
-    let primary_name = settled_as.clone().unwrap_or_else(|| "?".to_string());
-    match &settled_as {
-        Some(p) => writeln!(
-            out,
-            "
-Settled after {:.1} s: {p} is the primary, {} stream from it{}.",
-            (end - fault_at).as_secs_f64(),
-            layout
-                .pg_nodes
-                .iter()
-                .filter(|n| *n != p)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" and "),
+            Ok(match primary {
+                Ok(_) if !healed || !power.done() => Err("the old node is not back yet".into()),
+                other => other,
+            })
+        },
+    )?;
+    let settled_line = settled_as.as_deref().map(|p| {
+        format!(
+            "{p} is the primary, {} stream from it{}",
+            others(&layout.pg_nodes, p),
             if layout.pgpool_nodes.is_empty() {
                 String::new()
             } else {
@@ -842,12 +796,388 @@ Settled after {:.1} s: {p} is the primary, {} stream from it{}.",
                     layout.pgpool_nodes.join(", ")
                 )
             }
-        )?,
-        None => writeln!(
+        )
+    });
+    let figures = conclude(
+        lab,
+        layout,
+        fault,
+        (fault_at, end),
+        settled_as.as_deref(),
+        settled_line.as_deref().unwrap_or(&last_reason),
+        (&figures::promise(fault, &sync), &earlier),
+        out,
+    )?;
+    let unchecked_promotion = unchecked_promotion(
+        fault,
+        settled_as.as_deref(),
+        sync_before.as_deref(),
+        watch.not_compared,
+    );
+    if let Some(caution) = &unchecked_promotion {
+        writeln!(out, "Caution: {caution}")?;
+    }
+    Ok(Outcome {
+        unchecked_promotion,
+        saved: Vec::new(),
+        old_primary: old,
+        primary: settled_as,
+        figures,
+    })
+}
+
+/// What a fault's narration follows, poll after poll: the cluster reduced
+/// to facts ([`observe`]), the agents' own log lines in each node's
+/// pacemaker.log (each decision: why a promotion waited, what a start
+/// found, a FAILOVER), and the client's record.
+pub struct Watch {
+    pub facts: Facts,
+    tail: client::Tail,
+    agent_logs: Vec<(String, tail::LineTail)>,
+    pub narration: client::ClientNarration,
+    /// A postgresql agent said it promoted without comparing a candidate.
+    pub not_compared: bool,
+}
+
+impl Watch {
+    /// From now on, with `facts` as the cluster before the fault and
+    /// `before` the client's mark (timeline, origin) of its last write.
+    pub fn new(lab: &Lab, layout: &Layout, facts: Facts, before: u32) -> Result<Watch> {
+        let agent_logs = lab
+            .nodes()?
+            .into_iter()
+            .map(|node| {
+                let path =
+                    crate::node::NodeDir::new(lab.dir(), &node).log("pacemaker/pacemaker.log");
+                (node, tail::LineTail::from_end(path))
+            })
+            .collect();
+        Ok(Watch {
+            facts,
+            tail: client::Tail::from_end(lab),
+            agent_logs,
+            narration: client::ClientNarration::new(before, layout.mark),
+            not_compared: false,
+        })
+    }
+
+    /// Observes again: the lines for what changed since the last poll,
+    /// each with when it was seen (`avoid`: the faulted node, not asked for
+    /// the cluster's view).
+    pub fn poll(
+        &mut self,
+        lab: &Lab,
+        layout: &Layout,
+        avoid: &str,
+    ) -> Result<Vec<(Instant, String)>> {
+        let polled = Instant::now();
+        let next = self.facts.merge(&observe(lab, layout, Some(avoid)));
+        let mut lines: Vec<(Instant, String)> = self
+            .facts
+            .changes(&next)
+            .into_iter()
+            .map(|l| (polled, l))
+            .collect();
+        self.facts = next;
+        for (node, log) in &mut self.agent_logs {
+            for line in log
+                .read()?
+                .iter()
+                .filter_map(|l| tail::agent_line(l))
+                // pgpool's view, as the agent summed it up at its monitor:
+                // the pgpool lines tell it as it changes.
+                .filter(|l| !l.contains(") INFO: backends: "))
+            {
+                self.not_compared |= line.contains("not compared");
+                lines.push((polled, format!("{node}: {line}")));
+            }
+        }
+        for (at, entry) in self.tail.read()? {
+            if let Some(line) = self.narration.feed(&entry) {
+                lines.push((at, line));
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// Injects `fault` on `old`, the node whose instance of the promotable
+/// `clone` is Promoted (a switchover moves it to `target` with pcs, in
+/// the background), and tells it; returns the moment of the fault and the
+/// pcs child. For a failover the fence device is first set to switch the
+/// node off (before the clock starts: pcs takes a second).
+pub(crate) fn inject(
+    lab: &Lab,
+    fault: Fault,
+    old: &str,
+    target: Option<&str>,
+    clone: &str,
+    out: &mut dyn Write,
+) -> Result<(Instant, Option<Child>)> {
+    if fault == Fault::Failover {
+        set_stonith_action(lab, old, OFF)?;
+    }
+    let fault_at = Instant::now();
+    let mut pcs = None;
+    let line = match fault {
+        Fault::Failover => {
+            lab.crash(old)?;
+            format!("{old} loses power (tusk-lab crash {old}): every process on it dies at once")
+        }
+        Fault::Partition => {
+            lab.partition(old)?;
+            format!("{old}'s cable is pulled (tusk-lab partition {old}): it runs on, alone")
+        }
+        Fault::Switchover => {
+            let target = target.context("no target for a switchover")?;
+            pcs = Some(move_promoted(lab, old, clone, target)?);
+            format!("pcs resource move {clone} {target} --promoted (on {old})")
+        }
+    };
+    writeln!(out, "{}  {line}", stamp(fault_at, fault_at))?;
+    out.flush()?;
+    Ok((fault_at, pcs))
+}
+
+/// The facts of the instances of the clone of `resource` on the `online`
+/// nodes: `aspect` = its role in the layout's words (`word`), with
+/// ` (failed)` when crm_mon says so; and its failed operations,
+/// `failed LABEL OPERATION` (see [`instance_roles`]).
+pub fn instance_facts(
+    facts: &mut Facts,
+    view: &ClusterState,
+    (resource, label): (&str, &str),
+    online: &[&str],
+    aspect: &str,
+    word: &dyn Fn(&str) -> String,
+) {
+    for (node, role, failed) in instance_roles(&view.instances(resource), online) {
+        let role = word(&role);
+        let role = if failed {
+            format!("{role} (failed)")
+        } else {
+            role
+        };
+        facts.set(&node, aspect, role);
+    }
+    for failure in view.failures_of(resource) {
+        let reason = if failure.exitreason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", failure.exitreason)
+        };
+        facts.set(
+            &failure.node,
+            &format!("{FAILED}{label}{}", failure.task),
+            format!("exit {}{reason}", failure.exitcode),
+        );
+    }
+}
+
+/// The time of `at` since the fault, as each line of narration starts.
+pub(crate) fn stamp(fault_at: Instant, at: Instant) -> String {
+    let secs = at.saturating_duration_since(fault_at).as_secs_f64();
+    format!("{secs:+6.1} s")
+}
+
+/// The nodes of `nodes` but `but`, in words ("node1 and node3").
+pub(crate) fn others(nodes: &[String], but: &str) -> String {
+    nodes
+        .iter()
+        .filter(|n| *n != but)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// What [`follow`] asks after each poll: act on what is known, then the
+/// server taking writes once settled, or what is missing.
+pub(crate) type Check<'a> =
+    dyn FnMut(&Watch, &mut dyn Write) -> Result<Result<String, String>> + 'a;
+
+/// Follows a fault: every 500 ms the [`Watch`] polls and its lines are
+/// told (with the end of the background `pcs`), then `check` acts on what
+/// is known (switches a node on, plugs a cable back) and says whether the
+/// cluster settled (`Ok`: the server taking writes) or what is missing.
+/// Ends once settled with `pcs` returned and 3 writes acknowledged by the
+/// new server (`layout.mark`), or after `timeout`. Returns the server it
+/// settled with, the last thing missing, and when it ended.
+pub(crate) fn follow(
+    lab: &Lab,
+    layout: &Layout,
+    (old, fault_at, timeout): (&str, Instant, Duration),
+    watch: &mut Watch,
+    pcs: &mut Option<Child>,
+    out: &mut dyn Write,
+    check: &mut Check,
+) -> Result<(Option<String>, String, Instant)> {
+    let deadline = fault_at + timeout;
+    let mut last_reason = String::new();
+    let mut settled_as = None;
+    loop {
+        let polled = Instant::now();
+        let mut lines = watch.poll(lab, layout, old)?;
+        lines.extend(poll_pcs(pcs)?);
+        lines.sort_by_key(|(at, _)| *at);
+        for (at, line) in &lines {
+            writeln!(out, "{}  {line}", stamp(fault_at, *at))?;
+        }
+        out.flush()?;
+        match check(watch, out)? {
+            Ok(server) if pcs.is_none() && watch.narration.acknowledged_on_new_timeline >= 3 => {
+                settled_as = Some(server);
+                break;
+            }
+            Ok(_) if pcs.is_some() => last_reason = "waiting for pcs resource move".into(),
+            Ok(_) => {
+                last_reason = format!("waiting for the client's writes on the new {}", layout.role)
+            }
+            Err(why) => last_reason = why,
+        }
+        if Instant::now() >= deadline {
+            writeln!(
+                out,
+                "{}  not settled after {} s: {last_reason}",
+                stamp(fault_at, Instant::now()),
+                timeout.as_secs()
+            )?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500).saturating_sub(polled.elapsed()));
+    }
+    end_child(pcs);
+    Ok((settled_as, last_reason, Instant::now()))
+}
+
+/// After a power loss: the fence device set back to reboot once the old
+/// node is fenced (offline), and the node switched on again once another
+/// node took writes (`ready`) or after `within`, as an operator would.
+pub(crate) struct PowerBack {
+    fence_reset: bool,
+    switched_on: bool,
+    within: Duration,
+}
+
+impl PowerBack {
+    /// Nothing to do but for a failover.
+    pub(crate) fn new(fault: Fault, within: Duration) -> PowerBack {
+        PowerBack {
+            fence_reset: fault != Fault::Failover,
+            switched_on: fault != Fault::Failover,
+            within,
+        }
+    }
+
+    pub(crate) fn step(
+        &mut self,
+        lab: &Lab,
+        facts: &Facts,
+        old: &str,
+        ready: bool,
+        fault_at: Instant,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        if !self.fence_reset && facts.get(old, MEMBERSHIP) == Some("offline") {
+            let on = postgres::observer(lab)?;
+            set_stonith_action(lab, &on, REBOOT)?;
+            self.fence_reset = true;
+        }
+        if self.fence_reset && !self.switched_on && (ready || fault_at.elapsed() > self.within) {
+            lab.power_on(old)?;
+            self.switched_on = true;
+            writeln!(
+                out,
+                "{}  {old} is switched on again (tusk-lab restart {old}), as an operator would once the cluster runs without it",
+                stamp(fault_at, Instant::now())
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The node is on again (or never was off).
+    pub(crate) fn done(&self) -> bool {
+        self.switched_on
+    }
+}
+
+/// `pcs resource move CLONE TARGET --promoted`, run on `on` in the
+/// background (it waits for the move, then removes its constraint).
+pub(crate) fn move_promoted(lab: &Lab, on: &str, clone: &str, target: &str) -> Result<Child> {
+    lab.command(on, "pcs")?
+        .args(["resource", "move", clone, target, "--promoted"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running pcs resource move")
+}
+
+/// The line for the end of the background `pcs resource move`, once it
+/// ended (then `pcs` is None).
+fn poll_pcs(pcs: &mut Option<Child>) -> Result<Option<(Instant, String)>> {
+    let Some(child) = pcs.as_mut() else {
+        return Ok(None);
+    };
+    let Some(status) = child.try_wait()? else {
+        return Ok(None);
+    };
+    let output = pcs.take().expect("checked").wait_with_output()?;
+    let said = String::from_utf8_lossy(&output.stderr);
+    let said = said.lines().last().unwrap_or("").trim().to_string();
+    Ok(Some((
+        Instant::now(),
+        if status.success() {
+            "pcs resource move returned: done, its temporary constraint removed".to_string()
+        } else {
+            format!("pcs resource move failed ({status}): {said}")
+        },
+    )))
+}
+
+/// Ends our own `pcs` child, still running at the deadline.
+fn end_child(pcs: &mut Option<Child>) {
+    if let Some(mut child) = pcs.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The client's acknowledged writes missing from the table of the server
+/// taking writes now: before a fault, what an earlier one lost (Slony).
+pub fn lost_so_far(lab: &Lab, layout: &Layout) -> Result<Vec<i64>> {
+    let report = client::report(lab)?;
+    let present = written_values(&lab.switch_netns()?, &layout.table_conninfo)
+        .context("reading the client's rows through the floating address")?;
+    Ok(report.lost(&present))
+}
+
+/// The end of a fault: the settled state (`settled`: the sentence for it,
+/// or why it did not settle), then the figures from the client's record
+/// against the table of the server now taking writes, and the promise.
+/// The client's record is read first: every value in it was committed
+/// before the table is read.
+#[allow(clippy::too_many_arguments)]
+pub fn conclude(
+    lab: &Lab,
+    layout: &Layout,
+    fault: Fault,
+    (fault_at, end): (Instant, Instant),
+    primary: Option<&str>,
+    settled: &str,
+    (promise, earlier): (&str, &[i64]),
+    out: &mut dyn Write,
+) -> Result<Figures> {
+    let report = client::report(lab)?;
+    let present = written_values(&lab.switch_netns()?, &layout.table_conninfo)
+        .context("reading the client's rows through the floating address")?;
+    let figures = Figures::of(&report, fault_at, end, &present, earlier);
+    match primary {
+        Some(_) => writeln!(
             out,
-            "
-NOT settled: {last_reason}"
+            "\nSettled after {:.1} s: {settled}.",
+            (end - fault_at).as_secs_f64()
         )?,
+        None => writeln!(out, "\nNOT settled: {settled}")?,
     }
     writeln!(
         out,
@@ -855,23 +1185,32 @@ NOT settled: {last_reason}"
         client::EVERY.as_millis(),
         layout.client_target
     )?;
-    write!(out, "{}", figures.render(&primary_name, fault))?;
-    writeln!(out, "Promised: {}", figures::promise(fault, &sync))?;
-    let unchecked_promotion = unchecked_promotion(
-        fault,
-        settled_as.as_deref(),
-        sync_before.as_deref(),
-        not_compared,
-    );
-    if let Some(caution) = &unchecked_promotion {
-        writeln!(out, "Caution: {caution}")?;
+    write!(
+        out,
+        "{}",
+        figures.render(primary.unwrap_or("?"), fault, layout.role, layout.mark)
+    )?;
+    writeln!(out, "Promised: {promise}")?;
+    Ok(figures)
+}
+
+/// What an interrupted failover leaves: the fence device switching fenced
+/// nodes off, and the node it switched off.
+pub(crate) fn undo_interrupted_failover(lab: &Lab, out: &mut dyn Write) -> Result<()> {
+    let on = postgres::observer(lab)?;
+    if stonith_action(lab, &on).as_deref() == Some(OFF) {
+        set_stonith_action(lab, &on, REBOOT)?;
     }
-    Ok(Outcome {
-        unchecked_promotion,
-        old_primary: old,
-        primary: settled_as,
-        figures,
-    })
+    for node in lab.nodes()? {
+        if !lab.is_running(&node)? {
+            writeln!(
+                out,
+                "{node} is powered off (an interrupted failover?): switching it on first"
+            )?;
+            lab.power_on(&node)?;
+        }
+    }
+    Ok(())
 }
 
 /// What the fence device does to a fenced node: the cluster property
@@ -896,10 +1235,10 @@ fn stonith_action(lab: &Lab, node: &str) -> Option<String> {
     .filter(|v| !v.is_empty())
 }
 
-const OFF: &str = "off";
-const REBOOT: &str = "reboot";
+pub(crate) const OFF: &str = "off";
+pub(crate) const REBOOT: &str = "reboot";
 
-fn set_stonith_action(lab: &Lab, node: &str, action: &str) -> Result<()> {
+pub(crate) fn set_stonith_action(lab: &Lab, node: &str, action: &str) -> Result<()> {
     let out = lab.exec(
         node,
         &[
@@ -916,22 +1255,6 @@ fn set_stonith_action(lab: &Lab, node: &str, action: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// After a failover, the old node is switched on again once another node
-/// is the primary and the client wrote through it, or after 90 s whatever
-/// happened.
-fn ready_to_switch_on(
-    facts: &Facts,
-    old: &str,
-    narration: &client::ClientNarration,
-    fault: Instant,
-) -> bool {
-    if fault.elapsed() > Duration::from_secs(90) {
-        return true;
-    }
-    let promoted = facts.with(POSTGRESQL, "primary").iter().any(|p| *p != old);
-    promoted && narration.acknowledged_on_new_timeline >= 1
 }
 
 /// A partition is healed once the majority has promoted a new primary and
@@ -984,6 +1307,53 @@ pub fn unchecked_promotion(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn instance(role: &str, nodes: &[&str]) -> crate::crm_mon::Resource {
+        crate::crm_mon::Resource {
+            id: "slon".into(),
+            agent: "ocf:tusk:slon".into(),
+            role: role.into(),
+            active: !nodes.is_empty(),
+            blocked: false,
+            failed: false,
+            managed: true,
+            nodes: nodes
+                .iter()
+                .map(|n| crate::crm_mon::NodeRef {
+                    name: n.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_instance_crm_mon_lists_without_its_node_mid_demote_is_the_unlisted_node_s() {
+        let online = ["node1", "node2", "node3"];
+        let role = |roles: &[(String, String, bool)], node: &str| {
+            roles
+                .iter()
+                .find(|(n, _, _)| n == node)
+                .map(|(_, r, _)| r.clone())
+        };
+        // crm_mon during a demote: the demoting instance has no node.
+        let (a, b, c) = (
+            instance("Unpromoted", &["node3"]),
+            instance("Demoting", &[]),
+            instance("Unpromoted", &["node2"]),
+        );
+        let roles = instance_roles(&[&a, &b, &c], &online);
+        assert_eq!(role(&roles, "node1").as_deref(), Some("Demoting"));
+        assert_eq!(role(&roles, "node2").as_deref(), Some("Unpromoted"));
+        // A stopped instance has no node either: an online node without
+        // one is stopped.
+        let d = instance("Stopped", &[]);
+        let roles = instance_roles(&[&a, &d, &c], &online);
+        assert_eq!(role(&roles, "node1").as_deref(), Some("Stopped"));
+        // Two nodes without an instance and one pending: unknown.
+        let roles = instance_roles(&[&a, &b], &online);
+        assert_eq!(role(&roles, "node1"), None);
+        assert_eq!(role(&roles, "node2"), None);
+    }
 
     #[test]
     fn a_promotion_is_unchecked_only_when_it_skipped_the_synchronous_standby_uncompared() {

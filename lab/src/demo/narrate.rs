@@ -60,6 +60,21 @@ pub const PGPOOL_BACKENDS: &str = "pgpool-backends";
 /// what it showed before it stopped.
 pub const NOT_RUNNING: &str = "not running";
 
+/// slon on a node for Pacemaker (the Slony layout): `origin` (the
+/// Promoted instance), `subscriber`, `stopped`, with ` (failed)` when
+/// crm_mon says so.
+pub const SLON: &str = "slon";
+/// The set's origin as a node's own Slony catalog has it (`sl_set`): a
+/// node name, or [`NO_SCHEMA`].
+pub const SET_ORIGIN: &str = "set origin";
+/// A node without the Slony schema: dropped from the Slony cluster (after
+/// a FAILOVER, or by the agent rejoining it), or not stored again yet.
+pub const NO_SCHEMA: &str = "no Slony schema";
+/// A node's own subscription to the set (`sl_subscribe`): `active`,
+/// `inactive` (subscribed, the copy not started or not done), `none`, or
+/// `origin` (the origin subscribes to nothing).
+pub const SUBSCRIPTION: &str = "subscription";
+
 /// What was observed at one moment. A fact that an observation could not
 /// establish (no primary to ask, a node that does not answer) is absent,
 /// which means "unknown", not "gone": see [`Facts::merge`].
@@ -135,7 +150,7 @@ fn is_pgpool(aspect: &str) -> bool {
 }
 
 fn order(aspect: &str) -> usize {
-    const ORDER: [&str; 15] = [
+    const ORDER: [&str; 18] = [
         POWER,
         FENCED,
         BOOT,
@@ -144,7 +159,10 @@ fn order(aspect: &str) -> usize {
         OWN_VIEW,
         DC,
         POSTGRESQL,
+        SLON,
         ADDRESS,
+        SET_ORIGIN,
+        SUBSCRIPTION,
         TIMELINE,
         REPLICATION,
         SYNC,
@@ -205,7 +223,40 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         (POSTGRESQL, _, "Demoting") => format!("PostgreSQL on {s} is being demoted"),
         (POSTGRESQL, _, "Starting") => format!("PostgreSQL on {s} is starting"),
         (POSTGRESQL, _, "Stopping") => format!("PostgreSQL on {s} is stopping"),
+        (POSTGRESQL, _, "running") => format!("PostgreSQL on {s} runs"),
         (POSTGRESQL, _, other) => format!("PostgreSQL on {s}: {other}"),
+        (SLON, _, "origin") => {
+            format!("slon on {s} is promoted: {s} is the set's origin for Pacemaker")
+        }
+        (SLON, Some("origin"), "subscriber") => {
+            format!("slon on {s} is demoted: a subscriber for Pacemaker")
+        }
+        (SLON, _, "subscriber") => format!("slon on {s} runs, as a subscriber"),
+        (SLON, Some("origin"), "stopped") => format!("slon on {s} is stopped (it was the origin)"),
+        (SLON, _, "stopped") => format!("slon on {s} is stopped"),
+        (SLON, _, "Promoting") => {
+            format!("slon on {s} is being promoted (the set moves to it, or FAILOVER)")
+        }
+        (SLON, _, "Demoting") => format!("slon on {s} is being demoted"),
+        (SLON, _, "Starting") => format!("slon on {s} is starting"),
+        (SLON, _, "Stopping") => format!("slon on {s} is stopping"),
+        (SLON, _, other) => format!("slon on {s}: {other}"),
+        (SET_ORIGIN, None, _) => return None,
+        (SET_ORIGIN, _, NO_SCHEMA) => {
+            format!("{s}'s database has no Slony schema any more: {s} is out of the Slony cluster")
+        }
+        (SET_ORIGIN, _, origin) if origin == s => {
+            format!("{s}'s catalog: {s} is the set's origin (it takes writes)")
+        }
+        (SET_ORIGIN, _, origin) => format!("{s}'s catalog: {origin} is the set's origin"),
+        (SUBSCRIPTION, None, _) | (SUBSCRIPTION, _, "origin") => return None,
+        (SUBSCRIPTION, _, "active") => {
+            format!("{s} is subscribed to the set: it replicates from the origin")
+        }
+        (SUBSCRIPTION, _, "inactive") => {
+            format!("{s} is subscribed to the set, its copy not done yet")
+        }
+        (SUBSCRIPTION, _, "none") => format!("{s} is not subscribed to the set"),
         (ADDRESS, _, "nowhere") => "the floating address is down: no node holds it".to_string(),
         (ADDRESS, _, node) => format!("the floating address is up on {node}"),
         (TIMELINE, Some(old), new) => format!("{s} is on timeline {new} (was {old})"),
@@ -225,6 +276,12 @@ pub fn describe(subject: &str, aspect: &str, old: Option<&str>, new: &str) -> Op
         }
         (OWN_VIEW, _, view) => format!("{s} (cut off) sees itself: {view}"),
         (a, old, new) if is_pgpool(a) => return describe_pgpool(&[s], a, old, new),
+        // OCF 190/191: degraded, which crm_mon lists among failed actions
+        // though Pacemaker counts no failure and restarts nothing.
+        (failed, _, how) if failed.starts_with(FAILED) && how.starts_with("exit 19") => format!(
+            "{s}: the {} says degraded ({how}): not a failure, nothing is restarted",
+            &failed[FAILED.len()..]
+        ),
         (failed, _, how) if failed.starts_with(FAILED) => {
             format!("{s}: the {} failed ({how})", &failed[FAILED.len()..])
         }
@@ -589,6 +646,7 @@ mod tests {
         let before = healthy();
         let mut seen = Facts::default();
         seen.set("node1", "failed monitor", "exit 7: not running");
+        seen.set("node2", "failed slon monitor", "exit 190");
         seen.set("node2", "pgpool sees node1", "down");
         seen.set("node3", REPLICATION, "not streaming");
         assert_eq!(
@@ -596,6 +654,8 @@ mod tests {
             vec![
                 "node3 no longer streams from the primary",
                 "node1: the monitor failed (exit 7: not running)",
+                "node2: the slon monitor says degraded (exit 190): not a failure, nothing is \
+                 restarted",
                 "node2: pgpool sees node1 down",
             ]
         );

@@ -96,9 +96,10 @@ impl WriterReport {
         Some((failed, self.first_ack_after(failed)?))
     }
 
-    /// The first write acknowledged after `fault` on a timeline above the
-    /// one of the last write acknowledged before it: the first write a new
-    /// primary took. With its timeline.
+    /// The first write acknowledged after `fault` on a timeline other than
+    /// the one of the last write acknowledged before it: the first write a
+    /// new primary took (timelines only grow; a Slony origin's [`Mark`] is
+    /// its node id, which may be lower). With its timeline.
     pub fn first_ack_on_new_timeline(&self, fault: Instant) -> Option<(Instant, u32)> {
         let timeline = |n: i64| {
             self.timelines
@@ -116,7 +117,7 @@ impl WriterReport {
         self.acknowledged
             .iter()
             .filter(|(_, at)| *at > fault)
-            .find_map(|(n, at)| timeline(*n).filter(|tl| *tl > before).map(|tl| (*at, tl)))
+            .find_map(|(n, at)| timeline(*n).filter(|tl| *tl != before).map(|tl| (*at, tl)))
     }
 
     /// The longest time without an acknowledged write inside `[from, to]`,
@@ -194,7 +195,7 @@ pub const WRITER_TABLE: &str = "CREATE TABLE IF NOT EXISTS tusk_writer (n bigint
 
 impl Writer {
     pub fn start(netns: &Path, conninfo: &str, every: Duration) -> Result<Writer> {
-        Writer::start_journaled(netns, conninfo, every, None)
+        Writer::start_journaled(netns, conninfo, every, Mark::Timeline, None)
     }
 
     /// Like [`Writer::start`], and every outcome is also appended to
@@ -205,6 +206,7 @@ impl Writer {
         netns: &Path,
         conninfo: &str,
         every: Duration,
+        mark: Mark,
         journal: Option<Journal>,
     ) -> Result<Writer> {
         let config: postgres::Config = conninfo.parse().context("writer connection string")?;
@@ -212,7 +214,7 @@ impl Writer {
         let report = Arc::new(Mutex::new(WriterReport::default()));
         let (stop2, report2) = (stop.clone(), report.clone());
         let thread = spawn_in_netns(netns.to_path_buf(), move || {
-            write_loop(config, every, &stop2, &report2, journal.as_ref());
+            write_loop(config, every, mark, &stop2, &report2, journal.as_ref());
             Ok(())
         })?;
         Ok(Writer {
@@ -249,6 +251,7 @@ impl Drop for Writer {
 fn write_loop(
     mut config: postgres::Config,
     every: Duration,
+    mark: Mark,
     stop: &AtomicBool,
     report: &Mutex<WriterReport>,
     journal: Option<&Journal>,
@@ -294,7 +297,7 @@ fn write_loop(
             }
             let c = client.as_mut().expect("connected above");
             watchdog.arm(c.cancel_token());
-            let inserted = c.query_one(INSERT, &[&n]);
+            let inserted = c.query_one(mark.insert(), &[&n]);
             watchdog.disarm();
             let timeline: i32 = inserted?.get(0);
             Ok(u32::try_from(timeline).unwrap_or(0))
@@ -316,10 +319,58 @@ fn write_loop(
     }
 }
 
-/// The write, and the timeline of the server that took it (the first 8 hex
-/// digits of the WAL file being written: a primary's current timeline).
-const INSERT: &str = "INSERT INTO tusk_writer (n) VALUES ($1) \
-     RETURNING ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
+/// What the writer learns, with each acknowledgement, about the server
+/// that gave it: a number that changes when another server takes the
+/// writes, so that the first write a new primary (or Slony origin) took
+/// is the first with a number other than the last one before a fault.
+/// Written in the journal and [`WriterReport::timelines`] either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The server's timeline (the first 8 hex digits of the WAL file being
+    /// written: a primary's current timeline, one higher after each
+    /// promotion).
+    Timeline,
+    /// The Slony node id of the server (`getLocalNodeId` of the lab's
+    /// cluster, [`crate::slony::SCHEMA`]): every node keeps timeline 1.
+    SlonyNode,
+}
+
+impl Mark {
+    /// The write, returning the mark.
+    fn insert(self) -> &'static str {
+        match self {
+            Mark::Timeline => {
+                "INSERT INTO tusk_writer (n) VALUES ($1) \
+                 RETURNING ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+            }
+            Mark::SlonyNode => {
+                "INSERT INTO tusk_writer (n) VALUES ($1) RETURNING _tusk.getlocalnodeid('_tusk')"
+            }
+        }
+    }
+
+    /// What the number is, in words: "timeline 2", "Slony node 2".
+    pub fn word(self) -> &'static str {
+        match self {
+            Mark::Timeline => "timeline",
+            Mark::SlonyNode => "Slony node",
+        }
+    }
+
+    /// The name the demo's client takes on its command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mark::Timeline => "timeline",
+            Mark::SlonyNode => "slony",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Mark> {
+        [Mark::Timeline, Mark::SlonyNode]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
 
 /// One attempt of the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -658,6 +709,14 @@ mod tests {
         };
         assert_eq!(r.first_ack_on_new_timeline(at(300)), Some((at(3000), 2)));
         assert_eq!(r.first_ack_on_new_timeline(at(3000)), None);
+        // A Slony origin moved back to a lower node id: another server too.
+        let back = WriterReport {
+            timelines: vec![(1, 2), (2, 2), (3, 2), (6, 1)],
+            ..r.clone()
+        };
+        assert_eq!(back.first_ack_on_new_timeline(at(300)), Some((at(3000), 1)));
+        assert_eq!(Mark::from_name("slony"), Some(Mark::SlonyNode));
+        assert_eq!(Mark::from_name(Mark::Timeline.name()), Some(Mark::Timeline));
         assert_eq!(
             r.longest_gap(at(300), at(5000)),
             Some(Duration::from_millis(2600))

@@ -1087,3 +1087,35 @@ pub fn assert_nothing_lost_but_saved(lab: &Lab, report: &WriterReport, failed: &
     );
     missing
 }
+
+/// Runs `tusk-lab --dir DIR demo ARGS` as `./demo` does, prints what it
+/// said, and returns its output; panics when it fails.
+pub fn run_demo(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(EXE)
+        .arg("--dir")
+        .arg(dir)
+        .arg("demo")
+        .args(args)
+        .env("TUSK_DEMO_COMMAND", "./demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("[demo] $ demo {}\n{stdout}{stderr}", args.join(" "));
+    assert!(
+        out.status.success(),
+        "demo {args:?} failed ({}):\n{stdout}{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// The value the demo printed for the figure whose label starts with
+/// `label`.
+pub fn printed_figure<'a>(output: &'a str, label: &str) -> &'a str {
+    let line = output
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no figure {label:?}:\n{output}"));
+    line.split_once(':').map_or("", |(_, v)| v.trim())
+}
