@@ -65,6 +65,32 @@ impl Quorum {
     }
 }
 
+/// How the answer was had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// corosync's quorum API: no fork.
+    Corosync,
+    /// `crm_mon` (one fork), because the API could not answer, and why.
+    CrmMon(String),
+}
+
+/// Asks corosync; when that cannot answer (no library, corosync not
+/// reachable from here), asks `crm_mon` instead: the quorum Pacemaker
+/// itself acts on, at the cost of a fork. Each gets half of what is left.
+pub fn ask_or_crm_mon(deadline: &Deadline) -> (Quorum, Source) {
+    let first = Deadline::after(deadline.remaining().mul_f64(0.5));
+    let why = match Quorum::ask(&first) {
+        Quorum::Unknown(why) => why,
+        known => return (known, Source::Corosync),
+    };
+    let answer = match crate::crm_mon::ClusterView::query(deadline) {
+        Ok(view) if view.quorate => Quorum::Quorate,
+        Ok(_) => Quorum::NotQuorate,
+        Err(e) => Quorum::Unknown(format!("{why}; {}", e.reason())),
+    };
+    (answer, Source::CrmMon(why))
+}
+
 /// `cs_error_t`'s success.
 const CS_OK: c_int = 1;
 
