@@ -46,6 +46,19 @@ fn a_cut_off_primary_under_no_quorum_policy_ignore_acknowledges_nothing_once_it_
         &observer,
         &["pcs", "property", "set", "stonith-enabled=false"],
     );
+    // Replication connections notice the cut within 5 s (60 s by default):
+    // a standby's connection to the old primary would otherwise outlive a
+    // short cut and carry on after the heal, the standby never following
+    // the new primary.
+    for node in &nodes {
+        let setting = if *node == old {
+            "wal_sender_timeout"
+        } else {
+            "wal_receiver_timeout"
+        };
+        postgres::sql(lab, node, &format!("ALTER SYSTEM SET {setting} = '5s'")).unwrap();
+        postgres::sql(lab, node, "SELECT pg_reload_conf()").unwrap();
+    }
     postgres::sql(lab, &old, "CREATE TABLE tusk_local (v int)").unwrap();
     let writer = start_writer(lab);
     let local = local_writer(lab, &old);
@@ -95,6 +108,25 @@ fn a_cut_off_primary_under_no_quorum_policy_ignore_acknowledges_nothing_once_it_
     lab.heal(&old).unwrap();
     let healed = Instant::now();
     lab.wait_converged(Duration::from_secs(90)).unwrap();
+    // Quorum is back for both sides; the old primary keeps its commits
+    // held while the new one runs, until its monitor finds it stale (a
+    // newer timeline elsewhere) and Pacemaker demotes it.
+    let one = wait_new_primary(lab, &old, Duration::from_secs(120));
+    assert_eq!(one, new);
+    eprintln!(
+        "[{NAME}] FIGURE from the heal to one primary: {:.1} s",
+        healed.elapsed().as_secs_f64()
+    );
+    for line in log_lines(lab, "postgresql(pg)")
+        .iter()
+        .filter(|l| l.contains("quorum") || l.contains("stale"))
+    {
+        eprintln!("[{NAME}] {line}");
+    }
+    // The stale primary's failed monitor is a failure on its node
+    // (migration-threshold=1); with no fencing to clear it, the operator
+    // does.
+    sh(lab, &observer, &["pcs", "resource", "cleanup", "pg"]);
     let primary = postgres::wait_replicating(lab, 2, Duration::from_secs(180))
         .expect("one primary and both others streaming after the heal");
     eprintln!(

@@ -88,7 +88,12 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         }
         return standby_health(cfg, &cluster, &repl, as_user, deadline);
     }
-    if !repl.standbys.iter().any(|s| s.is_streaming()) {
+    // Held for lack of quorum, a standby may still stream from it (one
+    // whose connection outlived the partition): the question is asked
+    // then too.
+    if election::holds_for_quorum(&repl.sync_names)
+        || !repl.standbys.iter().any(|s| s.is_streaming())
+    {
         // No standby follows this primary: maybe another primary took over
         // while this one was cut off. Only then is it worth a fork.
         let timelines = cluster.timelines(deadline).unwrap_or_else(|e| {
@@ -317,7 +322,22 @@ fn primary_duties(
     // First, so that a primary cut off acknowledges as little as possible.
     let held_now = election::holds_for_quorum(&repl.sync_names);
     let quorum = partition_quorum(cluster, deadline);
-    let hold = election::hold_commits(&quorum, held_now);
+    let mut hold = election::hold_commits(&quorum, held_now);
+    let mut still_held = None;
+    if held_now && !hold {
+        // Quorum is back, which a healed partition gives to both sides:
+        // the majority may have promoted another primary meanwhile, which
+        // Pacemaker has yet to reconcile with this one. One crm_mon, on
+        // this transition only.
+        if let Some(why) = other_primary(
+            ClusterView::query(&deadline.share(0.3)),
+            &cluster.resource,
+            &cluster.node,
+        ) {
+            hold = true;
+            still_held = Some(why);
+        }
+    }
     if repl
         .checkpoint_timeline
         .is_some_and(|t| t < repl.timeline())
@@ -476,9 +496,9 @@ fn primary_duties(
         // (strict: no walsender is "sync" under the hold).
         return Duties {
             failures,
-            blocked: Some(
-                "no quorum in this partition: commits wait until it regains quorum".to_string(),
-            ),
+            blocked: Some(still_held.unwrap_or_else(|| {
+                "no quorum in this partition: commits wait until it regains quorum".to_string()
+            })),
             failed,
         };
     }
@@ -601,6 +621,34 @@ fn may_release(quorum: &Quorum) -> std::result::Result<(), String> {
     }
 }
 
+/// Why commits held for lack of quorum must stay held although quorum is
+/// back: another node runs a primary of this resource (the majority
+/// promoted one while this node was cut off), or the cluster cannot tell.
+fn other_primary(view: Result<ClusterView>, resource: &str, me: &str) -> Option<String> {
+    let view = match view {
+        Ok(view) => view,
+        Err(e) => {
+            return Some(format!(
+                "quorum is back, but whether another primary runs is unknown ({}): commits \
+                 stay held",
+                e.reason()
+            ))
+        }
+    };
+    view.instances
+        .get(resource)
+        .into_iter()
+        .flatten()
+        .find(|i| i.node != me && matches!(i.role.as_str(), "Promoted" | "Master"))
+        .map(|i| {
+            format!(
+                "quorum is back, but {} is primary too: commits stay held until one primary \
+                 remains",
+                i.node
+            )
+        })
+}
+
 /// The note of why corosync's quorum API did not answer, so that falling
 /// back to crm_mon is said once.
 const QUORUM_FALLBACK: &str = "quorum-fallback";
@@ -691,5 +739,49 @@ mod tests {
         assert!(without.contains("no quorum"), "{without}");
         let unknown = may_release(&Quorum::Unknown("crm_mon: not connected".into())).unwrap_err();
         assert!(unknown.contains("quorum unknown"), "{unknown}");
+    }
+
+    #[test]
+    fn a_hold_outlives_quorum_while_another_primary_runs() {
+        use ocf::crm_mon::Instance;
+        let view = |roles: &[(&str, &str)]| {
+            let mut v = ClusterView {
+                quorate: true,
+                ..Default::default()
+            };
+            v.instances.insert(
+                "pg".to_string(),
+                roles
+                    .iter()
+                    .map(|(node, role)| Instance {
+                        node: node.to_string(),
+                        role: role.to_string(),
+                    })
+                    .collect(),
+            );
+            Ok(v)
+        };
+        assert_eq!(
+            other_primary(
+                view(&[("node1", "Promoted"), ("node2", "Unpromoted")]),
+                "pg",
+                "node1"
+            ),
+            None
+        );
+        let two = other_primary(
+            view(&[("node1", "Promoted"), ("node3", "Promoted")]),
+            "pg",
+            "node1",
+        )
+        .unwrap();
+        assert!(two.contains("node3 is primary too"), "{two}");
+        assert!(other_primary(view(&[("node3", "Master")]), "pg", "node1").is_some());
+        let unknown = other_primary(
+            Err(OcfError::generic("crm_mon: not connected")),
+            "pg",
+            "node1",
+        );
+        assert!(unknown.unwrap().contains("unknown"));
     }
 }
