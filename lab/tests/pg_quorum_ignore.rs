@@ -173,3 +173,70 @@ fn a_cut_off_primary_under_no_quorum_policy_ignore_acknowledges_nothing_once_it_
     );
     assert_eq!(assert_one_primary_nothing_blocked(lab), new);
 }
+
+/// The release: every node cut off from every other (nobody has quorum)
+/// under `no-quorum-policy=freeze`, so nobody is promoted. The primary
+/// holds its commits; once the cables are back its partition has quorum,
+/// no other primary runs, and its next monitor releases the hold: the
+/// session that waited goes on, and commits are acknowledged again.
+#[test]
+fn a_primary_held_for_quorum_releases_its_commits_when_quorum_returns() {
+    const NAME: &str = "pg-quorum-release";
+    let (test, old) = up_promotable(NAME, 3, |c| c.sync(SyncMode::Off));
+    let lab = &test.lab;
+    let nodes = lab.nodes().unwrap();
+    sh(
+        lab,
+        &old,
+        &["pcs", "property", "set", "no-quorum-policy=freeze"],
+    );
+    sh(
+        lab,
+        &old,
+        &["pcs", "property", "set", "stonith-enabled=false"],
+    );
+    postgres::sql(lab, &old, "CREATE TABLE tusk_local (v int)").unwrap();
+    let local = local_writer(lab, &old);
+    wait(
+        "a local write acknowledged",
+        Duration::from_secs(30),
+        || !local.acknowledged().is_empty(),
+    );
+    for node in &nodes {
+        lab.partition(node).unwrap();
+    }
+    let cut = Instant::now();
+    wait("the hold", Duration::from_secs(40), || {
+        postgres::sql(lab, &old, "SHOW synchronous_standby_names").is_ok_and(|s| s.contains(HOLD))
+    });
+    let held_after = cut.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let at_hold = local.acknowledged().len();
+    std::thread::sleep(Duration::from_secs(10));
+    let after_hold = local.acknowledged().len() - at_hold;
+    for node in &nodes {
+        lab.heal(node).unwrap();
+    }
+    let healed = Instant::now();
+    wait(
+        "a local write acknowledged after the heal",
+        Duration::from_secs(60),
+        || local.acknowledged().len() > at_hold + after_hold,
+    );
+    let released_after = healed.elapsed();
+    eprintln!(
+        "[{NAME}] FIGURE held {:.1} s after the cut, {after_hold} commits acknowledged while \
+         held; the first acknowledged {:.1} s after the heal",
+        held_after.as_secs_f64(),
+        released_after.as_secs_f64()
+    );
+    assert_eq!(after_hold, 0, "{old} acknowledged commits while held");
+    assert_eq!(
+        postgres::sql(lab, &old, "SHOW synchronous_standby_names").unwrap(),
+        "",
+        "sync=off once quorum is back"
+    );
+    local.stop();
+    lab.wait_converged(Duration::from_secs(60)).unwrap();
+    assert_eq!(assert_one_primary_nothing_blocked(lab), old);
+}
