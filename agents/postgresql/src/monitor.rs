@@ -323,7 +323,10 @@ fn primary_duties(
     let held_now = election::holds_for_quorum(&repl.sync_names);
     let quorum = partition_quorum(cluster, deadline);
     let mut hold = election::hold_commits(&quorum, held_now);
-    let mut still_held = None;
+    let mut still_held = match &quorum {
+        Quorum::Unknown(why) if hold => Some(format!("quorum unknown ({why}): commits stay held")),
+        _ => None,
+    };
     if held_now && !hold {
         // Quorum is back, which a healed partition gives to both sides:
         // the majority may have promoted another primary meanwhile, which

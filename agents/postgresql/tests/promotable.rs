@@ -1090,9 +1090,14 @@ fn a_primary_without_quorum_acknowledges_no_commit_even_with_a_standby_and_sync_
 
     // Quorum unknown (the real library, and no corosync here): the hold
     // stays until quorum is seen again.
-    agent_without_quorum_library(&p)
+    let unknown = agent_without_quorum_library(&p)
         .run("monitor")
         .expect(Status::DegradedPromoted);
+    assert!(
+        unknown.reason().contains("quorum unknown"),
+        "{}",
+        unknown.reason()
+    );
     assert_eq!(p.psql("SHOW synchronous_standby_names"), hold);
 
     // Quorum back, but this host runs no Pacemaker: whether another node
