@@ -18,6 +18,7 @@
 //! | [`command`] | programs run as another user, without a shell, inside a deadline |
 //! | [`attributes`], [`notify`] | node attributes and promotion scores (written only on change), clone notifications |
 //! | [`crm_mon`] | the cluster as this node's Pacemaker shows it: quorum, nodes online, instances and roles |
+//! | [`quorum`] | whether this node's partition has quorum, from corosync's quorum API (no fork) |
 //! | [`log`] | one line per decision, to stderr, syslog and Pacemaker's log files |
 //!
 //! A new agent, in outline:
@@ -78,6 +79,7 @@ pub mod metadata;
 pub mod notify;
 pub mod params;
 pub mod process;
+pub mod quorum;
 pub mod service;
 pub mod status;
 #[cfg(feature = "testing")]

@@ -120,7 +120,9 @@ pub const PARAMS: &[Param] = &[
              lost, the primary falls back to asynchronous within one monitor interval (the \
              node attribute RESOURCE-sync says which), and back when one reconnects. strict: \
              never falls back: commits wait until a standby holds them, and only a standby \
-             that was synchronous may be promoted.",
+             that was synchronous may be promoted. Under every setting, a primary whose \
+             partition has no quorum acknowledges no commit from the monitor that notices it \
+             (asked of corosync on every monitor) until quorum returns.",
         ),
     Param::choice("rewind", &["auto", "off"])
         .default("auto")

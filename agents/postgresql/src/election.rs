@@ -8,6 +8,7 @@ use crate::config::SyncPolicy;
 use crate::replication::Standby;
 use crate::wal::{Lsn, Position};
 use ocf::attributes::Score;
+use ocf::quorum::Quorum;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -170,6 +171,39 @@ pub fn sync_list(sync: SyncPolicy, current: Option<&str>, peers: Option<&[String
         "ANY"
     };
     format!("{method} 1 ({})", quoted.join(", "))
+}
+
+/// The one standby name of the setting that makes commits wait while this
+/// partition has no quorum. No walsender can be it: PostgreSQL cuts an
+/// `application_name` to 63 bytes, and this is longer (and no node may be
+/// named so: node names are at most 63 printable characters, no spaces).
+pub const NO_QUORUM_NAME: &str =
+    "tusk: this partition has no quorum, no standby may acknowledge a commit";
+
+/// `synchronous_standby_names` while this partition has no quorum: one
+/// synchronous standby that never connects, so that every commit waits.
+pub fn no_quorum_sync_names() -> String {
+    format!("FIRST 1 (\"{NO_QUORUM_NAME}\")")
+}
+
+/// Whether `current` is the setting that holds commits for lack of quorum.
+pub fn holds_for_quorum(current: &str) -> bool {
+    current == no_quorum_sync_names()
+}
+
+/// Whether the primary must hold every commit (see [`no_quorum_sync_names`]):
+/// while its partition has no quorum, whatever the policy (sync=off too)
+/// and whether or not a standby streams on its side, for the majority may
+/// promote a node that lacks them. When quorum is unknown (corosync and
+/// crm_mon both failed to answer: never what a partition looks like, in
+/// which corosync answers "not quorate"), it keeps things as they are: a
+/// hold stays until quorum is seen again.
+pub fn hold_commits(quorum: &Quorum, held_now: bool) -> bool {
+    match quorum {
+        Quorum::Quorate => false,
+        Quorum::NotQuorate => true,
+        Quorum::Unknown(_) => held_now,
+    }
 }
 
 /// What a change of `synchronous_standby_names` does to commits.
@@ -623,6 +657,36 @@ pub fn last_primary_sync(records: &BTreeMap<String, String>) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_quorum_commits_are_held_by_a_name_no_node_or_walsender_can_have() {
+        let held = no_quorum_sync_names();
+        assert!(holds_for_quorum(&held));
+        assert!(
+            NO_QUORUM_NAME.len() > 63,
+            "an application_name could match it"
+        );
+        assert!(crate::validate::check_node_name(NO_QUORUM_NAME).is_err());
+        assert!(!NO_QUORUM_NAME.contains('"'), "quoted as is");
+        assert_eq!(held, format!("FIRST 1 (\"{NO_QUORUM_NAME}\")"));
+        // The policy's own lists are never taken for the hold.
+        let peers = vec!["node2".to_string()];
+        for sync in [SyncPolicy::Available, SyncPolicy::Strict] {
+            assert!(!holds_for_quorum(&sync_list(sync, None, Some(&peers))));
+        }
+        assert!(!holds_for_quorum(""));
+
+        assert!(hold_commits(&Quorum::NotQuorate, false));
+        assert!(hold_commits(&Quorum::NotQuorate, true));
+        assert!(!hold_commits(&Quorum::Quorate, true));
+        assert!(!hold_commits(&Quorum::Quorate, false));
+        let unknown = Quorum::Unknown("corosync down".into());
+        assert!(
+            hold_commits(&unknown, true),
+            "a hold stays until quorum is seen"
+        );
+        assert!(!hold_commits(&unknown, false));
+    }
 
     fn standby(name: &str, state: &str, sync: &str, flushed: u64) -> Standby {
         Standby {

@@ -5,6 +5,7 @@
 
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
+use crate::config::SyncPolicy;
 use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
@@ -12,6 +13,7 @@ use crate::{election, rejoin, slots};
 use nix::unistd::{Gid, Uid};
 use ocf::attributes::Score;
 use ocf::crm_mon::ClusterView;
+use ocf::quorum::{Quorum, Source};
 use ocf::{debug, info, warning, Deadline, OcfEnv, OcfError, Result, Status};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -86,7 +88,12 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
         }
         return standby_health(cfg, &cluster, &repl, as_user, deadline);
     }
-    if !repl.standbys.iter().any(|s| s.is_streaming()) {
+    // Held for lack of quorum, a standby may still stream from it (one
+    // whose connection outlived the partition): the question is asked
+    // then too.
+    if election::holds_for_quorum(&repl.sync_names)
+        || !repl.standbys.iter().any(|s| s.is_streaming())
+    {
         // No standby follows this primary: maybe another primary took over
         // while this one was cut off. Only then is it worth a fork.
         let timelines = cluster.timelines(deadline).unwrap_or_else(|e| {
@@ -115,6 +122,9 @@ pub fn monitor_promotable(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> 
     let duties = primary_duties(cfg, &cluster, repl, as_user, deadline);
     for failure in duties.failures {
         warning!("{}", failure.reason());
+    }
+    if let Some(why) = duties.failed {
+        return Err(OcfError::generic(why));
     }
     match duties.blocked {
         Some(why) => Err(OcfError::new(Status::DegradedPromoted, why)),
@@ -309,6 +319,28 @@ fn primary_duties(
     deadline: &Deadline,
 ) -> Duties {
     let mut failures = Vec::new();
+    // First, so that a primary cut off acknowledges as little as possible.
+    let held_now = election::holds_for_quorum(&repl.sync_names);
+    let quorum = partition_quorum(cluster, deadline);
+    let mut hold = election::hold_commits(&quorum, held_now);
+    let mut still_held = match &quorum {
+        Quorum::Unknown(why) if hold => Some(format!("quorum unknown ({why}): commits stay held")),
+        _ => None,
+    };
+    if held_now && !hold {
+        // Quorum is back, which a healed partition gives to both sides:
+        // the majority may have promoted another primary meanwhile, which
+        // Pacemaker has yet to reconcile with this one. One crm_mon, on
+        // this transition only.
+        if let Some(why) = other_primary(
+            ClusterView::query(&deadline.share(0.3)),
+            &cluster.resource,
+            &cluster.node,
+        ) {
+            hold = true;
+            still_held = Some(why);
+        }
+    }
     if repl
         .checkpoint_timeline
         .is_some_and(|t| t < repl.timeline())
@@ -350,11 +382,21 @@ fn primary_duties(
     if let (true, Some(peers)) = (cfg.replication.slots, &peers) {
         failures.extend(slots::keep(cfg, cluster, &repl, Some(peers), as_user, deadline).err());
     }
-    let repl =
-        await_standbys_after_promotion(cfg, cluster, repl, peers.as_deref(), as_user, deadline);
+    let repl = if hold {
+        repl
+    } else {
+        await_standbys_after_promotion(cfg, cluster, repl, peers.as_deref(), as_user, deadline)
+    };
     let standbys = election::cluster_standbys(&repl.standbys, peers.as_deref());
-    let wanted = election::wanted_sync_names(cfg.replication.sync, &standbys, peers.as_deref());
+    // One writer of synchronous_standby_names: the policy's list, or the
+    // hold while this partition has no quorum.
+    let wanted = if hold {
+        election::no_quorum_sync_names()
+    } else {
+        election::wanted_sync_names(cfg.replication.sync, &standbys, peers.as_deref())
+    };
     let mut blocked = None;
+    let mut failed = None;
     // What synchronous_standby_names is once this monitor is done.
     let mut in_effect = repl.sync_names.clone();
     match election::sync_change(&repl.sync_names, &wanted) {
@@ -362,17 +404,43 @@ fn primary_duties(
         // Commits first: a lost synchronous standby blocks them until this
         // runs.
         election::SyncChange::Wait => match set_sync_names(cfg, as_user, &wanted, deadline) {
+            Ok(()) if hold => {
+                in_effect = wanted.clone();
+                warning!(
+                    "this node's partition has no quorum: no commit is acknowledged from now on \
+                     (synchronous_standby_names names no node), until it regains quorum or \
+                     this primary is demoted"
+                )
+            }
             Ok(()) => {
                 in_effect = wanted.clone();
-                info!("a standby streams: commits wait for it again (synchronous)")
+                if held_now {
+                    info!("this node's partition has quorum again: commits wait for a standby");
+                } else {
+                    info!("a standby streams: commits wait for it again (synchronous)")
+                }
             }
             Err(e) => failures.push(e),
         },
+        // Held for quorum under sync=off: the policy never waits for a
+        // standby, so no score is at stake.
+        election::SyncChange::Release if cfg.replication.sync == SyncPolicy::Off => {
+            match set_sync_names(cfg, as_user, &wanted, deadline) {
+                Ok(()) => {
+                    in_effect = wanted.clone();
+                    info!(
+                        "this node's partition has quorum again: commits are acknowledged again \
+                         (sync=off)"
+                    );
+                }
+                Err(e) => failures.push(e),
+            }
+        }
         // Released commits are held by this primary alone: no other node
         // may hold a promotion score from then on, so every score goes
         // first, confirmed by attrd. Until then commits keep waiting.
         election::SyncChange::Release => {
-            if let Err(why) = may_release(ClusterView::query(deadline)) {
+            if let Err(why) = may_release(&quorum) {
                 blocked = Some(format!("no standby streams, commits wait: {why}"));
             } else {
                 // The record that outlives this node says "async" before any
@@ -389,6 +457,9 @@ fn primary_duties(
                     Ok(removed) => match set_sync_names(cfg, as_user, &wanted, deadline) {
                         Ok(()) => {
                             in_effect = wanted.clone();
+                            if held_now {
+                                info!("this node's partition has quorum again");
+                            }
                             warning!(
                                 "no standby streams: removed the promotion scores of {}; commits \
                              no longer wait for a standby (asynchronous)",
@@ -418,6 +489,29 @@ fn primary_duties(
         "sync"
     };
     failures.extend(cluster.publish_sync(Some(mode), deadline).err());
+    if election::holds_for_quorum(&in_effect) {
+        // Nothing is acknowledged while commits are held, so whoever held
+        // every acknowledged commit before still does: the record of
+        // whether commits waited for a standby, and the scores, stay as
+        // they were. Rewritten now, they would claim a standby holds
+        // commits that were acknowledged asynchronously before the hold
+        // (the record), or take the synchronous standby's score away
+        // (strict: no walsender is "sync" under the hold).
+        return Duties {
+            failures,
+            blocked: Some(still_held.unwrap_or_else(|| {
+                "no quorum in this partition: commits wait until it regains quorum".to_string()
+            })),
+            failed,
+        };
+    }
+    if hold {
+        failed = Some(
+            "this node's partition has no quorum and commits could not be held: a primary here \
+             would acknowledge commits the majority may never see"
+                .to_string(),
+        );
+    }
     // Written on change only: steady state forks nothing. "sync" only
     // once commits do wait (set above).
     failures.extend(
@@ -445,7 +539,11 @@ fn primary_duties(
         (Some(election::PRIMARY_SCORE), "primary".to_string()),
     );
     failures.extend(cluster.give_scores(&wanted, CHECK_SCORES_EVERY, deadline));
-    Duties { failures, blocked }
+    Duties {
+        failures,
+        blocked,
+        failed,
+    }
 }
 
 /// The note of when promote made this node the primary.
@@ -513,27 +611,93 @@ fn await_standbys_after_promotion(
 /// cluster) would otherwise acknowledge commits that only it holds, for as
 /// long as Pacemaker leaves it running there (`no-quorum-policy=freeze`,
 /// a fence that does not come, a stop that hangs), while the majority may
-/// promote a standby that lacks them. Asked only on the way to releasing
-/// (one crm_mon), never in steady state.
-fn may_release(view: Result<ClusterView>) -> std::result::Result<(), String> {
-    match view {
-        Ok(v) if v.quorate => Ok(()),
-        Ok(_) => Err(
+/// promote a standby that lacks them.
+fn may_release(quorum: &Quorum) -> std::result::Result<(), String> {
+    match quorum {
+        Quorum::Quorate => Ok(()),
+        Quorum::NotQuorate => Err(
             "this node's partition has no quorum, and the majority may promote a \
                       standby"
                 .to_string(),
         ),
-        Err(e) => Err(format!("quorum unknown ({})", e.reason())),
+        Quorum::Unknown(why) => Err(format!("quorum unknown ({why})")),
     }
+}
+
+/// Why commits held for lack of quorum must stay held although quorum is
+/// back: another node runs a primary of this resource (the majority
+/// promoted one while this node was cut off), or the cluster cannot tell.
+fn other_primary(view: Result<ClusterView>, resource: &str, me: &str) -> Option<String> {
+    let view = match view {
+        Ok(view) => view,
+        Err(e) => {
+            return Some(format!(
+                "quorum is back, but whether another primary runs is unknown ({}): commits \
+                 stay held",
+                e.reason()
+            ))
+        }
+    };
+    view.instances
+        .get(resource)
+        .into_iter()
+        .flatten()
+        .find(|i| i.node != me && matches!(i.role.as_str(), "Promoted" | "Master"))
+        .map(|i| {
+            format!(
+                "quorum is back, but {} is primary too: commits stay held until one primary \
+                 remains",
+                i.node
+            )
+        })
+}
+
+/// The note of why corosync's quorum API did not answer, so that falling
+/// back to crm_mon is said once.
+const QUORUM_FALLBACK: &str = "quorum-fallback";
+
+/// Whether this node's partition has quorum: from corosync's quorum API
+/// on every monitor of a primary (no fork: one IPC round trip), from
+/// crm_mon (a fork) only where that API cannot answer (said once in the
+/// log, and again when the reason changes).
+pub fn partition_quorum(cluster: &Cluster, deadline: &Deadline) -> Quorum {
+    let asking = Deadline::after(
+        deadline
+            .remaining()
+            .mul_f64(0.3)
+            .min(Duration::from_secs(5)),
+    );
+    let (quorum, source) = ocf::quorum::ask_or_crm_mon(&asking);
+    let fallback = match &source {
+        Source::Corosync => None,
+        Source::CrmMon(why) => Some(why.as_str()),
+    };
+    if cluster.note(QUORUM_FALLBACK).as_deref() != fallback {
+        match fallback {
+            Some(why) => warning!(
+                "corosync's quorum API does not answer ({why}): quorum is asked of crm_mon \
+                 instead, a fork on every monitor of the primary"
+            ),
+            None => info!("corosync's quorum API answers again"),
+        }
+        cluster.keep_note(QUORUM_FALLBACK, fallback);
+    }
+    if let Quorum::Unknown(why) = &quorum {
+        debug!("quorum unknown: {why}");
+    }
+    quorum
 }
 
 /// What a primary's duties left to say.
 struct Duties {
     /// Logged; the monitor still tells the truth.
     failures: Vec<OcfError>,
-    /// Why commits keep waiting for a standby that is not there: the
-    /// monitor's answer (degraded).
+    /// Why commits keep waiting for a standby that is not there, or for
+    /// quorum: the monitor's answer (degraded).
     blocked: Option<String>,
+    /// Why this primary must not go on (commits could not be held without
+    /// quorum): the monitor fails.
+    failed: Option<String>,
 }
 
 /// How old the primary's record of the scores it gave may get before one
@@ -573,16 +737,54 @@ mod tests {
 
     #[test]
     fn commits_are_released_only_with_quorum_known() {
-        let view = |quorate| {
-            Ok(ClusterView {
-                quorate,
-                ..Default::default()
-            })
-        };
-        assert_eq!(may_release(view(true)), Ok(()));
-        let without = may_release(view(false)).unwrap_err();
+        assert_eq!(may_release(&Quorum::Quorate), Ok(()));
+        let without = may_release(&Quorum::NotQuorate).unwrap_err();
         assert!(without.contains("no quorum"), "{without}");
-        let unknown = may_release(Err(OcfError::generic("crm_mon: not connected"))).unwrap_err();
+        let unknown = may_release(&Quorum::Unknown("crm_mon: not connected".into())).unwrap_err();
         assert!(unknown.contains("quorum unknown"), "{unknown}");
+    }
+
+    #[test]
+    fn a_hold_outlives_quorum_while_another_primary_runs() {
+        use ocf::crm_mon::Instance;
+        let view = |roles: &[(&str, &str)]| {
+            let mut v = ClusterView {
+                quorate: true,
+                ..Default::default()
+            };
+            v.instances.insert(
+                "pg".to_string(),
+                roles
+                    .iter()
+                    .map(|(node, role)| Instance {
+                        node: node.to_string(),
+                        role: role.to_string(),
+                    })
+                    .collect(),
+            );
+            Ok(v)
+        };
+        assert_eq!(
+            other_primary(
+                view(&[("node1", "Promoted"), ("node2", "Unpromoted")]),
+                "pg",
+                "node1"
+            ),
+            None
+        );
+        let two = other_primary(
+            view(&[("node1", "Promoted"), ("node3", "Promoted")]),
+            "pg",
+            "node1",
+        )
+        .unwrap();
+        assert!(two.contains("node3 is primary too"), "{two}");
+        assert!(other_primary(view(&[("node3", "Master")]), "pg", "node1").is_some());
+        let unknown = other_primary(
+            Err(OcfError::generic("crm_mon: not connected")),
+            "pg",
+            "node1",
+        );
+        assert!(unknown.unwrap().contains("unknown"));
     }
 }

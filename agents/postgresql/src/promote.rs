@@ -73,7 +73,18 @@ pub fn promote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Stat
     // monitor that follows the promote, less than a second later, removes
     // those scores before it lets commits go asynchronous (while no
     // standby streams yet), or keeps them waiting for one that does.
-    let sync_names = if cfg.replication.sync == SyncPolicy::Off {
+    //
+    // In a partition without quorum (Pacemaker promoting there under
+    // no-quorum-policy=ignore), no commit is acknowledged at all: the
+    // monitor releases them once the partition has quorum.
+    let held = election::hold_commits(&crate::monitor::partition_quorum(&cluster, deadline), false);
+    let sync_names = if held {
+        warning!(
+            "this node's partition has no quorum: the new primary acknowledges no commit until \
+             it has (synchronous_standby_names names no node)"
+        );
+        election::no_quorum_sync_names()
+    } else if cfg.replication.sync == SyncPolicy::Off {
         String::new()
     } else {
         let peers = match cluster.cluster_nodes(|_| true, deadline) {

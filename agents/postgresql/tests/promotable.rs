@@ -1185,3 +1185,153 @@ fn a_primary_that_crashed_never_gives_itself_a_promotion_score_at_start() {
     assert_eq!(p.psql("SELECT pg_is_in_recovery()"), "t");
     agent(&p, "node1", &p).run("stop").expect(Status::Success);
 }
+
+/// A stand-in for corosync's `libquorum.so.5` (this host runs no corosync;
+/// the lab's nodes run the real one): the agent loads it by soname, so
+/// `LD_LIBRARY_PATH` puts this one first. It answers "quorate" when the
+/// file `quorate` beside it holds `1`, "not quorate" otherwise.
+struct FakeQuorum {
+    dir: tempfile::TempDir,
+}
+
+impl FakeQuorum {
+    fn new() -> FakeQuorum {
+        let dir = tempfile::tempdir().unwrap();
+        let answer = dir.path().join("quorate");
+        let source = dir.path().join("quorum.c");
+        std::fs::write(
+            &source,
+            format!(
+                r#"#include <stdint.h>
+#include <stdio.h>
+int quorum_initialize(uint64_t *h, void *callbacks, uint32_t *type) {{ *h = 7; *type = 1; return 1; }}
+int quorum_getquorate(uint64_t h, int *quorate) {{
+    FILE *f = fopen("{}", "r");
+    int c = f ? fgetc(f) : '0';
+    if (f) fclose(f);
+    *quorate = c == '1';
+    return h == 7 ? 1 : 9;
+}}
+int quorum_finalize(uint64_t h) {{ return 1; }}
+"#,
+                answer.display()
+            ),
+        )
+        .unwrap();
+        let built = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(dir.path().join("libquorum.so.5"))
+            .arg(&source)
+            .status()
+            .unwrap();
+        assert!(built.success(), "cc could not build the stand-in");
+        let fake = FakeQuorum { dir };
+        fake.set(true);
+        fake
+    }
+
+    fn set(&self, quorate: bool) {
+        std::fs::write(
+            self.dir.path().join("quorate"),
+            if quorate { "1" } else { "0" },
+        )
+        .unwrap();
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+}
+
+#[test]
+fn a_primary_without_quorum_acknowledges_no_commit_even_with_a_standby_and_sync_off() {
+    let _cluster = TestCluster::of(&["node1", "node2", "node3"]);
+    let quorum = FakeQuorum::new();
+    let p = primary();
+    let s = standby_of(&p);
+    let agent = |pg, node, primary| agent(pg, node, primary).env("LD_LIBRARY_PATH", quorum.path());
+    agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::RunningPromoted);
+    assert_eq!(p.psql("SHOW synchronous_standby_names"), "", "sync=off");
+
+    // Quorum lost: a standby streams on this side, and sync=off never
+    // waits for one; the primary still holds every commit, in one log line.
+    quorum.set(false);
+    let held = agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::DegradedPromoted);
+    assert!(held.reason().contains("no quorum"), "{}", held.reason());
+    let said = |o: &ocf::testing::Outcome| {
+        o.stderr
+            .lines()
+            .filter(|l| l.contains("no commit is acknowledged"))
+            .count()
+    };
+    assert_eq!(said(&held), 1, "{}", held.stderr);
+    let hold = p.psql("SHOW synchronous_standby_names");
+    assert!(
+        hold.starts_with("FIRST 1 (") && hold.contains("no quorum"),
+        "{hold}"
+    );
+    assert_eq!(
+        p.replication_state("node2").as_deref(),
+        Some("streaming"),
+        "the standby streams on, and releases nothing"
+    );
+    commit_waits(&p);
+    let again = agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::DegradedPromoted);
+    assert_eq!(said(&again), 0, "said once: {}", again.stderr);
+
+    // Quorum unknown (the real library, and no corosync here): the hold
+    // stays until quorum is seen again.
+    let unknown = agent_without_quorum_library(&p)
+        .run("monitor")
+        .expect(Status::DegradedPromoted);
+    assert!(
+        unknown.reason().contains("quorum unknown"),
+        "{}",
+        unknown.reason()
+    );
+    assert_eq!(p.psql("SHOW synchronous_standby_names"), hold);
+
+    // Quorum back, but this host runs no Pacemaker: whether another node
+    // was promoted meanwhile cannot be told (crm_mon fails), so the hold
+    // stays (the lab's pg_quorum_ignore shows the release).
+    let waiting = p
+        .psql_command("INSERT INTO t VALUES ('waited')")
+        .spawn()
+        .unwrap();
+    let mut waiting = tusk_testkit::Guard(waiting);
+    assert!(wait_until(Duration::from_secs(10), || p.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+    ) == "1"));
+    quorum.set(true);
+    let unknown = agent(&p, "node1", &p)
+        .run("monitor")
+        .expect(Status::DegradedPromoted);
+    assert!(
+        unknown.reason().contains("another primary runs is unknown"),
+        "{}",
+        unknown.reason()
+    );
+    assert_eq!(p.psql("SHOW synchronous_standby_names"), hold);
+    assert!(waiting.is_alive(), "the held commit was released");
+
+    // Stopped, the primary ends the held session with an error, never with
+    // an acknowledgement of a commit the majority may lack.
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(10), || !waiting.is_alive()),
+        "the held session outlived the stop"
+    );
+    let status = waiting.0.wait().unwrap();
+    assert!(!status.success(), "the held commit was acknowledged");
+    drop(s);
+}
+
+fn agent_without_quorum_library(p: &Instance) -> Agent {
+    agent(p, "node1", p)
+}
