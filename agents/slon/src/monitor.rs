@@ -125,7 +125,16 @@ pub fn monitor(
             let sets = lag::from_rows(results.get(1).map(Vec::as_slice).unwrap_or_default());
             break (lock, sets, results);
         }
-        if !is_young(&worker) || patience.is_expired() {
+        // Between two connections: slon's worker closes its connection
+        // and exits after a restart notification (FAILOVER, DROP NODE),
+        // and for a moment still runs while its lock row names a backend
+        // that is gone. Once it has exited, the watchdog's wait for a new
+        // one is what there is to report: observe again.
+        if !ocf::process::is_same_running(&worker) {
+            return monitor(cfg, attrs, promotable, deadline);
+        }
+        let between = lock.slon_lock().is_some_and(|row| row.backend.is_none());
+        if patience.is_expired() || !(is_young(&worker) || between) {
             return Err(not_serving(&lock, &worker, cfg));
         }
         std::thread::sleep(Duration::from_millis(100).min(patience.remaining()));

@@ -287,3 +287,66 @@ fn the_config_file_sets_what_the_parameters_do_not() {
     a().run("stop").expect(Status::Success);
     assert_nothing_left(&cluster, 1);
 }
+
+/// slon's worker closes its connection and exits after a restart
+/// notification (FAILOVER, DROP NODE): for a moment it still runs while the
+/// node's lock row names a backend that is gone. A monitor in that moment
+/// waits for the worker to exit and reports the watchdog's wait for a new
+/// one (before: a failure, "does not serve node", once the worker was older
+/// than 10 s; seen in the Slony demo). A worker that stays, with a row that
+/// is not its, is still a failure inside the monitor's timeout.
+#[test]
+fn a_worker_that_exits_after_losing_its_connection_is_no_failure() {
+    let cluster = SlonyCluster::new(2);
+    let _notes = notes_of(&cluster);
+    agent(&cluster, 1).run("start").expect(Status::Success);
+    let worker = || {
+        let procs = slons_of(&cluster, 1);
+        procs
+            .iter()
+            .find(|p| procs.iter().any(|w| w.pid == p.ppid))
+            .cloned()
+            .expect("a worker")
+    };
+    let first = worker();
+    // Older than the monitor's patience for a worker still connecting.
+    std::thread::sleep(Duration::from_millis(10_500));
+    let gone = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        pid
+    };
+    plant_lock(&cluster, 1, gone);
+    let exiting = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        kill(Pid::from_raw(first.pid), Signal::SIGKILL).unwrap();
+    });
+    let out = monitor(agent(&cluster, 1).timeout_ms(20_000)).expect(Status::Degraded);
+    exiting.join().unwrap();
+    assert!(
+        out.stderr.contains("waiting to start a new worker"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        tusk_testkit::wait_until(Duration::from_secs(40), || {
+            monitor(agent(&cluster, 1)).status() == Some(Status::Success)
+        }),
+        "the new worker serves"
+    );
+
+    // The new worker, old enough, runs on while the row is not its.
+    std::thread::sleep(Duration::from_millis(10_500));
+    plant_lock(&cluster, 1, gone);
+    let started = Instant::now();
+    let out = monitor(agent(&cluster, 1).timeout_ms(6_000)).expect(Status::ErrGeneric);
+    assert!(
+        out.reason().contains("does not serve node 1"),
+        "{}",
+        out.reason()
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+    agent(&cluster, 1).run("stop").expect(Status::Success);
+    assert_nothing_left(&cluster, 1);
+}
