@@ -150,6 +150,18 @@ fn passwords_come_from_the_slon_users_pgpass_and_a_refused_login_is_no_absence()
     );
     monitor(a()).expect(Status::Success);
     a().run("stop").expect(Status::Success);
+    // A password file others may read is one libpq ignores (slon would not
+    // log in): the agent ignores it too, and says why.
+    let pgpass = user.home.path().join(".pgpass");
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = a().run("start").expect(Status::ErrGeneric);
+    assert!(
+        out.stderr.contains("has group or world access") && out.reason().contains("password"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // admin_conninfo: the origin's start asks node 2 whether node 1 was
     // failed over; node 2 answers with the password from ~/.pgpass.
