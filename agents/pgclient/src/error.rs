@@ -65,6 +65,20 @@ impl Error {
         }
     }
 
+    /// Whether the server refused to let the client in: SQLSTATE class 28
+    /// (a wrong password, no pg_hba.conf entry, peer authentication
+    /// failed), or the server asked for a password the client does not
+    /// have (the client library gives up before answering). Something
+    /// runs there and would answer with the right credentials: not an
+    /// absence.
+    pub fn is_authentication(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Server { sqlstate, .. } => sqlstate.starts_with("28"),
+            ErrorKind::Other => self.reason.ends_with("password missing"),
+            _ => false,
+        }
+    }
+
     /// Prefixes the reason with what was being done, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Error {
         Error {
@@ -212,6 +226,30 @@ mod tests {
         assert_eq!(classify_io(&e), ErrorKind::Timeout { connected: false });
         let e = io::Error::new(io::ErrorKind::UnexpectedEof, "early eof");
         assert_eq!(classify_io(&e), ErrorKind::Other);
+    }
+
+    #[test]
+    fn refused_logins_are_authentication_failures_and_absence_is_not() {
+        let server = |code: &str| {
+            Error::new(
+                ErrorKind::Server {
+                    sqlstate: code.into(),
+                    message: "m".into(),
+                },
+                "cannot connect: FATAL: m",
+            )
+        };
+        assert!(server("28P01").is_authentication());
+        assert!(server("28000").is_authentication());
+        assert!(!server("3D000").is_authentication());
+        assert!(!server("57P03").is_authentication());
+        let missing = Error::new(
+            ErrorKind::Other,
+            "cannot connect: invalid configuration: password missing",
+        );
+        assert!(missing.is_authentication());
+        assert!(!Error::new(ErrorKind::Unreachable, "password missing").is_authentication());
+        assert!(!Error::new(ErrorKind::Other, "connection closed").is_authentication());
     }
 
     #[test]

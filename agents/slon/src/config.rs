@@ -28,7 +28,9 @@ pub const PARAMS: &[Param] = &[
              \"host=/var/run/postgresql dbname=app user=slony\"); slon gets it as it is. \
              The node id is read from that database (Slony's getLocalNodeId). The agent \
              connects with the same conninfo, as the OS user of the user parameter, so \
-             peer authentication over the unix socket needs no password. A missing user \
+             peer authentication over the unix socket needs no password; without a \
+             password in the conninfo, the agent takes the one libpq would find in that \
+             user's ~/.pgpass, as slon does. A missing user \
              means the OS user and a missing host the unix socket directory \
              /var/run/postgresql, as for libpq. The agent reads the keywords host, \
              hostaddr, port, dbname, user, password, options, application_name, \
@@ -80,7 +82,8 @@ pub const PARAMS: &[Param] = &[
         .short("OS user slon runs as")
         .long(
             "The operating system account slon runs as. The agent also connects to the \
-             node's database as this account (peer authentication).",
+             node's database (and to the other nodes, admin_conninfo) as this account: peer \
+             authentication, or the password libpq would find in its ~/.pgpass.",
         ),
     Param::integer("lag_time")
         .default("120")
@@ -119,7 +122,9 @@ pub const PARAMS: &[Param] = &[
              \"1:host=db1 dbname=app user=slony; 2:host=db2 dbname=app user=slony\". \
              Each becomes one `node ID admin conninfo = '...';` line of slonik's preamble \
              (quoted for slonik). A semicolon inside a single-quoted conninfo value is \
-             part of the value.",
+             part of the value. The agent also asks the other nodes through them (whether \
+             a returning origin was failed over), as the user parameter's account, with \
+             the password from its ~/.pgpass when the conninfo gives none.",
         ),
     Param::choice("failback", &["auto", "off"])
         .default("auto")

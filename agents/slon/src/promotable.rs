@@ -212,19 +212,32 @@ pub struct FailedOver {
 /// the origin, and it accepts writes, until its slon processes the
 /// FAILOVER (docs/slony-facts.md); the other nodes say so at once: their
 /// origin is another node, or they list this node as failed, or no longer
-/// list it (DROP NODE). Nodes that do not answer are skipped.
+/// list it (DROP NODE). Nodes that do not answer are skipped: a node that
+/// is down cannot know better than this one.
+///
+/// A node that refuses the agent's login (a wrong or missing password, no
+/// pg_hba.conf entry) is not skipped silently: it is logged with the
+/// server's reason, and when no other node says this one was failed over,
+/// the check fails rather than answer "not failed over". Such a node runs,
+/// and may be exactly the new origin that holds the FAILOVER: starting as
+/// the origin then would let a returning old origin take writes beside the
+/// new one. Unlike a node that is down, that does not mend itself, and the
+/// operator can fix it (admin_conninfo, the slon user's ~/.pgpass).
 pub fn failed_over(
     cfg: &SlonConfig,
     user: &OsUser,
     local: i32,
     deadline: &Deadline,
-) -> Option<FailedOver> {
+) -> Result<Option<FailedOver>> {
     let schema = cfg.instance.cluster.schema_sql();
-    let first = cfg.origin.sets.first()?;
+    let Some(first) = cfg.origin.sets.first() else {
+        return Ok(None);
+    };
     let sql = format!(
         "SELECT set_origin FROM {schema}.sl_set WHERE set_id = {first}; \
          SELECT no_failed FROM {schema}.sl_node WHERE no_id = {local}"
     );
+    let mut refused = Vec::new();
     for (id, conninfo) in &cfg.origin.admin_conninfo {
         if *id as i32 == local {
             continue;
@@ -233,8 +246,18 @@ pub fn failed_over(
             continue;
         };
         let ask = Deadline::after(deadline.share(0.1).remaining().min(Duration::from_secs(3)));
-        let Ok(results) = db.query(&ask, &sql) else {
-            continue;
+        let results = match db.query(&ask, &sql) {
+            Ok(results) => results,
+            Err(e) if e.is_authentication() => {
+                warning!(
+                    "node {id} refuses the agent's login, so it cannot say whether node {local} \
+                     was failed over: {}",
+                    e.reason()
+                );
+                refused.push(format!("node {id}: {}", e.reason()));
+                continue;
+            }
+            Err(_) => continue,
         };
         let origin = pgclient::value(&results, 0, 0, 0)
             .and_then(|o| o.parse::<u32>().ok())
@@ -246,11 +269,47 @@ pub fn failed_over(
             (None, Some("t")) => format!("node {id} lists node {local} as failed"),
             (None, Some(_)) => continue,
         };
-        return Some(FailedOver {
+        return Ok(Some(FailedOver {
             why,
             origin,
             listed: failed.is_some(),
-        });
+        }));
     }
-    None
+    unsure_after_refusals(local, &refused)
+}
+
+/// No node said this one was failed over: that stands only if no running
+/// node refused to answer (see [`failed_over`]).
+fn unsure_after_refusals(local: i32, refused: &[String]) -> Result<Option<FailedOver>> {
+    if refused.is_empty() {
+        return Ok(None);
+    }
+    Err(OcfError::generic(format!(
+        "cannot tell whether node {local} was failed over: {}; give the slon user's password \
+         for those nodes (its ~/.pgpass or admin_conninfo)",
+        refused.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_refusing_the_login_leaves_the_failover_check_unsure() {
+        assert_eq!(unsure_after_refusals(1, &[]).unwrap(), None);
+        let e = unsure_after_refusals(
+            1,
+            &["node 2: cannot connect: FATAL: password authentication failed".into()],
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), ocf::Status::ErrGeneric);
+        assert!(
+            e.reason().contains("whether node 1 was failed over")
+                && e.reason()
+                    .contains("node 2: cannot connect: FATAL: password"),
+            "{}",
+            e.reason()
+        );
+    }
 }

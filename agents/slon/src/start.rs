@@ -156,7 +156,7 @@ fn failed_over_origin(
             let Some(local) = promotable::own_node_id(attrs, cfg, deadline) else {
                 return Err(e);
             };
-            let Some(failed) = promotable::failed_over(cfg, user, local as i32, deadline) else {
+            let Some(failed) = promotable::failed_over(cfg, user, local as i32, deadline)? else {
                 return Err(e);
             };
             let origin = failback::rejoin(cfg, user, db, attrs, local, &failed, false, deadline)?;
@@ -168,7 +168,7 @@ fn failed_over_origin(
     if obs.role != Role::Origin {
         return Ok(None);
     }
-    let Some(failed) = promotable::failed_over(cfg, user, obs.local, deadline) else {
+    let Some(failed) = promotable::failed_over(cfg, user, obs.local, deadline)? else {
         return Ok(None);
     };
     let local = obs.local as u32;
