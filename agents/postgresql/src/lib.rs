@@ -9,6 +9,7 @@ pub mod monitor;
 pub mod notify;
 pub mod postmaster;
 pub mod promote;
+pub mod rebuild;
 pub mod rejoin;
 pub mod replication;
 pub mod rewind;
@@ -90,6 +91,8 @@ impl Agent for Postgresql {
                 pgdata
             }
         };
+        // A rebuild first: its worker may be about to start the server.
+        rebuild::stop(&ctx.env, &pgdata, &ctx.deadline.share(0.4))?;
         let stopped = stop::stop(&pgdata, &ctx.deadline)?;
         if ctx.promotable() {
             // A stopped instance keeps no promotion score: started again,
@@ -108,6 +111,9 @@ impl Agent for Postgresql {
     fn monitor(&self, ctx: &Context) -> Result<Status> {
         let cfg = PgConfig::from_env()?;
         if ctx.promotable() {
+            if let Some(rebuilding) = rebuild::monitor(&cfg, &ctx.env, &ctx.deadline) {
+                return rebuilding;
+            }
             return monitor::monitor_promotable(&cfg, &ctx.env, &ctx.deadline);
         }
         monitor::monitor(&cfg, &ctx.deadline).map(|observed| match observed {
@@ -118,6 +124,15 @@ impl Agent for Postgresql {
 
     fn validate(&self, ctx: &Context) -> Result<Status> {
         let cfg = PgConfig::from_env()?;
+        if ctx.promotable()
+            && cfg.replication.rebuild == config::RebuildPolicy::Auto
+            && rebuild::DataDir::of(&cfg.pgdata)?.is_blank()
+        {
+            // A node to be built, not one missing an installation.
+            ocf::OsUser::lookup(&cfg.pguser)?;
+            validate::check_promotable(&cfg, &ctx.env)?;
+            return Ok(Status::Success);
+        }
         validate::check(&cfg, &ctx.deadline)?;
         if ctx.promotable() {
             validate::check_promotable(&cfg, &ctx.env)?;

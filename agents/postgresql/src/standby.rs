@@ -5,6 +5,8 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::controldata::{ClusterState, ControlData};
+use crate::rebuild::Need;
+use crate::rejoin::Joined;
 use crate::rewind::RewindMarker;
 use crate::validate::Checked;
 use crate::{election, rejoin, slots};
@@ -22,6 +24,14 @@ pub struct Prepared {
     pub primary_seen: bool,
 }
 
+/// What start does next.
+#[derive(Debug, Clone)]
+pub enum Ready {
+    Start(Prepared),
+    /// The node cannot follow the primary, and rebuild=auto may copy it.
+    Rebuild(Need),
+}
+
 /// `check_divergence` is false after a demote: a primary that just shut
 /// down cleanly holds nothing another node lacks.
 pub fn prepare(
@@ -31,7 +41,7 @@ pub fn prepare(
     marker: &RewindMarker,
     check_divergence: bool,
     deadline: &Deadline,
-) -> Result<Prepared> {
+) -> Result<Ready> {
     let control = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)?;
     let was_primary = matches!(
         control.state,
@@ -46,15 +56,20 @@ pub fn prepare(
                 .mul_f64(0.3)
                 .min(Duration::from_secs(5)),
         );
-        rejoin::prepare(
+        match rejoin::prepare(
             cfg,
+            node,
             &checked.user,
             &checked.bindir,
             &control,
             marker,
             &asking,
             deadline,
-        )?
+        )? {
+            Joined::NoPrimary => false,
+            Joined::Following => true,
+            Joined::Rebuild(need) => return Ok(Ready::Rebuild(need)),
+        }
     } else {
         false
     };
@@ -63,11 +78,11 @@ pub fn prepare(
         slots::ensure_on_primary(rejoin::primary_client(cfg)?, user, node, deadline)?;
     }
     write_standby_signal(cfg, checked)?;
-    Ok(Prepared {
+    Ok(Ready::Start(Prepared {
         options: options(cfg, node),
         was_primary,
         primary_seen,
-    })
+    }))
 }
 
 /// standby.signal makes the server start in recovery, as a standby
