@@ -687,9 +687,12 @@ pub fn wal_gone(
     }
     let segment = segment_on_primary(end, primary.timeline, &primary.history, segment_size);
     let slot = slots::slot_name(node);
+    // A segment the primary has not begun yet does not exist either: only
+    // one it wrote past is missing for good.
     let q = format!(
         "SELECT (SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{slot}'), \
-         (pg_stat_file('pg_wal/{segment}', true)).size IS NULL"
+         (pg_stat_file('pg_wal/{segment}', true)).size IS NULL \
+         AND pg_current_wal_lsn() > '{end}'::pg_lsn"
     );
     let pg = rejoin::primary_client(cfg).ok()?;
     match pgclient::query(pg, Some(as_user), deadline, &q) {

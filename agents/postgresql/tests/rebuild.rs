@@ -1,0 +1,391 @@
+//! rebuild=auto against real PostgreSQL 15 servers on this host: a node
+//! with no data, or whose WAL the primary removed, copied anew from the
+//! primary by a detached worker while start returns at once; the worker
+//! killed, or the resource stopped, halfway; a former primary that may
+//! hold the only copy of commits left alone.
+
+use ocf::Status;
+use tusk_testkit::{append, wait_until, Agent, Instance};
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_postgresql");
+
+/// The resource of this test alone (nextest runs each test in a process
+/// of its own): the agent's run directory (/run/tusk/RESOURCE, where the
+/// rebuild is recorded) and state directory are removed when it ends.
+struct Resource {
+    name: String,
+}
+
+impl Resource {
+    fn new() -> Resource {
+        Resource {
+            name: format!("pgrebuild{}", std::process::id()),
+        }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        Path::new("/run/tusk").join(&self.name)
+    }
+
+    /// The worker the rebuild record names.
+    fn worker(&self) -> Option<i32> {
+        let record = std::fs::read_to_string(self.run_dir().join("rebuild")).ok()?;
+        record
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("pid="))?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Resource {
+    fn drop(&mut self) {
+        // A worker still running (a failed test) is ended first.
+        if let Some(pid) = self.worker() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = std::fs::remove_dir_all(self.run_dir());
+        let _ = std::fs::remove_dir_all(Path::new("/var/lib/tusk").join(&self.name));
+    }
+}
+
+fn agent(res: &Resource, pg: &Instance, node: &str, primary: &Instance) -> Agent {
+    pg.agent()
+        .env("OCF_RESKEY_CRM_meta_promoted_max", "1")
+        .env("OCF_RESKEY_CRM_meta_on_node", node)
+        .env("OCF_RESOURCE_INSTANCE", &res.name)
+        .param("primary_host", &primary.socketdir)
+        .param("repl_user", "postgres")
+        .param("sync", "off")
+}
+
+fn auto(res: &Resource, pg: &Instance, node: &str, primary: &Instance) -> Agent {
+    agent(res, pg, node, primary).param("rebuild", "auto")
+}
+
+/// A primary made by the agent (started as a standby, then promoted),
+/// with `rows` rows of 500 bytes in table big.
+fn primary(res: &Resource, rows: u32) -> Instance {
+    let pg = Instance::new(AGENT);
+    append(
+        &pg.pgdata.join("postgresql.conf"),
+        "wal_log_hints = on\nwal_keep_size = '64MB'\n",
+    );
+    agent(res, &pg, "node1", &pg)
+        .run("start")
+        .expect(Status::Success);
+    agent(res, &pg, "node1", &pg)
+        .run("promote")
+        .expect(Status::Success);
+    pg.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')");
+    pg.psql(&format!(
+        "CREATE TABLE big AS SELECT g, repeat('x', 500) AS filler FROM generate_series(1, {rows}) g"
+    ));
+    pg
+}
+
+fn streaming(primary: &Instance, node: &str) -> bool {
+    primary.replication_state(node).as_deref() == Some("streaming")
+}
+
+/// Monitors until the rebuild is over: every answer until then is 190.
+fn monitor_until_streaming(agent: impl Fn() -> Agent, limit: Duration) -> Vec<String> {
+    let end = Instant::now() + limit;
+    let mut said = Vec::new();
+    loop {
+        let m = agent().run("monitor");
+        if m.code == i32::from(Status::Success.code()) {
+            return said;
+        }
+        assert_eq!(
+            m.code,
+            i32::from(Status::Degraded.code()),
+            "while rebuilding: {}",
+            m.stderr
+        );
+        said.push(m.reason().to_string());
+        assert!(
+            Instant::now() < end,
+            "not rebuilt within {limit:?}: {said:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn kept_dirs(pg: &Instance) -> Vec<PathBuf> {
+    std::fs::read_dir(pg.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("data.tusk-old-"))
+        .collect()
+}
+
+fn building(pg: &Instance) -> PathBuf {
+    pg.root().join("data.tusk-rebuild")
+}
+
+#[test]
+fn an_empty_node_is_built_in_the_background_and_streams() {
+    let res = Resource::new();
+    let p = primary(&res, 200_000);
+    // ALTER SYSTEM without a reload: in the primary's auto.conf, which
+    // pg_basebackup copies, and not in force on the primary.
+    p.psql("ALTER SYSTEM SET synchronous_standby_names = 'node9'");
+    let s = Instance::empty(AGENT);
+    let node2 = || auto(&res, &s, "node2", &p);
+
+    let started = node2().run("start").expect(Status::Success);
+    assert!(
+        started.took < Duration::from_secs(5),
+        "start waited for the copy: {:?}",
+        started.took
+    );
+    let first = node2().run("monitor").expect(Status::Degraded);
+    assert!(
+        first.reason().contains("rebuilding from"),
+        "{}",
+        first.reason()
+    );
+    // Start again while it runs: nothing new.
+    node2().run("start").expect(Status::Success);
+    let said = monitor_until_streaming(node2, Duration::from_secs(180));
+    assert!(!said.is_empty());
+    assert!(streaming(&p, "node2"), "monitor 0 before streaming");
+    assert_eq!(s.psql("SELECT count(*) FROM big"), "200000");
+    let auto_conf = std::fs::read_to_string(s.pgdata.join("postgresql.auto.conf")).unwrap();
+    assert!(
+        !auto_conf.contains("synchronous_standby_names"),
+        "{auto_conf}"
+    );
+    assert!(kept_dirs(&s).is_empty(), "an empty directory is not kept");
+    assert!(!building(&s).exists());
+    node2().run("stop").expect(Status::Success);
+    node2().run("monitor").expect(Status::NotRunning);
+}
+
+#[test]
+fn a_missing_pgdata_is_not_installed_under_off_and_a_node_to_build_under_auto() {
+    let res = Resource::new();
+    let p = primary(&res, 1_000);
+    let s = Instance::empty(AGENT);
+    std::fs::remove_dir(&s.pgdata).unwrap();
+    let off = || agent(&res, &s, "node2", &p);
+    // A probe of a node without pgdata: not running, under either policy.
+    off().run("monitor").expect(Status::NotRunning);
+    off().run("validate-all").expect(Status::ErrInstalled);
+    let refused = off().run("start").expect(Status::ErrInstalled);
+    assert!(
+        refused.reason().contains("does not exist"),
+        "{}",
+        refused.reason()
+    );
+    assert!(!s.pgdata.exists());
+
+    let node2 = || auto(&res, &s, "node2", &p);
+    node2().run("monitor").expect(Status::NotRunning);
+    node2().run("validate-all").expect(Status::Success);
+    node2().run("start").expect(Status::Success);
+    monitor_until_streaming(node2, Duration::from_secs(120));
+    assert!(streaming(&p, "node2"));
+    p.psql("INSERT INTO t VALUES ('after')");
+    assert!(wait_until(Duration::from_secs(20), || s
+        .psql("SELECT count(*) FROM t WHERE v = 'after'")
+        == "1"));
+    node2().run("stop").expect(Status::Success);
+}
+
+/// Writes on `p` until WAL written now is gone from its pg_wal once the
+/// standby stopped (nothing keeps it: wal_keep_size 0, no slot).
+fn write_past_retention(p: &Instance) {
+    p.psql("ALTER SYSTEM SET wal_keep_size = 0");
+    p.psql("SELECT pg_reload_conf()");
+    for _ in 0..4 {
+        p.psql("INSERT INTO t SELECT 'filler' FROM generate_series(1, 1000)");
+        p.psql("SELECT pg_switch_wal()");
+        p.psql("CHECKPOINT");
+    }
+}
+
+/// A standby of `p` on node3, without a slot, stopped after streaming, and
+/// left behind by the primary's WAL recycling.
+fn standby_left_behind(res: &Resource, p: &Instance) -> Instance {
+    let s = p.standby("basebackup");
+    let node3 = || auto(res, &s, "node3", p).param("replication_slots", "off");
+    node3().run("start").expect(Status::Success);
+    assert!(wait_until(Duration::from_secs(20), || streaming(
+        p, "node3"
+    )));
+    node3().run("stop").expect(Status::Success);
+    write_past_retention(p);
+    // Something of the old directory's own, to find it again.
+    s.write_owned(&s.pgdata.join("tusk-test-old"), "old\n");
+    s
+}
+
+#[test]
+fn a_standby_whose_wal_the_primary_removed_is_rebuilt_and_its_old_directory_kept() {
+    let res = Resource::new();
+    let p = primary(&res, 1_000);
+    let s = standby_left_behind(&res, &p);
+    let node3 = || auto(&res, &s, "node3", &p).param("replication_slots", "off");
+    let started = node3().run("start").expect(Status::Success);
+    assert!(started.took < Duration::from_secs(10), "{:?}", started.took);
+    assert!(
+        started.stderr.contains("no longer has WAL segment"),
+        "{}",
+        started.stderr
+    );
+    monitor_until_streaming(node3, Duration::from_secs(120));
+    assert!(streaming(&p, "node3"));
+    assert!(!s.pgdata.join("tusk-test-old").exists());
+    let kept = kept_dirs(&s);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].join("tusk-test-old").exists());
+    assert!(kept[0].join("PG_VERSION").exists());
+    node3().run("stop").expect(Status::Success);
+
+    // Under rebuild=off, the same standby starts and never streams (the
+    // slot test in promotable.rs shows it).
+}
+
+#[test]
+fn a_killed_worker_leaves_the_old_directory_and_the_next_start_completes() {
+    let res = Resource::new();
+    let p = primary(&res, 300_000);
+    let s = standby_left_behind(&res, &p);
+    let node3 = || auto(&res, &s, "node3", &p).param("replication_slots", "off");
+    node3().run("start").expect(Status::Success);
+    let worker = res.worker().expect("the rebuild is recorded");
+    // Halfway: some of the copy is there.
+    assert!(
+        wait_until(
+            Duration::from_secs(60),
+            || tusk_postgresql::rebuild::dir_size(&building(&s)) > 20 << 20
+        ),
+        "the copy did not grow"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // pg_basebackup dies with it (PR_SET_PDEATHSIG), but not its WAL
+    // streaming child, which no signal of the kernel's reaches: stop and
+    // start end it (below).
+    let building_arg = building(&s);
+    let copying = || {
+        ocf::process::find_processes(&ocf::process::Expected {
+            arg: Some(building_arg.as_os_str()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let failed = node3().run("monitor").expect(Status::ErrGeneric);
+    assert!(
+        failed.reason().contains("interrupted"),
+        "{}",
+        failed.reason()
+    );
+    // The old directory, untouched.
+    assert!(s.pgdata.join("tusk-test-old").exists());
+    assert!(s.pgdata.join("PG_VERSION").exists());
+    assert!(kept_dirs(&s).is_empty());
+
+    // Pacemaker recovers: stop, start; the rebuild starts over.
+    node3().run("stop").expect(Status::Success);
+    assert!(!building(&s).exists(), "stop removes the half-built copy");
+    assert!(copying().is_empty(), "stop ends what still copied");
+    node3().run("start").expect(Status::Success);
+    monitor_until_streaming(node3, Duration::from_secs(180));
+    assert!(streaming(&p, "node3"));
+    assert_eq!(s.psql("SELECT count(*) FROM big"), "300000");
+    assert_eq!(kept_dirs(&s).len(), 1);
+    node3().run("stop").expect(Status::Success);
+}
+
+#[test]
+fn stop_during_a_rebuild_ends_it_and_removes_the_half_built_copy() {
+    let res = Resource::new();
+    let p = primary(&res, 300_000);
+    let s = standby_left_behind(&res, &p);
+    let node3 = || auto(&res, &s, "node3", &p).param("replication_slots", "off");
+    node3().run("start").expect(Status::Success);
+    let worker = res.worker().expect("the rebuild is recorded");
+    assert!(wait_until(Duration::from_secs(60), || building(&s).exists()));
+    let stopped = node3().run("stop").expect(Status::Success);
+    assert!(stopped.took < Duration::from_secs(20), "{:?}", stopped.took);
+    assert!(
+        ocf::process::ProcInfo::read(worker)
+            .unwrap()
+            .is_none_or(|p| p.has_exited()),
+        "the worker still runs"
+    );
+    assert!(!building(&s).exists());
+    assert!(s.pgdata.join("tusk-test-old").exists());
+    assert!(kept_dirs(&s).is_empty());
+    assert!(res.worker().is_none(), "the record is gone");
+    node3().run("monitor").expect(Status::NotRunning);
+}
+
+/// A power loss of the node: the postmaster dies at once.
+fn crash(pg: &Instance) {
+    let pid = pg.postmaster_pid().expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || pg
+        .processes()
+        .is_empty()));
+}
+
+#[test]
+fn a_crashed_former_primary_on_the_primarys_own_timeline_is_never_rebuilt() {
+    let res = Resource::new();
+    let p = primary(&res, 1_000);
+    let standby = |node: &str| {
+        let s = p.standby("basebackup");
+        agent(&res, &s, node, &p)
+            .run("start")
+            .expect(Status::Success);
+        assert!(wait_until(Duration::from_secs(20), || streaming(&p, node)));
+        s
+    };
+    let a = standby("node2");
+    let b = standby("node3");
+    // Two promotions from the same switchpoint: both on timeline 3.
+    agent(&res, &p, "node1", &p)
+        .run("stop")
+        .expect(Status::Success);
+    agent(&res, &a, "node2", &p)
+        .run("promote")
+        .expect(Status::Success);
+    agent(&res, &b, "node3", &p)
+        .run("promote")
+        .expect(Status::Success);
+    // node2 acknowledges a commit nobody else has, and crashes.
+    a.psql("INSERT INTO t VALUES ('only on node2')");
+    crash(&a);
+    let refused = auto(&res, &a, "node2", &b)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(
+        refused.reason().contains("cannot rebuild") && refused.reason().contains("timeline 3"),
+        "{}",
+        refused.reason()
+    );
+    assert!(res.worker().is_none(), "no rebuild started");
+    assert!(!building(&a).exists());
+    assert!(a.processes().is_empty());
+    // Its data is still there for a person to save.
+    assert!(a.pgdata.join("PG_VERSION").exists());
+    assert!(kept_dirs(&a).is_empty());
+}
