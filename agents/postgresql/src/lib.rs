@@ -42,8 +42,11 @@ promote makes a primary: the standby with the most WAL, after it replayed a demo
 shutdown checkpoint. A former primary whose WAL diverged is rewound with pg_rewind before it \
 rejoins (rewind=auto). The primary scores the standbys from pg_stat_replication, falls back to \
 asynchronous replication when the last standby is lost (sync=available), and reports itself \
-failed (9) when another node is on a newer timeline. Node attributes RESOURCE-timeline and \
-RESOURCE-sync show the state.",
+failed (9) when another node is on a newer timeline. Under rebuild=auto, a node with a missing or \
+empty pgdata, or one that cannot follow the primary and cannot be rewound, is copied anew from \
+the primary by a detached worker: start returns at once, the monitor reports the copy as degraded \
+(190), and the node is no candidate until it streams. Node attributes RESOURCE-timeline, \
+RESOURCE-sync and RESOURCE-rebuild show the state.",
     params: config::PARAMS,
     actions: &[
         ActionSpec::new("start", 60),

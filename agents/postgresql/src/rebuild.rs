@@ -223,26 +223,13 @@ pub fn utc_stamp(when: SystemTime) -> String {
     )
 }
 
-/// The name of the WAL segment file holding `lsn` on the primary, whose
-/// timeline history is `history` (a segment before a switchpoint lives
-/// under the older timeline's name).
-pub fn segment_on_primary(
-    lsn: Lsn,
-    primary_timeline: u32,
-    history: &[Fork],
-    segment_size: u64,
-) -> String {
-    let timeline = history
+/// The timeline the primary wrote `lsn` on, from its timeline history: a
+/// segment before a switchpoint lives under the older timeline's name.
+pub fn timeline_at(lsn: Lsn, primary_timeline: u32, history: &[Fork]) -> u32 {
+    history
         .iter()
         .find(|f| lsn < f.switchpoint)
-        .map_or(primary_timeline, |f| f.parent);
-    let segno = lsn.0 / segment_size.max(1);
-    let per_id = 0x1_0000_0000 / segment_size.max(1);
-    format!(
-        "{timeline:08X}{:08X}{:08X}",
-        segno / per_id.max(1),
-        segno % per_id.max(1)
-    )
+        .map_or(primary_timeline, |f| f.parent)
 }
 
 /// The worker's record: one line of `key=value` words.
@@ -679,20 +666,23 @@ pub fn wal_gone(
     node: &str,
     primary: &PrimaryInfo,
     end: Lsn,
-    segment_size: u64,
     deadline: &Deadline,
 ) -> Option<String> {
     if cfg.replication.rebuild != RebuildPolicy::Auto {
         return None;
     }
-    let segment = segment_on_primary(end, primary.timeline, &primary.history, segment_size);
+    let timeline = timeline_at(end, primary.timeline, &primary.history);
     let slot = slots::slot_name(node);
-    // A segment the primary has not begun yet does not exist either: only
+    // pg_walfile_name() names the segment holding the byte before its
+    // argument, with the primary's current timeline and segment size. A
+    // segment the primary has not begun yet does not exist either: only
     // one it wrote past is missing for good.
     let q = format!(
         "SELECT (SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{slot}'), \
-         (pg_stat_file('pg_wal/{segment}', true)).size IS NULL \
-         AND pg_current_wal_lsn() > '{end}'::pg_lsn"
+         '{timeline:08X}' || substr(pg_walfile_name('{next}'), 9), \
+         (pg_stat_file('pg_wal/{timeline:08X}' || substr(pg_walfile_name('{next}'), 9), true)).size \
+         IS NULL AND pg_current_wal_lsn() > '{end}'::pg_lsn",
+        next = Lsn(end.0 + 1)
     );
     let pg = rejoin::primary_client(cfg).ok()?;
     match pgclient::query(pg, Some(as_user), deadline, &q) {
@@ -702,7 +692,8 @@ pub fn wal_gone(
                     "the primary's replication slot {slot} lost the WAL this node needs"
                 ));
             }
-            (pgclient::value(&rows, 0, 0, 1) == Some("t")).then(|| {
+            let segment = pgclient::value(&rows, 0, 0, 1).unwrap_or("?");
+            (pgclient::value(&rows, 0, 0, 2) == Some("t")).then(|| {
                 format!(
                     "the primary no longer has WAL segment {segment}, which this node needs to \
                      stream from {end}"
@@ -1213,25 +1204,27 @@ mod tests {
     }
 
     #[test]
-    fn the_segment_needed_is_named_after_the_timeline_it_was_written_on() {
-        let seg = 16 << 20;
-        let history = [Fork {
-            parent: 1,
-            switchpoint: "0/5000000".parse().unwrap(),
-        }];
-        let lsn = |s: &str| s.parse::<Lsn>().unwrap();
+    fn the_wal_needed_was_written_on_the_timeline_of_its_place_in_history() {
+        let history = [
+            Fork {
+                parent: 1,
+                switchpoint: "0/5000000".parse().unwrap(),
+            },
+            Fork {
+                parent: 2,
+                switchpoint: "0/9000000".parse().unwrap(),
+            },
+        ];
+        let at = |s: &str| timeline_at(s.parse().unwrap(), 3, &history);
+        assert_eq!(at("0/3000028"), 1);
         assert_eq!(
-            segment_on_primary(lsn("0/3000028"), 2, &history, seg),
-            "000000010000000000000003"
+            at("0/5000000"),
+            2,
+            "the switchpoint begins the new timeline"
         );
-        assert_eq!(
-            segment_on_primary(lsn("1/6000000"), 2, &history, seg),
-            "000000020000000100000006"
-        );
-        assert_eq!(
-            segment_on_primary(lsn("0/6000000"), 2, &[], 64 << 20),
-            "000000020000000000000001"
-        );
+        assert_eq!(at("0/8FFFFFF"), 2);
+        assert_eq!(at("1/0"), 3);
+        assert_eq!(timeline_at(Lsn(7), 1, &[]), 1);
     }
 
     #[test]

@@ -388,15 +388,7 @@ pub fn prepare(
     let why = match verdict {
         Verdict::Follow => {
             if let Some(why) = wal.end.and_then(|end| {
-                rebuild::wal_gone(
-                    cfg,
-                    (user.uid, user.gid),
-                    node,
-                    &primary,
-                    end,
-                    control.wal_segment_size,
-                    asking,
-                )
+                rebuild::wal_gone(cfg, (user.uid, user.gid), node, &primary, end, asking)
             }) {
                 return Ok(need(why));
             }

@@ -389,3 +389,42 @@ fn a_crashed_former_primary_on_the_primarys_own_timeline_is_never_rebuilt() {
     assert!(a.pgdata.join("PG_VERSION").exists());
     assert!(kept_dirs(&a).is_empty());
 }
+
+#[test]
+fn a_running_standby_the_primary_left_behind_fails_its_monitor_and_is_rebuilt_at_restart() {
+    let res = Resource::new();
+    let p = primary(&res, 1_000);
+    let s = standby_left_behind(&res, &p);
+    let node3 = |policy: &str| {
+        agent(&res, &s, "node3", &p)
+            .param("replication_slots", "off")
+            .param("rebuild", policy)
+            .param("max_receiver_silence", "1")
+    };
+    // Started under rebuild=off: it runs, and cannot stream.
+    node3("off").run("start").expect(Status::Success);
+    assert!(!wait_until(Duration::from_secs(3), || streaming(
+        &p, "node3"
+    )));
+    // The first monitor notes when the silence began.
+    node3("off").run("monitor").expect(Status::Success);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let degraded = node3("off").run("monitor").expect(Status::Degraded);
+    assert!(
+        degraded.reason().contains("silent"),
+        "{}",
+        degraded.reason()
+    );
+    // Under auto, the monitor tells why, as a failure Pacemaker recovers.
+    let failed = node3("auto").run("monitor").expect(Status::ErrGeneric);
+    assert!(
+        failed.reason().contains("no longer has WAL segment"),
+        "{}",
+        failed.reason()
+    );
+    node3("auto").run("stop").expect(Status::Success);
+    node3("auto").run("start").expect(Status::Success);
+    monitor_until_streaming(|| node3("auto"), Duration::from_secs(120));
+    assert!(streaming(&p, "node3"));
+    node3("auto").run("stop").expect(Status::Success);
+}
