@@ -428,3 +428,38 @@ fn a_running_standby_the_primary_left_behind_fails_its_monitor_and_is_rebuilt_at
     assert!(streaming(&p, "node3"));
     node3("auto").run("stop").expect(Status::Success);
 }
+
+#[test]
+fn a_former_primary_whose_rewind_was_interrupted_is_rebuilt_behind_a_newer_timeline() {
+    let res = Resource::new();
+    let p = primary(&res, 1_000);
+    let s = p.standby("basebackup");
+    agent(&res, &s, "node2", &p)
+        .run("start")
+        .expect(Status::Success);
+    assert!(wait_until(Duration::from_secs(20), || streaming(
+        &p, "node2"
+    )));
+    // node1 (timeline 2) crashes; node2 is promoted to timeline 3.
+    crash(&p);
+    agent(&res, &s, "node2", &s)
+        .run("promote")
+        .expect(Status::Success);
+    s.psql("INSERT INTO t VALUES ('on node2')");
+    // A rewind of node1 was cut short (its record is what pg_rewind leaves
+    // when killed: see promotable.rs).
+    let marker = tusk_postgresql::rewind::RewindMarker::new(&res.name, &p.pgdata);
+    marker.begin(&p.pgdata, "test").unwrap();
+    let node1 = || auto(&res, &p, "node1", &s);
+    // Under rebuild=off, start refuses, naming the record.
+    agent(&res, &p, "node1", &s)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    node1().run("start").expect(Status::Success);
+    monitor_until_streaming(node1, Duration::from_secs(120));
+    assert!(streaming(&s, "node1"));
+    assert_eq!(p.psql("SELECT count(*) FROM t WHERE v = 'on node2'"), "1");
+    assert_eq!(marker.found(), None, "the whole copy replaced the record");
+    assert_eq!(kept_dirs(&p).len(), 1, "the old directory is kept");
+    node1().run("stop").expect(Status::Success);
+}
