@@ -975,7 +975,13 @@ fn work(cfg: &PgConfig, env: &OcfEnv, rebuild: &Rebuild, record: &mut Record) ->
         began.elapsed().as_secs_f64()
     );
     let deadline = env.deadline(Duration::from_secs(60));
+    let starting = std::time::Instant::now();
     start::start_rebuilt(cfg, env, &deadline)?;
+    info!(
+        "the rebuilt standby started in {:.1}s ({:.1}s since the rebuild began)",
+        starting.elapsed().as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -66,7 +66,11 @@ fn agent(res: &Resource, pg: &Instance, node: &str, primary: &Instance) -> Agent
 }
 
 fn auto(res: &Resource, pg: &Instance, node: &str, primary: &Instance) -> Agent {
-    agent(res, pg, node, primary).param("rebuild", "auto")
+    let a = agent(res, pg, node, primary).param("rebuild", "auto");
+    match std::env::var("TUSK_TEST_HA_LOGFILE") {
+        Ok(f) => a.env("HA_LOGFILE", &f).env("HA_debug", "1"),
+        Err(_) => a,
+    }
 }
 
 /// A primary made by the agent (started as a standby, then promoted),
@@ -462,4 +466,142 @@ fn a_former_primary_whose_rewind_was_interrupted_is_rebuilt_behind_a_newer_timel
     assert_eq!(marker.found(), None, "the whole copy replaced the record");
     assert_eq!(kept_dirs(&p).len(), 1, "the old directory is kept");
     node1().run("stop").expect(Status::Success);
+}
+
+/// Figures, not a check: `cargo nextest run -p tusk-postgresql --test
+/// rebuild --run-ignored only --no-capture figures`. A rebuild of a
+/// pgbench database (scale TUSK_BENCH_SCALE, 20 by default) beside a plain
+/// pg_basebackup of the same database, then the same rebuild while pgbench
+/// writes on the primary, with its latency.
+#[test]
+#[ignore]
+fn figures_a_rebuild_beside_a_plain_pg_basebackup() {
+    let scale: u32 = std::env::var("TUSK_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let res = Resource::new();
+    let p = primary(&res, 0);
+    let pgbench = |args: &[&str]| {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", "pgbench", "-h"])
+            .arg(&p.socketdir)
+            .args(["-p", "5432"])
+            .args(args)
+            .arg("postgres")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    pgbench(&["-i", "-q", "-s", &scale.to_string()]);
+    p.psql("CHECKPOINT");
+    let bytes: u64 = p
+        .psql("SELECT sum(pg_database_size(oid)) FROM pg_database")
+        .parse()
+        .unwrap();
+    let mb = bytes as f64 / (1 << 20) as f64;
+    eprintln!("pgbench -i -s {scale}: databases {mb:.0} MB");
+
+    let plain = Instance::empty(AGENT);
+    let t = Instant::now();
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(Path::new(tusk_testkit::BINDIR).join("pg_basebackup"))
+        .args([
+            "-U", "postgres", "-p", "5432", "-X", "stream", "-c", "fast", "-h",
+        ])
+        .arg(&p.socketdir)
+        .arg("-D")
+        .arg(&plain.pgdata)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let plain_secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "plain pg_basebackup: {plain_secs:.1}s, {:.0} MB/s",
+        mb / plain_secs
+    );
+    // The same copy started by the agent (what a person would do after
+    // a plain pg_basebackup), for the share of the standby's own start.
+    let started = agent(&res, &plain, "node4", &p)
+        .run("start")
+        .expect(Status::Success);
+    eprintln!(
+        "  the agent's start of that copy: {:.1}s",
+        started.took.as_secs_f64()
+    );
+    agent(&res, &plain, "node4", &p)
+        .run("stop")
+        .expect(Status::Success);
+    drop(plain);
+
+    let rebuild = |node: &str| {
+        let s = Instance::empty(AGENT);
+        let t = Instant::now();
+        let start = auto(&res, &s, node, &p)
+            .run("start")
+            .expect(Status::Success);
+        monitor_until_streaming(|| auto(&res, &s, node, &p), Duration::from_secs(600));
+        let secs = t.elapsed().as_secs_f64();
+        // What the worker said, with its own times.
+        let log = std::fs::read_to_string(res.run_dir().join("rebuild.log")).unwrap_or_default();
+        for l in log
+            .lines()
+            .filter(|l| l.contains("copied") || l.contains("rebuilt"))
+        {
+            eprintln!("  {l}");
+        }
+        let _ = std::fs::remove_file(res.run_dir().join("rebuild.log"));
+        auto(&res, &s, node, &p).run("stop").expect(Status::Success);
+        (start.took.as_secs_f64(), secs)
+    };
+    let (start, secs) = rebuild("node2");
+    eprintln!(
+        "rebuild=auto: start returned in {start:.2}s, streaming after {secs:.1}s \
+         ({:.0} MB/s, monitors every 200 ms)",
+        mb / secs
+    );
+
+    let idle = pgbench(&["-n", "-c", "2", "-T", "12", "-N"]);
+    let line = |text: &str, what: &str| {
+        text.lines()
+            .find(|l| l.starts_with(what))
+            .unwrap_or("?")
+            .to_string()
+    };
+    eprintln!(
+        "pgbench -N -c 2 alone: {}; {}",
+        line(&idle, "latency average"),
+        line(&idle, "tps")
+    );
+    let writer = {
+        let socket = p.socketdir.clone();
+        std::thread::spawn(move || {
+            let out = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--", "pgbench", "-h"])
+                .arg(&socket)
+                .args(["-p", "5432", "-n", "-c", "2", "-T", "12", "-P", "1", "-N"])
+                .arg("postgres")
+                .output()
+                .unwrap();
+            let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+            for l in progress.lines().filter(|l| l.starts_with("progress")) {
+                eprintln!("  {l}");
+            }
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let (start, secs) = rebuild("node3");
+    let during = writer.join().unwrap();
+    eprintln!(
+        "rebuild=auto under pgbench: start {start:.2}s, streaming after {secs:.1}s; pgbench \
+         during: {}; {}",
+        line(&during, "latency average"),
+        line(&during, "tps")
+    );
 }
