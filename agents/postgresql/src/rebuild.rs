@@ -999,7 +999,31 @@ fn check_not_mount_point(pgdata: &Path, parent: &Path) -> Result<()> {
 }
 
 fn remove_primary_settings(dir: &Path, owner: (Uid, Gid)) -> Result<()> {
-    let path = dir.join("postgresql.auto.conf");
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    // pguser owns the copy and the directory around it: the directory is
+    // opened without following a symbolic link and checked, and the file
+    // reached through that descriptor, so a directory swapped meanwhile
+    // never makes root rewrite another file.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW).bits())
+        .open(dir)
+        .and_then(|d| {
+            let meta = d.metadata()?;
+            if meta.uid() != owner.0.as_raw() {
+                return Err(std::io::Error::other(format!(
+                    "is owned by uid {}",
+                    meta.uid()
+                )));
+            }
+            Ok(d)
+        })
+        .map_err(|e| OcfError::generic(format!("cannot open {}: {e}", dir.display())))?;
+    let path = PathBuf::from(format!(
+        "/proc/self/fd/{}/postgresql.auto.conf",
+        opened.as_raw_fd()
+    ));
     let text = match ocf::fs::read_bounded(&path, 1 << 20) {
         Ok(Some(f)) if !f.truncated => String::from_utf8_lossy(&f.bytes).into_owned(),
         Ok(Some(_)) => {
