@@ -605,3 +605,38 @@ fn figures_a_rebuild_beside_a_plain_pg_basebackup() {
         line(&during, "tps")
     );
 }
+
+#[test]
+fn a_standby_whose_slot_lost_its_wal_is_rebuilt_through_a_new_slot() {
+    let res = Resource::new();
+    let p = primary(&res, 1_000);
+    p.psql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    p.psql("SELECT pg_reload_conf()");
+    let s = p.standby("basebackup");
+    let node2 = || auto(&res, &s, "node2", &p);
+    node2().run("start").expect(Status::Success);
+    assert!(wait_until(Duration::from_secs(20), || streaming(
+        &p, "node2"
+    )));
+    node2().run("stop").expect(Status::Success);
+    write_past_retention(&p);
+    let status =
+        || p.psql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'tusk_node2'");
+    assert_eq!(status(), "lost", "the test wrote too little WAL");
+    let started = node2().run("start").expect(Status::Success);
+    assert!(
+        started.stderr.contains("slot tusk_node2 lost"),
+        "{}",
+        started.stderr
+    );
+    monitor_until_streaming(node2, Duration::from_secs(120));
+    assert!(wait_until(Duration::from_secs(20), || streaming(
+        &p, "node2"
+    )));
+    assert_ne!(status(), "lost");
+    assert_eq!(
+        p.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'tusk_node2'"),
+        "t"
+    );
+    node2().run("stop").expect(Status::Success);
+}
