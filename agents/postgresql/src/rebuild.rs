@@ -70,6 +70,44 @@ impl DataDir {
     }
 }
 
+/// What start found that a rebuild could answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// pgdata missing or empty.
+    Blank,
+    /// The record of a pg_rewind that never finished.
+    RewindInterrupted,
+    /// Diverged in a way pg_rewind cannot see (two promotions to one
+    /// timeline number).
+    Unrewindable,
+    /// pg_rewind ran and failed.
+    RewindFailed,
+    /// The primary removed WAL this node needs, or its slot lost it.
+    WalGone,
+    /// Diverged: pg_rewind repairs that (rewind=auto), or the operator
+    /// chose to (rewind=off).
+    Diverged,
+    /// The primary is another database cluster: a configuration mistake
+    /// is likelier than a node to replace.
+    OtherCluster,
+    /// This node is on a newer timeline than the "primary": that one is
+    /// stale, not this node.
+    Ahead,
+}
+
+/// Whether start rebuilds for `trigger` (before [`permitted`] has its say).
+pub fn wanted(policy: RebuildPolicy, trigger: Trigger) -> bool {
+    policy == RebuildPolicy::Auto
+        && matches!(
+            trigger,
+            Trigger::Blank
+                | Trigger::RewindInterrupted
+                | Trigger::Unrewindable
+                | Trigger::RewindFailed
+                | Trigger::WalGone
+        )
+}
+
 /// What this node's data was, for [`permitted`]: `None` for a blank one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Former {
@@ -460,6 +498,14 @@ impl Rebuild {
     fn clear_leftovers(&self, deadline: &Deadline) -> Result<bool> {
         let mut ended = false;
         let building = building_dir(&self.pgdata);
+        // Whatever copies has the directory the worker made before it: no
+        // directory, no /proc scan (stop runs this every time).
+        if std::fs::symlink_metadata(&building).is_err() {
+            for ts in tablespace_builds(&self.pgdata) {
+                remove_building(&ts)?;
+            }
+            return Ok(false);
+        }
         let left = process::find_processes(&Expected {
             arg: Some(building.as_os_str()),
             ..Default::default()
@@ -668,7 +714,7 @@ pub fn wal_gone(
     end: Lsn,
     deadline: &Deadline,
 ) -> Option<String> {
-    if cfg.replication.rebuild != RebuildPolicy::Auto {
+    if !wanted(cfg.replication.rebuild, Trigger::WalGone) {
         return None;
     }
     let timeline = timeline_at(end, primary.timeline, &primary.history);
@@ -1120,6 +1166,24 @@ mod tests {
             was_primary,
             timeline,
         })
+    }
+
+    #[test]
+    fn what_start_rebuilds_for() {
+        use Trigger::*;
+        for t in [
+            Blank,
+            RewindInterrupted,
+            Unrewindable,
+            RewindFailed,
+            WalGone,
+        ] {
+            assert!(wanted(RebuildPolicy::Auto, t), "{t:?}");
+            assert!(!wanted(RebuildPolicy::Off, t), "{t:?} under off");
+        }
+        for t in [Diverged, OtherCluster, Ahead] {
+            assert!(!wanted(RebuildPolicy::Auto, t), "{t:?}");
+        }
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! answers queries while never replicating again, so start checks first,
 //! and rewinds it (rewind=auto) or refuses (rewind=off).
 
-use crate::config::{PgConfig, RebuildPolicy, RewindPolicy};
+use crate::config::{PgConfig, RewindPolicy};
 use crate::controldata::ControlData;
-use crate::rebuild::{self, Former, Need};
+use crate::rebuild::{self, Former, Need, Trigger};
 use crate::rewind::{self, RewindMarker};
 use crate::wal::{history_file, history_timelines, parse_history, timeline_of_walfile, Fork};
 use crate::wal_end::{self, WalEnd};
@@ -375,7 +375,7 @@ pub fn prepare(
         newest_known: known.iter().map(|(tli, _)| *tli).max().unwrap_or(0),
     };
     let verdict = assess(&local, primary.timeline, &primary.history);
-    let auto = cfg.replication.rebuild == RebuildPolicy::Auto;
+    let wanted = |trigger| rebuild::wanted(cfg.replication.rebuild, trigger);
     let need = |why: String| {
         Joined::Rebuild(Need {
             why,
@@ -405,7 +405,7 @@ pub fn prepare(
                 cfg.replication.primary_host
             )))
         }
-        Verdict::Rebuild(why) if auto => return Ok(need(why)),
+        Verdict::Rebuild(why) if wanted(Trigger::Unrewindable) => return Ok(need(why)),
         Verdict::Rebuild(why) => {
             error!("{why}: pg_rewind cannot repair this; rebuild this node from the primary");
             return Err(OcfError::generic(format!(
@@ -439,7 +439,7 @@ pub fn prepare(
     }
     match rewind::rewind(cfg, user, bindir, marker, deadline) {
         Ok(()) => Ok(Joined::Following),
-        Err(e) if auto => Ok(need(format!("{why}, and {}", e.reason()))),
+        Err(e) if wanted(Trigger::RewindFailed) => Ok(need(format!("{why}, and {}", e.reason()))),
         Err(e) => Err(e),
     }
 }

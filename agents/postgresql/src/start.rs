@@ -2,10 +2,10 @@
 //! PostgreSQL cannot recover from by itself.
 
 use crate::cluster::Cluster;
-use crate::config::{PgConfig, RebuildPolicy};
+use crate::config::PgConfig;
 use crate::controldata::{ClusterState, ControlData};
 use crate::postmaster::{self, State};
-use crate::rebuild::{self, DataDir, Former, Need, Rebuild};
+use crate::rebuild::{self, DataDir, Former, Need, Rebuild, Trigger};
 use crate::rewind::{self, RewindMarker};
 use crate::{sql, standby, stop, validate};
 use ocf::attributes::resource_of;
@@ -40,9 +40,9 @@ fn start_as(
     deadline: &Deadline,
     may_rebuild: bool,
 ) -> Result<Status> {
+    let wanted = |trigger| may_rebuild && rebuild::wanted(cfg.replication.rebuild, trigger);
     let rebuild =
-        (may_rebuild && mode == Mode::Standby && cfg.replication.rebuild == RebuildPolicy::Auto)
-            .then(|| Rebuild::new(env, &cfg.pgdata));
+        (mode == Mode::Standby && wanted(Trigger::Blank)).then(|| Rebuild::new(env, &cfg.pgdata));
     if let Some(rb) = &rebuild {
         validate::check_promotable(cfg, env)?;
         match rb.observe() {
@@ -106,7 +106,7 @@ fn start_as(
         State::Stopped { stale: None } => {}
     }
     let marker = RewindMarker::new(resource_of(&env.instance), &cfg.pgdata);
-    if rebuild.is_some() {
+    if rebuild.is_some() && wanted(Trigger::RewindInterrupted) {
         if let Some(said) = marker.found() {
             let former = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)
                 .map(|c| Former {
