@@ -125,6 +125,10 @@ pub fn permitted(
     former: Option<Former>,
     primary_timeline: Option<u32>,
 ) -> std::result::Result<(), String> {
+    if former.is_none() {
+        // Nothing to lose: the worker waits for a primary if none answers.
+        return Ok(());
+    }
     let Some(primary_timeline) = primary_timeline else {
         return Err("no primary answers at primary_host: nothing to copy from".into());
     };
@@ -773,6 +777,10 @@ pub fn wal_gone(
 
 // ------------------------------------------------------------------- worker
 
+/// How long a worker waits for a primary to copy from before it gives up
+/// (the monitor then fails, and Pacemaker's restart tries again).
+const WAIT_FOR_PRIMARY: Duration = Duration::from_secs(3600);
+
 /// The worker's `main`: the configuration and environment are start's own,
 /// inherited.
 pub fn worker_main() -> std::process::ExitCode {
@@ -888,8 +896,25 @@ fn work(cfg: &PgConfig, env: &OcfEnv, rebuild: &Rebuild, record: &mut Record) ->
     let user = OsUser::lookup(&cfg.pguser)?;
     let as_user = (user.uid, user.gid);
     let node = env.node_name();
+    // A blank node may be started while no primary answers (a new node
+    // during a failover, the whole cluster starting): it waits for one, as
+    // a standby would, with the monitor saying so.
     let asking = Deadline::after(Duration::from_secs(30));
-    let source = ask_source(cfg, as_user, &asking)?;
+    let mut said = false;
+    let source = Deadline::after(WAIT_FOR_PRIMARY).wait_for(
+        &format!("a primary at {}", cfg.replication.primary_host),
+        Duration::from_secs(2),
+        || match ask_source(cfg, as_user, &asking) {
+            Ok(source) => Ok(Some(source)),
+            Err(e) => {
+                if !said {
+                    info!("waiting for a primary to copy from: {}", e.reason());
+                    said = true;
+                }
+                Ok(None)
+            }
+        },
+    )?;
     let bindir = cfg.bindir_for(&source.major)?;
     let pg_basebackup = bindir.join("pg_basebackup");
     ocf::fs::require_executable(&pg_basebackup)?;
@@ -1208,6 +1233,10 @@ mod tests {
     fn a_former_primary_is_rebuilt_only_behind_a_newer_timeline() {
         assert!(permitted(None, Some(1)).is_ok(), "a blank node");
         assert!(
+            permitted(None, None).is_ok(),
+            "a blank node waits for a primary"
+        );
+        assert!(
             permitted(former(false, Some(3)), Some(3)).is_ok(),
             "a standby"
         );
@@ -1219,7 +1248,7 @@ mod tests {
         );
         assert!(permitted(former(true, Some(4)), Some(3)).is_err());
         assert!(permitted(former(true, None), Some(9)).is_err());
-        let none = permitted(None, None).unwrap_err();
+        let none = permitted(former(false, Some(2)), None).unwrap_err();
         assert!(none.contains("no primary"), "{none}");
     }
 

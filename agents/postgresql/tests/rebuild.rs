@@ -640,3 +640,32 @@ fn a_standby_whose_slot_lost_its_wal_is_rebuilt_through_a_new_slot() {
     );
     node2().run("stop").expect(Status::Success);
 }
+
+#[test]
+fn an_empty_node_started_before_any_primary_waits_for_one() {
+    let res = Resource::new();
+    let p = Instance::new(AGENT);
+    let s = Instance::empty(AGENT);
+    let node2 = || auto(&res, &s, "node2", &p);
+    // Nobody answers at primary_host yet: no failure (which Pacemaker
+    // would answer by banning the node), a worker that waits.
+    node2().run("start").expect(Status::Success);
+    let waiting = node2().run("monitor").expect(Status::Degraded);
+    assert!(
+        waiting.reason().contains("asking the primary"),
+        "{}",
+        waiting.reason()
+    );
+    // The primary comes.
+    agent(&res, &p, "node1", &p)
+        .run("start")
+        .expect(Status::Success);
+    agent(&res, &p, "node1", &p)
+        .run("promote")
+        .expect(Status::Success);
+    monitor_until_streaming(node2, Duration::from_secs(120));
+    assert!(wait_until(Duration::from_secs(20), || streaming(
+        &p, "node2"
+    )));
+    node2().run("stop").expect(Status::Success);
+}
