@@ -64,6 +64,7 @@
 //! FIFO, 64 KiB at most, its content never in an error) and picks a
 //! password the way libpq does, for the agent's own connections.
 
+pub mod config;
 pub mod conninfo;
 pub mod error;
 pub mod identity;
@@ -71,11 +72,13 @@ pub mod passfile;
 pub mod query;
 pub mod quote;
 pub mod slony;
+pub mod tls;
 
+pub use config::Config;
 pub use conninfo::Conninfo;
 pub use error::{classify, describe, Error, ErrorKind, Result};
 pub use identity::Identity;
 pub use passfile::Passfile;
 pub use postgres::config::Host;
-pub use postgres::Config;
 pub use query::{query, query_each, value, Rows};
+pub use tls::{SslMode, Tls};

@@ -1,9 +1,11 @@
 //! One SQL round trip that answers before the deadline, whatever the server
 //! does.
 
-use crate::{Error, ErrorKind, Identity, Result};
+use crate::tls::Negotiation;
+use crate::{Config, Error, ErrorKind, Identity, Result};
 use nix::unistd::{Gid, Uid};
 use ocf::Deadline;
+use postgres::config::SslMode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ pub fn value(results: &[Rows], statement: usize, row: usize, column: usize) -> O
 /// covers the socket alone; so the round trip runs on a thread that the
 /// deadline abandons. The agent exits soon after, and the thread with it.
 pub fn query(
-    pg: postgres::Config,
+    pg: Config,
     as_user: Option<(Uid, Gid)>,
     deadline: &Deadline,
     sql: &str,
@@ -40,7 +42,7 @@ pub fn query(
 /// its own implicit transaction (ALTER SYSTEM refuses to run in one with
 /// other statements).
 pub fn query_each(
-    mut pg: postgres::Config,
+    mut pg: Config,
     as_user: Option<(Uid, Gid)>,
     deadline: &Deadline,
     queries: &[&str],
@@ -49,13 +51,14 @@ pub fn query_each(
     pg.application_name("tusk")
         .connect_timeout(budget)
         .options(&format!("-c statement_timeout={}", budget.as_millis()));
+    let negotiation = pg.get_tls().negotiation(pg.get_hosts())?;
     let _identity = as_user.map(Identity::assume).transpose()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let queries: Vec<String> = queries.iter().map(|q| q.to_string()).collect();
     let connected = Arc::new(AtomicBool::new(false));
     let session = Arc::clone(&connected);
     std::thread::spawn(move || {
-        let _ = tx.send(round_trip(&pg, &queries, &session));
+        let _ = tx.send(round_trip(&pg, negotiation, &queries, &session));
     });
     rx.recv_timeout(budget).unwrap_or_else(|_| {
         Err(Error::new(
@@ -69,12 +72,16 @@ pub fn query_each(
 
 fn round_trip(
     pg: &postgres::Config,
+    negotiation: Negotiation,
     queries: &[String],
     connected: &AtomicBool,
 ) -> Result<Vec<Rows>> {
-    let mut client = pg
-        .connect(postgres::NoTls)
-        .map_err(|e| Error::from_client("cannot connect", &e))?;
+    let mut pg = pg.clone();
+    let connected_session = match negotiation {
+        Negotiation::Clear => pg.ssl_mode(SslMode::Disable).connect(postgres::NoTls),
+        Negotiation::Tls(mode, connector) => pg.ssl_mode(mode).connect(connector),
+    };
+    let mut client = connected_session.map_err(|e| Error::from_client("cannot connect", &e))?;
     connected.store(true, Ordering::SeqCst);
     // The simple query protocol: one round trip, where a prepared
     // statement would take two.

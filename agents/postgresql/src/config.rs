@@ -88,6 +88,29 @@ pub const PARAMS: &[Param] = &[
             "A .pgpass-format file, readable by pguser, holding repl_user's password for \
              primary_host. Empty: no password (trust or certificate authentication).",
         ),
+    Param::choice(
+        "sslmode",
+        &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+    )
+    .default("prefer")
+    .short("TLS towards the primary (libpq's sslmode)")
+    .long(
+        "How every connection to primary_host negotiates TLS: the standby's WAL receiver \
+         (primary_conninfo), pg_rewind, and the agent's own questions at start and while a \
+         standby does not stream. prefer (libpq's default) uses TLS when the primary offers \
+         it; require insists on it; verify-ca and verify-full also check the primary's \
+         certificate against sslrootcert (verify-full: and that it names primary_host). \
+         Connections over a unix socket never use TLS. With a hostssl-only pg_hba.conf, \
+         choose require or stronger: a start the primary refuses fails with its reason.",
+    ),
+    Param::string("sslrootcert")
+        .default("")
+        .short("Root certificates for verify-ca and verify-full")
+        .long(
+            "A PEM file of the certificate authorities the primary's certificate must chain \
+             to, readable by pguser (its WAL receiver reads it too). Required by \
+             sslmode=verify-ca and verify-full, ignored otherwise.",
+        ),
     Param::choice("sync", &["off", "available", "strict"])
         .default("available")
         .short("Synchronous replication: off, available or strict")
@@ -211,6 +234,10 @@ pub struct Replication {
     pub primary_host: String,
     pub repl_user: String,
     pub repl_passfile: Option<PathBuf>,
+    /// TLS towards the primary; `sslrootcert` is `Some` under the
+    /// verifying modes.
+    pub sslmode: pgclient::SslMode,
+    pub sslrootcert: Option<PathBuf>,
     pub sync: SyncPolicy,
     pub rewind: RewindPolicy,
     /// `None`: no bound.
@@ -370,10 +397,25 @@ fn replication(p: &Params) -> Result<Replication> {
     if repl_user.is_empty() {
         return Err(OcfError::configured("parameter repl_user is empty"));
     }
+    // Params checked the value against the declared choices.
+    let sslmode: pgclient::SslMode = p
+        .choice("sslmode")
+        .unwrap_or("prefer")
+        .parse()
+        .map_err(OcfError::configured)?;
+    let sslrootcert = absolute_path(p, "sslrootcert")?.filter(|_| sslmode.verifies());
+    if sslmode.verifies() && sslrootcert.is_none() {
+        return Err(OcfError::configured(format!(
+            "parameter sslmode={sslmode} needs sslrootcert (the primary's certificate \
+             authority)"
+        )));
+    }
     Ok(Replication {
         primary_host: text("primary_host"),
         repl_user,
         repl_passfile: absolute_path(p, "repl_passfile")?,
+        sslmode,
+        sslrootcert,
         sync,
         rewind,
         max_lag,

@@ -556,25 +556,49 @@ pub fn elect(me: &str, mine: Position, sync: SyncPolicy, seen: &Orphaned) -> Ele
     }
 }
 
+/// What a data directory was before this start, as pg_control says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Former {
+    /// A standby, or a base backup never started.
+    Standby,
+    /// A primary shut down cleanly: it holds every commit it acknowledged,
+    /// and its standbys received all of it before it stopped.
+    PrimaryShutDown,
+    /// A primary that crashed (or lost power): another node may have been
+    /// promoted since, on a newer timeline, and have commits it lacks.
+    PrimaryCrashed,
+}
+
 /// The score a standby gives itself before its server starts (see
 /// `standby::own_score_before_start`): none when a primary answers (it
-/// scores the standbys), else it is a candidate of a cluster with no
-/// primary, except where it may lack acknowledged commits: under `strict`
-/// unless it was the primary, and after a last primary that released its
-/// commits to asynchronous (`last_primary_sync`: `Some(false)`), which it
-/// alone holds, unless this node was a primary.
+/// scores the standbys). With no primary, a plain standby is a candidate
+/// of a cluster with no primary, except where it may lack acknowledged
+/// commits: under `strict`, and after a last primary that released its
+/// commits to asynchronous (`last_primary_sync`: `Some(false)`). A former
+/// primary that crashed never scores itself: nothing tells it that no
+/// newer primary exists whose commits it lacks, and the standbys' election
+/// (which compares every node's position) makes it primary again when it
+/// is the furthest. One shut down cleanly scores itself only when no other
+/// node holds a score (`scored_elsewhere`): a score elsewhere is either a
+/// primary's, which this node has not compared itself with, or another
+/// start's, and then the promotion compares positions anyway.
 pub fn start_score(
     sync: SyncPolicy,
-    was_primary: bool,
+    former: Former,
     primary_seen: bool,
     last_primary_sync: Option<bool>,
+    scored_elsewhere: bool,
 ) -> Option<Score> {
-    match (sync, was_primary) {
+    match former {
         _ if primary_seen => None,
-        (_, true) => Some(FORMER_PRIMARY),
-        (SyncPolicy::Strict, false) => None,
-        (SyncPolicy::Available, false) if last_primary_sync == Some(false) => None,
-        _ => Some(NO_PRIMARY_YET),
+        Former::PrimaryCrashed => None,
+        Former::PrimaryShutDown if scored_elsewhere => None,
+        Former::PrimaryShutDown => Some(FORMER_PRIMARY),
+        Former::Standby => match sync {
+            SyncPolicy::Strict => None,
+            SyncPolicy::Available if last_primary_sync == Some(false) => None,
+            _ => Some(NO_PRIMARY_YET),
+        },
     }
 }
 
@@ -1072,32 +1096,57 @@ mod tests {
 
     #[test]
     fn a_standby_starting_with_no_primary_is_a_candidate_unless_it_may_lack_commits() {
+        use Former::*;
         use SyncPolicy::*;
         assert_eq!(
-            start_score(Available, false, true, None),
+            start_score(Available, Standby, true, None, false),
             None,
             "a primary scores it"
         );
         assert_eq!(
-            start_score(Available, false, false, None),
+            start_score(Available, Standby, false, None, false),
             Some(NO_PRIMARY_YET)
         );
         assert_eq!(
-            start_score(Available, false, false, Some(true)),
+            start_score(Available, Standby, false, Some(true), true),
             Some(NO_PRIMARY_YET)
         );
-        // Before: 10 after a primary that released its commits, which only
-        // it holds.
-        assert_eq!(start_score(Available, false, false, Some(false)), None);
+        // 10 after a primary that released its commits, which only it holds.
         assert_eq!(
-            start_score(Available, true, false, Some(false)),
-            Some(FORMER_PRIMARY)
+            start_score(Available, Standby, false, Some(false), false),
+            None
         );
-        assert_eq!(start_score(Strict, false, false, Some(true)), None);
-        assert_eq!(start_score(Strict, true, false, None), Some(FORMER_PRIMARY));
+        assert_eq!(start_score(Strict, Standby, false, Some(true), false), None);
         assert_eq!(
-            start_score(Off, false, false, Some(false)),
+            start_score(Off, Standby, false, Some(false), false),
             Some(NO_PRIMARY_YET)
         );
+    }
+
+    #[test]
+    fn a_former_primary_scores_itself_only_after_a_clean_shutdown_and_with_no_score_elsewhere() {
+        use Former::*;
+        use SyncPolicy::*;
+        for sync in [Off, Available, Strict] {
+            for last in [None, Some(true), Some(false)] {
+                // Before: 100 after a crash too, though a newer primary
+                // may have been promoted meanwhile.
+                for elsewhere in [false, true] {
+                    assert_eq!(
+                        start_score(sync, PrimaryCrashed, false, last, elsewhere),
+                        None
+                    );
+                    assert_eq!(
+                        start_score(sync, PrimaryShutDown, true, last, elsewhere),
+                        None
+                    );
+                }
+                assert_eq!(
+                    start_score(sync, PrimaryShutDown, false, last, false),
+                    Some(FORMER_PRIMARY)
+                );
+                assert_eq!(start_score(sync, PrimaryShutDown, false, last, true), None);
+            }
+        }
     }
 }

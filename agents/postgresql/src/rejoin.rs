@@ -12,7 +12,7 @@ use crate::wal::{history_file, history_timelines, parse_history, timeline_of_wal
 use crate::wal_end::{self, WalEnd};
 use nix::unistd::{Gid, Uid};
 use ocf::{command, error, info, warning, Deadline, OcfError, OsUser, Result};
-use pgclient::{Conninfo, Passfile};
+use pgclient::{Conninfo, Passfile, SslMode, Tls};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +165,13 @@ pub fn conninfo(cfg: &PgConfig, application_name: Option<&str>, with_db: bool) -
     if let Some(passfile) = &r.repl_passfile {
         conninfo.set("passfile", passfile.to_string_lossy());
     }
+    // libpq's default needs no word.
+    if r.sslmode != SslMode::Prefer {
+        conninfo.set("sslmode", r.sslmode.as_str());
+    }
+    if let Some(root) = &r.sslrootcert {
+        conninfo.set("sslrootcert", root.to_string_lossy());
+    }
     conninfo.to_string()
 }
 
@@ -204,7 +211,27 @@ pub fn primary_client(cfg: &PgConfig) -> Result<pgclient::Config> {
     if let Some(password) = repl_password(cfg)? {
         pg.password(password);
     }
+    pg.tls(Tls {
+        mode: r.sslmode,
+        root_certs: root_certs(cfg)?,
+    });
     Ok(pg)
+}
+
+/// The PEM of sslrootcert, read as a file pguser may control: no symbolic
+/// link, a regular file, 1 MiB at most, and its content in no message.
+fn root_certs(cfg: &PgConfig) -> Result<Option<Vec<u8>>> {
+    let Some(path) = &cfg.replication.sslrootcert else {
+        return Ok(None);
+    };
+    let unusable =
+        |why: String| OcfError::configured(format!("sslrootcert {}: {why}", path.display()));
+    match ocf::fs::read_bounded(path, 1 << 20) {
+        Ok(Some(pem)) if !pem.truncated => Ok(Some(pem.bytes)),
+        Ok(Some(_)) => Err(unusable("larger than 1 MiB".into())),
+        Ok(None) => Err(unusable("no such file".into())),
+        Err(e) => Err(unusable(e.to_string())),
+    }
 }
 
 /// Asks the primary at primary_host, if one answers there. As the server's
@@ -651,6 +678,17 @@ mod tests {
         assert_eq!(
             conninfo(&cfg, Some("node2"), false),
             r"host='/run/pg sock' user='it\'s' application_name=node2"
+        );
+        // The walreceiver and pg_rewind negotiate TLS as the agent does.
+        let cfg = config(&[
+            ("primary_host", "10.0.0.100"),
+            ("sslmode", "verify-full"),
+            ("sslrootcert", "/etc/tusk/root ca.pem"),
+        ]);
+        assert_eq!(
+            conninfo(&cfg, Some("node2"), false),
+            "host=10.0.0.100 user=replicator application_name=node2 sslmode=verify-full \
+             sslrootcert='/etc/tusk/root ca.pem'"
         );
     }
 

@@ -5,11 +5,13 @@
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::controldata::{ClusterState, ControlData};
+use crate::election::{self, Former};
 use crate::rebuild::Need;
 use crate::rejoin::Joined;
 use crate::rewind::RewindMarker;
 use crate::validate::Checked;
-use crate::{election, rejoin, slots};
+use crate::{rejoin, slots};
+use ocf::attributes::Score;
 use ocf::{warning, Deadline, OcfError, Result};
 use std::time::Duration;
 
@@ -18,8 +20,9 @@ use std::time::Duration;
 pub struct Prepared {
     /// Server options that make it a standby of primary_host.
     pub options: String,
-    /// Shut down (or crashed) as a primary, and not a fresh base backup.
-    pub was_primary: bool,
+    /// What the directory was before: a primary shut down cleanly or
+    /// crashed, or a standby (or a fresh base backup).
+    pub former: Former,
     /// A primary answered at primary_host.
     pub primary_seen: bool,
 }
@@ -43,10 +46,12 @@ pub fn prepare(
     deadline: &Deadline,
 ) -> Result<Ready> {
     let control = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)?;
-    let was_primary = matches!(
-        control.state,
-        ClusterState::ShutDown | ClusterState::InProduction
-    ) && !cfg.pgdata.join("backup_label").exists();
+    let former = match control.state {
+        _ if cfg.pgdata.join("backup_label").exists() => Former::Standby,
+        ClusterState::ShutDown => Former::PrimaryShutDown,
+        ClusterState::InProduction => Former::PrimaryCrashed,
+        _ => Former::Standby,
+    };
     let primary_seen = if check_divergence {
         // An address nobody holds (the floating IP between two nodes)
         // costs a connect timeout: keep it short.
@@ -80,7 +85,7 @@ pub fn prepare(
     write_standby_signal(cfg, checked)?;
     Ok(Ready::Start(Prepared {
         options: options(cfg, node),
-        was_primary,
+        former,
         primary_seen,
     }))
 }
@@ -143,11 +148,15 @@ pub fn own_score_before_start(
             }
         }
     };
+    let scored_elsewhere = prepared.former == Former::PrimaryShutDown
+        && !prepared.primary_seen
+        && scored_elsewhere(cluster, deadline);
     let score = election::start_score(
         cfg.replication.sync,
-        prepared.was_primary,
+        prepared.former,
         prepared.primary_seen,
         last_primary_sync,
+        scored_elsewhere,
     );
     let result = match score {
         None => cluster.clear_own_score(deadline),
@@ -158,6 +167,21 @@ pub fn own_score_before_start(
     };
     if let Err(e) = result {
         warning!("{}", e.reason());
+    }
+}
+
+/// Whether another node holds a promotion score; when attrd cannot say,
+/// as if one did (a former primary then waits for the comparison of
+/// positions instead of claiming the promotion).
+fn scored_elsewhere(cluster: &Cluster, deadline: &Deadline) -> bool {
+    match cluster.promotion_scores(deadline) {
+        Ok(scores) => scores.iter().any(|(node, score)| {
+            *node != cluster.node && matches!(score.parse(), Ok(Score::Value(_)))
+        }),
+        Err(e) => {
+            warning!("{}", e.reason());
+            true
+        }
     }
 }
 

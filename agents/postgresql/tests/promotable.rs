@@ -67,7 +67,13 @@ fn agent(pg: &Instance, node: &str, primary: &Instance) -> Agent {
 /// A primary made by the agent itself: started as a standby (every
 /// instance is), with no primary anywhere, then promoted.
 fn primary() -> Instance {
+    primary_with(|_| {})
+}
+
+/// The same, with `prepare` done to its fresh directory first.
+fn primary_with(prepare: impl FnOnce(&Instance)) -> Instance {
     let pg = Instance::new(AGENT);
+    prepare(&pg);
     // pg_rewind needs hint bits in the WAL (or data checksums), and the
     // former primary's WAL back to the last checkpoint before the fork.
     append(
@@ -987,4 +993,195 @@ fn a_standby_keeps_its_peers_slots_so_that_once_promoted_they_are_there() {
     let after = restart("tusk_node3");
     let newer = s.psql(&format!("SELECT '{after}'::pg_lsn > '{before}'::pg_lsn"));
     assert_eq!(newer, "t", "{before} -> {after}");
+}
+
+/// A private network for this test's thread and everything it starts (a
+/// fresh network namespace with its loopback up and nothing else), so a
+/// server may listen on 127.0.0.1:5432 without meeting any other.
+fn private_loopback() {
+    // SAFETY: unshare changes this thread's namespaces only.
+    let rc = unsafe { nix::libc::unshare(nix::libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(up.success());
+}
+
+/// A certificate authority and, signed by it, a server certificate for
+/// 127.0.0.1, in `dir`: (ca.crt, server.crt, server.key).
+fn certificates(dir: &std::path::Path, ca_name: &str) -> [std::path::PathBuf; 3] {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let subject = format!("/CN={ca_name}");
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days", "2", "-subj", &subject, "-keyout", "ca.key", "-out", "ca.crt",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+    ["ca.crt", "server.crt", "server.key"].map(|f| dir.join(f))
+}
+
+#[test]
+fn a_primary_that_takes_only_tls_is_asked_with_the_sslmode_the_standby_streams_with() {
+    private_loopback();
+    let p = primary_with(|pg| {
+        let [_, crt, key] = certificates(pg.root(), "tusk test CA");
+        pg.write_owned(
+            &pg.pgdata.join("server.crt"),
+            &std::fs::read_to_string(crt).unwrap(),
+        );
+        pg.write_owned(
+            &pg.pgdata.join("server.key"),
+            &std::fs::read_to_string(key).unwrap(),
+        );
+        append(
+            &pg.pgdata.join("postgresql.conf"),
+            "listen_addresses = '127.0.0.1'\nssl = on\n",
+        );
+        // TLS or nothing over TCP: no `host` line takes a clear session.
+        let hba = pg.pgdata.join("pg_hba.conf");
+        let local: String = std::fs::read_to_string(&hba)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("local"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        pg.write_owned(
+            &hba,
+            &format!(
+                "hostssl all postgres 127.0.0.1/32 trust\n\
+                 hostssl replication postgres 127.0.0.1/32 trust\n{local}"
+            ),
+        );
+    });
+    let s = p.standby("basebackup");
+    // Its copy of the primary's settings would have it listen where the
+    // primary does.
+    append(&s.pgdata.join("postgresql.conf"), "listen_addresses = ''\n");
+    let over_tcp = |mode: &str| {
+        agent(&s, "node2", &p)
+            .param("primary_host", "127.0.0.1")
+            .param("sslmode", mode)
+    };
+
+    // In clear, the primary refuses: the start fails with its reason and
+    // nothing starts (before: the agent always asked in clear, whatever
+    // the walreceiver would use, so no sslmode could make this start).
+    let refused = over_tcp("disable").run("start").expect(Status::ErrGeneric);
+    assert!(
+        refused.reason().contains("no encryption"),
+        "{}",
+        refused.reason()
+    );
+    assert_eq!(s.postmaster_pid(), None);
+
+    // Verified against another authority: refused by this side.
+    let other = tempfile::tempdir().unwrap();
+    let [wrong_ca, ..] = certificates(other.path(), "another CA");
+    let unverified = over_tcp("verify-full")
+        .param("sslrootcert", &wrong_ca)
+        .run("start")
+        .expect(Status::ErrGeneric);
+    assert!(
+        unverified.reason().contains("certificate"),
+        "{}",
+        unverified.reason()
+    );
+    assert_eq!(s.postmaster_pid(), None);
+
+    // verify-full with the primary's authority: the agent asks over TLS,
+    // and the standby streams over TLS with the same settings.
+    let ca = p.root().join("ca.crt");
+    over_tcp("verify-full")
+        .param("sslrootcert", &ca)
+        .run("start")
+        .expect(Status::Success);
+    assert!(wait_until(Duration::from_secs(20), || p.psql(
+        "SELECT count(*) FROM pg_stat_replication JOIN pg_stat_ssl USING (pid) \
+         WHERE application_name = 'node2' AND ssl"
+    ) == "1"));
+
+    // The verifying modes need the authority.
+    let missing = over_tcp("verify-ca")
+        .run("validate-all")
+        .expect(Status::ErrConfigured);
+    assert!(
+        missing.reason().contains("sslrootcert"),
+        "{}",
+        missing.reason()
+    );
+}
+
+#[test]
+fn a_primary_that_crashed_never_gives_itself_a_promotion_score_at_start() {
+    let p = primary();
+    crash(&p);
+    // Nobody answers at primary_host (it was this node): before, the start
+    // gave it 100, though a newer primary may exist that it knows nothing of.
+    let started = agent(&p, "node1", &p).run("start").expect(Status::Success);
+    assert!(!started.stderr.contains("--update="), "{}", started.stderr);
+    assert!(
+        started.stderr.contains("--node node1 --delete"),
+        "{}",
+        started.stderr
+    );
+    assert_eq!(p.psql("SELECT pg_is_in_recovery()"), "t");
+    agent(&p, "node1", &p).run("stop").expect(Status::Success);
 }

@@ -280,6 +280,12 @@ fn a_killed_worker_leaves_the_old_directory_and_the_next_start_completes() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    // A signal is delivered asynchronously: until then the worker runs.
+    assert!(wait_until(Duration::from_secs(10), || {
+        ocf::process::ProcInfo::read(worker)
+            .unwrap()
+            .is_none_or(|p| p.has_exited())
+    }));
     // pg_basebackup dies with it (PR_SET_PDEATHSIG), but not its WAL
     // streaming child, which no signal of the kernel's reaches: stop and
     // start end it (below).
