@@ -8,7 +8,7 @@
 //! session of its own and returns once the worker has recorded itself; the
 //! monitor reports the rebuild as degraded (190) with its progress; stop
 //! ends it. The record lives in the agent's run directory
-//! (/run/tusk/RESOURCE/rebuild) and names the worker by PID and start time,
+//! (/run/tusk/RESOURCE/rebuild-HASH of pgdata) and names the worker by PID and start time,
 //! validated through /proc like any other process: a PID reused by another
 //! process never counts as the worker.
 //!
@@ -382,17 +382,26 @@ impl Rebuild {
         }
     }
 
-    fn record_path(&self) -> PathBuf {
-        self.dir.join("rebuild")
+    /// One name per data directory, as the rewind's record.
+    fn file(&self, suffix: &str) -> PathBuf {
+        self.dir.join(format!(
+            "rebuild-{:016x}{suffix}",
+            crate::rewind::fnv1a(&self.pgdata)
+        ))
+    }
+
+    /// The worker's record: its PID, start time and progress.
+    pub fn record_path(&self) -> PathBuf {
+        self.file("")
     }
 
     fn failed_path(&self) -> PathBuf {
-        self.dir.join("rebuild-failed")
+        self.file("-failed")
     }
 
     /// The worker's stderr: what pg_basebackup and the worker said.
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("rebuild.log")
+        self.file(".log")
     }
 
     /// One stat when no rebuild is recorded: the monitor calls it always.
@@ -896,6 +905,83 @@ fn work(cfg: &PgConfig, env: &OcfEnv, rebuild: &Rebuild, record: &mut Record) ->
     let user = OsUser::lookup(&cfg.pguser)?;
     let as_user = (user.uid, user.gid);
     let node = env.node_name();
+    let pgdata = &cfg.pgdata;
+    let building = building_dir(pgdata);
+    // A copy cut short (the primary failed over, a network cut) is made
+    // again from whatever primary answers next, in the worker: a failed
+    // monitor would cost a restart, and under migration-threshold=1 the
+    // node.
+    let mut attempt = 1;
+    let source = loop {
+        match copy(cfg, rebuild, record, &user, &node) {
+            Ok(source) => break source,
+            Err(e) if attempt < COPY_ATTEMPTS && e.status() == Status::ErrGeneric => {
+                warning!(
+                    "copy {attempt} of {COPY_ATTEMPTS} failed: {}; starting over once a primary \
+                     answers",
+                    e.reason()
+                );
+                rebuild.clear_leftovers(&Deadline::after(Duration::from_secs(10)))?;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+
+    remove_primary_settings(&building, as_user)?;
+    // The copy's symbolic links name the tablespaces' building
+    // directories: they must name the final ones once swapped.
+    for ts in &source.tablespaces {
+        relink_tablespace(&building, &building_dir(ts), ts, as_user)?;
+    }
+    let now = SystemTime::now();
+    for ts in &source.tablespaces {
+        swap_in(&building_dir(ts), ts, now)?;
+    }
+    swap_in(&building, pgdata, now)?;
+    record.swapped = true;
+    let _ = rebuild.write_record(*record);
+    let _ = std::fs::remove_file(suffixed(pgdata, ".tusk-rebuild-tablespaces"));
+    // The copy is whole: a rewind recorded as interrupted on the old
+    // directory no longer concerns it.
+    let marker = RewindMarker::new(resource_of(&env.instance), pgdata);
+    if marker.found().is_some() {
+        marker.finish().map_err(|e| {
+            OcfError::generic(format!("cannot remove {}: {e}", marker.path().display()))
+        })?;
+        info!(
+            "removed {}: the rebuilt directory replaces the half-rewound one",
+            marker.path().display()
+        );
+    }
+    info!(
+        "rebuilt {} in {:.1}s; starting it as a standby",
+        pgdata.display(),
+        began.elapsed().as_secs_f64()
+    );
+    let deadline = env.deadline(Duration::from_secs(60));
+    let starting = std::time::Instant::now();
+    start::start_rebuilt(cfg, env, &deadline)?;
+    info!(
+        "the rebuilt standby started in {:.1}s ({:.1}s since the rebuild began)",
+        starting.elapsed().as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// How many times the worker copies before it gives up.
+const COPY_ATTEMPTS: u32 = 3;
+
+/// One copy of the primary into the building directory.
+fn copy(
+    cfg: &PgConfig,
+    rebuild: &Rebuild,
+    record: &mut Record,
+    user: &OsUser,
+    node: &str,
+) -> Result<Source> {
+    let as_user = (user.uid, user.gid);
     // A blank node may be started while no primary answers (a new node
     // during a failover, the whole cluster starting): it waits for one, as
     // a standby would, with the monitor saying so.
@@ -975,7 +1061,7 @@ fn work(cfg: &PgConfig, env: &OcfEnv, rebuild: &Rebuild, record: &mut Record) ->
         // Streamed through this node's own slot, which then keeps the WAL
         // from the backup's end until the standby streams. A slot that lost
         // WAL is useless: made anew.
-        let slot = slots::slot_name(&node);
+        let slot = slots::slot_name(node);
         let drop_lost = format!(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
              WHERE slot_name = '{slot}' AND wal_status = 'lost' AND NOT active"
@@ -987,7 +1073,7 @@ fn work(cfg: &PgConfig, env: &OcfEnv, rebuild: &Rebuild, record: &mut Record) ->
             &drop_lost,
         )
         .map_err(|e| e.context(format!("dropping the lost slot {slot}")))?;
-        slots::ensure_on_primary(rejoin::primary_client(cfg)?, as_user, &node, &asking)?;
+        slots::ensure_on_primary(rejoin::primary_client(cfg)?, as_user, node, &asking)?;
     }
     let mut cmd = user.command(&pg_basebackup);
     cmd.arg("-D")
@@ -1002,7 +1088,7 @@ fn work(cfg: &PgConfig, env: &OcfEnv, rebuild: &Rebuild, record: &mut Record) ->
             false,
         ));
     if cfg.replication.slots {
-        cmd.args(["-S", &slots::slot_name(&node)]);
+        cmd.args(["-S", &slots::slot_name(node)]);
     }
     for ts in &source.tablespaces {
         cmd.arg("-T").arg(tablespace_mapping(ts, &building_dir(ts)));
@@ -1031,47 +1117,7 @@ fn work(cfg: &PgConfig, env: &OcfEnv, rebuild: &Rebuild, record: &mut Record) ->
         mb(copied),
         copied as f64 / (1 << 20) as f64 / secs.max(0.001)
     );
-
-    remove_primary_settings(&building, as_user)?;
-    // The copy's symbolic links name the tablespaces' building
-    // directories: they must name the final ones once swapped.
-    for ts in &source.tablespaces {
-        relink_tablespace(&building, &building_dir(ts), ts, as_user)?;
-    }
-    let now = SystemTime::now();
-    for ts in &source.tablespaces {
-        swap_in(&building_dir(ts), ts, now)?;
-    }
-    swap_in(&building, pgdata, now)?;
-    record.swapped = true;
-    let _ = rebuild.write_record(*record);
-    let _ = std::fs::remove_file(suffixed(pgdata, ".tusk-rebuild-tablespaces"));
-    // The copy is whole: a rewind recorded as interrupted on the old
-    // directory no longer concerns it.
-    let marker = RewindMarker::new(resource_of(&env.instance), pgdata);
-    if marker.found().is_some() {
-        marker.finish().map_err(|e| {
-            OcfError::generic(format!("cannot remove {}: {e}", marker.path().display()))
-        })?;
-        info!(
-            "removed {}: the rebuilt directory replaces the half-rewound one",
-            marker.path().display()
-        );
-    }
-    info!(
-        "rebuilt {} in {:.1}s; starting it as a standby",
-        pgdata.display(),
-        began.elapsed().as_secs_f64()
-    );
-    let deadline = env.deadline(Duration::from_secs(60));
-    let starting = std::time::Instant::now();
-    start::start_rebuilt(cfg, env, &deadline)?;
-    info!(
-        "the rebuilt standby started in {:.1}s ({:.1}s since the rebuild began)",
-        starting.elapsed().as_secs_f64(),
-        began.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(source)
 }
 
 /// The swap renames pgdata: a mount point cannot be renamed.

@@ -30,9 +30,13 @@ impl Resource {
         Path::new("/run/tusk").join(&self.name)
     }
 
-    /// The worker the rebuild record names.
-    fn worker(&self) -> Option<i32> {
-        let record = std::fs::read_to_string(self.run_dir().join("rebuild")).ok()?;
+    fn rebuild(&self, pg: &Instance) -> tusk_postgresql::rebuild::Rebuild {
+        tusk_postgresql::rebuild::Rebuild::in_dir(&self.run_dir(), &pg.pgdata)
+    }
+
+    /// The worker the rebuild record of `pg` names.
+    fn worker(&self, pg: &Instance) -> Option<i32> {
+        let record = std::fs::read_to_string(self.rebuild(pg).record_path()).ok()?;
         record
             .split_whitespace()
             .find_map(|w| w.strip_prefix("pid="))?
@@ -44,11 +48,22 @@ impl Resource {
 impl Drop for Resource {
     fn drop(&mut self) {
         // A worker still running (a failed test) is ended first.
-        if let Some(pid) = self.worker() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for record in std::fs::read_dir(self.run_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let text = std::fs::read_to_string(record.path()).unwrap_or_default();
+            let pid = text
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("pid="))
+                .and_then(|p| p.parse().ok());
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
         let _ = std::fs::remove_dir_all(self.run_dir());
         let _ = std::fs::remove_dir_all(Path::new("/var/lib/tusk").join(&self.name));
@@ -266,7 +281,7 @@ fn a_killed_worker_leaves_the_old_directory_and_the_next_start_completes() {
     let s = standby_left_behind(&res, &p);
     let node3 = || auto(&res, &s, "node3", &p).param("replication_slots", "off");
     node3().run("start").expect(Status::Success);
-    let worker = res.worker().expect("the rebuild is recorded");
+    let worker = res.worker(&s).expect("the rebuild is recorded");
     // Halfway: some of the copy is there.
     assert!(
         wait_until(
@@ -327,7 +342,7 @@ fn stop_during_a_rebuild_ends_it_and_removes_the_half_built_copy() {
     let s = standby_left_behind(&res, &p);
     let node3 = || auto(&res, &s, "node3", &p).param("replication_slots", "off");
     node3().run("start").expect(Status::Success);
-    let worker = res.worker().expect("the rebuild is recorded");
+    let worker = res.worker(&s).expect("the rebuild is recorded");
     assert!(wait_until(Duration::from_secs(60), || building(&s).exists()));
     let stopped = node3().run("stop").expect(Status::Success);
     assert!(stopped.took < Duration::from_secs(20), "{:?}", stopped.took);
@@ -340,7 +355,7 @@ fn stop_during_a_rebuild_ends_it_and_removes_the_half_built_copy() {
     assert!(!building(&s).exists());
     assert!(s.pgdata.join("tusk-test-old").exists());
     assert!(kept_dirs(&s).is_empty());
-    assert!(res.worker().is_none(), "the record is gone");
+    assert!(res.worker(&s).is_none(), "the record is gone");
     node3().run("monitor").expect(Status::NotRunning);
 }
 
@@ -392,7 +407,7 @@ fn a_crashed_former_primary_on_the_primarys_own_timeline_is_never_rebuilt() {
         "{}",
         refused.reason()
     );
-    assert!(res.worker().is_none(), "no rebuild started");
+    assert!(res.worker(&a).is_none(), "no rebuild started");
     assert!(!building(&a).exists());
     assert!(a.processes().is_empty());
     // Its data is still there for a person to save.
@@ -555,14 +570,14 @@ fn figures_a_rebuild_beside_a_plain_pg_basebackup() {
         monitor_until_streaming(|| auto(&res, &s, node, &p), Duration::from_secs(600));
         let secs = t.elapsed().as_secs_f64();
         // What the worker said, with its own times.
-        let log = std::fs::read_to_string(res.run_dir().join("rebuild.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(res.rebuild(&s).log_path()).unwrap_or_default();
         for l in log
             .lines()
             .filter(|l| l.contains("copied") || l.contains("rebuilt"))
         {
             eprintln!("  {l}");
         }
-        let _ = std::fs::remove_file(res.run_dir().join("rebuild.log"));
+        let _ = std::fs::remove_file(res.rebuild(&s).log_path());
         auto(&res, &s, node, &p).run("stop").expect(Status::Success);
         (start.took.as_secs_f64(), secs)
     };
@@ -673,5 +688,46 @@ fn an_empty_node_started_before_any_primary_waits_for_one() {
     assert!(wait_until(Duration::from_secs(20), || streaming(
         &p, "node2"
     )));
+    node2().run("stop").expect(Status::Success);
+}
+
+#[test]
+fn a_copy_cut_short_by_the_primarys_loss_is_made_again_from_the_next_primary() {
+    let res = Resource::new();
+    let p = primary(&res, 300_000);
+    let s = Instance::empty(AGENT);
+    let node2 = || auto(&res, &s, "node2", &p);
+    node2().run("start").expect(Status::Success);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            tusk_postgresql::rebuild::dir_size(&building(&s)) > 20 << 20
+        }),
+        "the copy did not grow"
+    );
+    // The primary goes away halfway, and comes back promoted again.
+    agent(&res, &p, "node1", &p)
+        .run("stop")
+        .expect(Status::Success);
+    std::thread::sleep(Duration::from_secs(1));
+    let meanwhile = node2().run("monitor").expect(Status::Degraded);
+    assert!(
+        meanwhile.reason().contains("rebuilding"),
+        "{}",
+        meanwhile.reason()
+    );
+    agent(&res, &p, "node1", &p)
+        .run("start")
+        .expect(Status::Success);
+    agent(&res, &p, "node1", &p)
+        .run("promote")
+        .expect(Status::Success);
+    // No failure on the way: the worker made the copy again.
+    monitor_until_streaming(node2, Duration::from_secs(180));
+    assert!(wait_until(Duration::from_secs(20), || streaming(
+        &p, "node2"
+    )));
+    assert_eq!(s.psql("SELECT count(*) FROM big"), "300000");
+    let log = std::fs::read_to_string(res.rebuild(&s).log_path()).unwrap();
+    assert!(log.contains("copy 1 of 3 failed"), "{log}");
     node2().run("stop").expect(Status::Success);
 }
