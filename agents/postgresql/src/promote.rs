@@ -334,36 +334,25 @@ fn what_candidates_said(
     deadline: &Deadline,
 ) -> Result<BTreeMap<String, election::Said>> {
     let positions = cluster.positions(deadline)?;
-    let rebuilding = cluster
-        .everywhere(crate::rebuild::ATTRIBUTE, deadline)?
-        .into_keys()
-        .collect();
     Ok(said(
         &cluster.node,
         &cluster.resource,
         noted,
         view,
         &positions,
-        &rebuilding,
     ))
 }
 
 /// What each other candidate told so far: its published position, or why
 /// it never will (node offline or fenced, instance not running), or
 /// nothing yet. Candidates: those noted at pre-promote (`noted`) and every
-/// instance of `resource` that `view` shows running unpromoted, but not a
-/// node that is being rebuilt (in `rebuilding`) and published no
-/// position: it has no server to publish one, and holds nothing to wait
-/// for (its old data was unusable or gone, its copy comes from the
-/// primary, and it gave up its score first); waiting for it would hold
-/// every failover until its copy ends.
+/// instance of `resource` that `view` shows running unpromoted.
 pub fn said(
     me: &str,
     resource: &str,
     noted: &[String],
     view: Option<&ClusterView>,
     positions: &BTreeMap<String, Position>,
-    rebuilding: &std::collections::BTreeSet<String>,
 ) -> BTreeMap<String, election::Said> {
     let mut candidates: Vec<String> = noted.to_vec();
     if let Some(view) = view {
@@ -373,7 +362,7 @@ pub fn said(
             }
         }
     }
-    candidates.retain(|c| c != me && (positions.contains_key(c) || !rebuilding.contains(c)));
+    candidates.retain(|c| c != me);
     candidates.sort();
     candidates.dedup();
     candidates
@@ -489,14 +478,7 @@ mod tests {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        let s = said(
-            "node2",
-            "pg",
-            &noted,
-            Some(&view),
-            &positions,
-            &Default::default(),
-        );
+        let s = said("node2", "pg", &noted, Some(&view), &positions);
         assert_eq!(s.len(), 4, "{s:?}");
         assert_eq!(s["node1"], Said::Gone("node offline".into()));
         assert_eq!(s["node3"], Said::Position("2:0/5000000".parse().unwrap()));
@@ -507,62 +489,9 @@ mod tests {
             "unknown to the cluster"
         );
         // Without crm_mon: the noted ones, waited for.
-        let s = said("node2", "pg", &noted, None, &positions, &Default::default());
+        let s = said("node2", "pg", &noted, None, &positions);
         assert_eq!(s["node1"], Said::Nothing);
         assert!(!s.contains_key("node3"));
-    }
-
-    #[test]
-    fn a_node_being_rebuilt_is_not_waited_for_unless_it_published_a_position() {
-        let mut view = ClusterView {
-            quorate: true,
-            ..Default::default()
-        };
-        for node in ["node1", "node2", "node3"] {
-            view.nodes.insert(
-                node.into(),
-                NodeState {
-                    online: true,
-                    unclean: false,
-                },
-            );
-        }
-        // node1 rebuilds: its start succeeded, so it runs unpromoted.
-        view.instances.insert(
-            "pg".into(),
-            ["node1", "node3"]
-                .iter()
-                .map(|n| Instance {
-                    node: n.to_string(),
-                    role: "Unpromoted".into(),
-                })
-                .collect(),
-        );
-        let rebuilding = ["node1".to_string()].into();
-        let s = said(
-            "node3",
-            "pg",
-            &[],
-            Some(&view),
-            &BTreeMap::new(),
-            &rebuilding,
-        );
-        assert!(s.is_empty(), "{s:?}");
-        // Without the attribute it is waited for.
-        let s = said(
-            "node3",
-            "pg",
-            &[],
-            Some(&view),
-            &BTreeMap::new(),
-            &Default::default(),
-        );
-        assert_eq!(s["node1"], Said::Nothing);
-        // Its copy done and streaming, it publishes and is compared.
-        let positions: BTreeMap<String, Position> =
-            [("node1".to_string(), "2:0/5000000".parse().unwrap())].into();
-        let s = said("node3", "pg", &[], Some(&view), &positions, &rebuilding);
-        assert_eq!(s["node1"], Said::Position("2:0/5000000".parse().unwrap()));
     }
 
     #[test]

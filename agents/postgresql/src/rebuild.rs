@@ -637,15 +637,7 @@ pub fn begin(cfg: &PgConfig, env: &OcfEnv, need: &Need, deadline: &Deadline) -> 
         error!("{}: {why}", need.why);
         return Err(OcfError::generic(format!("cannot rebuild: {why}")));
     }
-    let cluster = Cluster::new(env);
-    if let Err(e) = cluster.clear_own_score(deadline) {
-        warning!("{}", e.reason());
-    }
-    // Before the worker runs: a promotion from now on does not wait for
-    // this node's WAL position (it has no server to publish one), and
-    // the monitor takes the attribute back once the worker is done.
-    cluster.keep_note("rebuild-published", Some("0%"));
-    if let Err(e) = cluster.publish(ATTRIBUTE, Some("0%"), false, deadline) {
+    if let Err(e) = Cluster::new(env).clear_own_score(deadline) {
         warning!("{}", e.reason());
     }
     warning!(
