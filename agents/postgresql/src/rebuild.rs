@@ -37,6 +37,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// agent's actions can reach it by accident.
 pub const WORKER_ARG: &str = "--tusk-rebuild-worker";
 
+/// The WAL position a node being rebuilt publishes at pre-promote: below
+/// every real one, so that a promotion compares it and never waits for it.
+pub const NO_CANDIDATE: crate::wal::Position = crate::wal::Position {
+    timeline: 0,
+    lsn: Lsn(0),
+};
+
 /// The node attribute (`RESOURCE-rebuild`) that shows a rebuild's progress.
 pub const ATTRIBUTE: &str = "rebuild";
 
@@ -373,6 +380,10 @@ impl Rebuild {
             &Path::new("/run/tusk").join(resource_of(&env.instance)),
             pgdata,
         )
+    }
+
+    pub fn of(resource: &str, pgdata: &Path) -> Rebuild {
+        Self::in_dir(&Path::new("/run/tusk").join(resource), pgdata)
     }
 
     pub fn in_dir(dir: &Path, pgdata: &Path) -> Rebuild {
@@ -1255,6 +1266,17 @@ mod tests {
             was_primary,
             timeline,
         })
+    }
+
+    #[test]
+    fn a_node_being_rebuilt_publishes_a_position_below_every_candidates() {
+        let published: crate::wal::Position = NO_CANDIDATE.to_string().parse().unwrap();
+        assert_eq!(published, NO_CANDIDATE);
+        let first = crate::wal::Position {
+            timeline: 1,
+            lsn: Lsn(0),
+        };
+        assert!(NO_CANDIDATE < first);
     }
 
     #[test]
