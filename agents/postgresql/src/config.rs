@@ -142,6 +142,33 @@ pub const PARAMS: &[Param] = &[
              default. A node that was a primary on the primary's own timeline number cannot be \
              rewound: its start fails, saying to rebuild it.",
         ),
+    Param::choice("rebuild", &["off", "auto"])
+        .default("off")
+        .short("Rebuild a node that cannot follow the primary: off or auto")
+        .long(
+            "Promotable clones only. auto: start rebuilds this node from the primary at \
+             primary_host with pg_basebackup (-X stream, -c fast) when pgdata is missing or \
+             empty (a new node, a lost disk), when its WAL cannot follow the primary and \
+             pg_rewind cannot help (a rewind impossible, failed or interrupted), or when the \
+             primary no longer has the WAL it needs (removed, or its replication slot lost). \
+             The copy is made beside pgdata (PGDATA.tusk-rebuild, tablespaces likewise) by a \
+             detached worker, so start returns at once and no Pacemaker transition waits for \
+             it; the monitor reports it as degraded (190) with its progress (node attribute \
+             RESOURCE-rebuild), and the node holds no promotion score until it streams. Once \
+             the copy is complete, the directories are swapped (rename), the old one is kept \
+             as PGDATA.tusk-old-TIMESTAMP for the operator to inspect and remove, and the \
+             worker starts the standby. stop ends a rebuild and removes the half-built copy; \
+             an interrupted rebuild leaves the old directory untouched and the next start \
+             starts over. The free space of pgdata's file system must hold the primary's \
+             databases plus its max_wal_size, beside the old directory: a rebuild that cannot \
+             fit fails with the numbers. A node that was a primary is rebuilt only once \
+             another node is primary on a newer timeline. pgdata must not be a mount point \
+             (the swap renames it). off (the default): none of this; a missing pgdata is \
+             ERR_INSTALLED and a node that cannot follow needs an operator. The trade-off: \
+             auto copies the whole database over the network and writes as much to disk \
+             without asking anyone, and keeps the old directory until someone removes it; \
+             off leaves a failed node out of the cluster until a person acts.",
+        ),
     Param::choice("replication_slots", &["on", "off"])
         .default("on")
         .short("Physical replication slots, one per cluster node: on or off")
@@ -195,6 +222,13 @@ pub enum RewindPolicy {
     Off,
 }
 
+/// What start does with a node that cannot follow the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildPolicy {
+    Off,
+    Auto,
+}
+
 /// How the instances of a promotable clone replicate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replication {
@@ -215,6 +249,7 @@ pub struct Replication {
     pub max_receiver_silence: Option<std::time::Duration>,
     /// One physical replication slot per cluster node.
     pub slots: bool,
+    pub rebuild: RebuildPolicy,
 }
 
 /// The validated configuration of one PostgreSQL instance.
@@ -295,7 +330,15 @@ impl PgConfig {
         if let Some(b) = &self.bindir {
             return Ok(b.clone());
         }
-        let major = data_major_version(&self.pgdata)?;
+        self.bindir_for(&data_major_version(&self.pgdata)?)
+    }
+
+    /// The server binaries' directory for PostgreSQL `major`: the
+    /// parameter, or the packages' usual places.
+    pub fn bindir_for(&self, major: &str) -> Result<PathBuf> {
+        if let Some(b) = &self.bindir {
+            return Ok(b.clone());
+        }
         let candidates = [
             PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
             PathBuf::from(format!("/usr/pgsql-{major}/bin")),
@@ -380,6 +423,10 @@ fn replication(p: &Params) -> Result<Replication> {
         max_lag,
         max_receiver_silence,
         slots: p.choice("replication_slots") != Some("off"),
+        rebuild: match p.choice("rebuild") {
+            Some("auto") => RebuildPolicy::Auto,
+            _ => RebuildPolicy::Off,
+        },
     })
 }
 
@@ -480,6 +527,7 @@ mod tests {
         assert_eq!(c.config, None);
         assert_eq!(c.replication.sync, SyncPolicy::Available);
         assert_eq!(c.replication.rewind, RewindPolicy::Auto);
+        assert_eq!(c.replication.rebuild, RebuildPolicy::Off);
         assert_eq!(c.replication.max_lag, None);
         assert_eq!(
             c.replication.max_receiver_silence,

@@ -9,6 +9,7 @@ pub mod monitor;
 pub mod notify;
 pub mod postmaster;
 pub mod promote;
+pub mod rebuild;
 pub mod rejoin;
 pub mod replication;
 pub mod rewind;
@@ -41,8 +42,11 @@ promote makes a primary: the standby with the most WAL, after it replayed a demo
 shutdown checkpoint. A former primary whose WAL diverged is rewound with pg_rewind before it \
 rejoins (rewind=auto). The primary scores the standbys from pg_stat_replication, falls back to \
 asynchronous replication when the last standby is lost (sync=available), and reports itself \
-failed (9) when another node is on a newer timeline. Node attributes RESOURCE-timeline and \
-RESOURCE-sync show the state.",
+failed (9) when another node is on a newer timeline. Under rebuild=auto, a node with a missing or \
+empty pgdata, or one that cannot follow the primary and cannot be rewound, is copied anew from \
+the primary by a detached worker: start returns at once, the monitor reports the copy as degraded \
+(190), and the node is no candidate until it streams. Node attributes RESOURCE-timeline, \
+RESOURCE-sync and RESOURCE-rebuild show the state.",
     params: config::PARAMS,
     actions: &[
         ActionSpec::new("start", 60),
@@ -90,6 +94,8 @@ impl Agent for Postgresql {
                 pgdata
             }
         };
+        // A rebuild first: its worker may be about to start the server.
+        rebuild::stop(&ctx.env, &pgdata, &ctx.deadline.share(0.4))?;
         let stopped = stop::stop(&pgdata, &ctx.deadline)?;
         if ctx.promotable() {
             // A stopped instance keeps no promotion score: started again,
@@ -108,6 +114,9 @@ impl Agent for Postgresql {
     fn monitor(&self, ctx: &Context) -> Result<Status> {
         let cfg = PgConfig::from_env()?;
         if ctx.promotable() {
+            if let Some(rebuilding) = rebuild::monitor(&cfg, &ctx.env, &ctx.deadline) {
+                return rebuilding;
+            }
             return monitor::monitor_promotable(&cfg, &ctx.env, &ctx.deadline);
         }
         monitor::monitor(&cfg, &ctx.deadline).map(|observed| match observed {
@@ -118,6 +127,15 @@ impl Agent for Postgresql {
 
     fn validate(&self, ctx: &Context) -> Result<Status> {
         let cfg = PgConfig::from_env()?;
+        if ctx.promotable()
+            && cfg.replication.rebuild == config::RebuildPolicy::Auto
+            && rebuild::DataDir::of(&cfg.pgdata)?.is_blank()
+        {
+            // A node to be built, not one missing an installation.
+            ocf::OsUser::lookup(&cfg.pguser)?;
+            validate::check_promotable(&cfg, &ctx.env)?;
+            return Ok(Status::Success);
+        }
         validate::check(&cfg, &ctx.deadline)?;
         if ctx.promotable() {
             validate::check_promotable(&cfg, &ctx.env)?;

@@ -9,7 +9,7 @@ use crate::config::SyncPolicy;
 use crate::postmaster::{self, State};
 use crate::replication::{self, Replication};
 use crate::sql::{self, ServerState};
-use crate::{election, rejoin, slots};
+use crate::{election, rebuild, rejoin, slots};
 use nix::unistd::{Gid, Uid};
 use ocf::attributes::Score;
 use ocf::crm_mon::ClusterView;
@@ -191,7 +191,16 @@ fn standby_health(
             .min(Duration::from_secs(3)),
     );
     let why = match rejoin::ask_primary(cfg, as_user, &asking) {
-        Ok(Some(_)) => {
+        Ok(Some(primary)) => {
+            // rebuild=auto: a standby the primary left behind is not
+            // waited for; its failure makes Pacemaker restart it, and
+            // start rebuilds it.
+            let end = repl.replayed.unwrap_or(repl.position.lsn);
+            if let Some(gone) =
+                rebuild::wal_gone(cfg, as_user, &cluster.node, &primary, end, &asking)
+            {
+                return Err(OcfError::generic(format!("{gone}: to be rebuilt")));
+            }
             // Its slot may be missing there (a node new to the cluster
             // that this primary did not know yet).
             if cfg.replication.slots {

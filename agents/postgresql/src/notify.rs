@@ -6,6 +6,7 @@ use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::postmaster::{self, State};
 use crate::promote::{self, Comparison};
+use crate::rebuild::{self, Rebuild};
 use crate::replication;
 use nix::unistd::{Gid, Uid};
 use ocf::notify::{Notification, Operation, When};
@@ -46,6 +47,14 @@ fn pre_promote(
 ) -> Result<()> {
     if n.promote.contains(&cluster.node) {
         cluster.set_candidates(&candidates(n));
+    }
+    if Rebuild::of(&cluster.resource, &cfg.pgdata).observe() != rebuild::Observed::None {
+        // Being rebuilt: no candidate, and the promotion must not wait for
+        // a position it would never publish (seen in the lab: the other
+        // standby's promote refused after 28 s). The lowest position there
+        // is says so: it holds nothing anybody acknowledged.
+        info!("pre-promote: being rebuilt, no candidate");
+        return cluster.publish_position(Some(rebuild::NO_CANDIDATE), deadline);
     }
     let State::Running(pm) = postmaster::observe(&cfg.pgdata)? else {
         return Ok(());

@@ -6,6 +6,7 @@
 
 use crate::config::{PgConfig, RewindPolicy};
 use crate::controldata::ControlData;
+use crate::rebuild::{self, Former, Need, Trigger};
 use crate::rewind::{self, RewindMarker};
 use crate::wal::{history_file, history_timelines, parse_history, timeline_of_walfile, Fork};
 use crate::wal_end::{self, WalEnd};
@@ -351,22 +352,35 @@ pub fn local_history(pgdata: &Path, timeline: u32) -> Result<Vec<Fork>> {
     parse_history(&text)
 }
 
-/// What start does before starting the instance as a standby; says
-/// whether a primary answered. `asking` bounds the questions to the
-/// primary, `deadline` the rewind, which `marker` records while it runs.
+/// What [`prepare`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// No primary answered: nothing to compare with.
+    NoPrimary,
+    /// A primary answered, and this node can follow it (rewound if needed).
+    Following,
+    /// It cannot, and rebuild=auto may copy it anew (see [`crate::rebuild`]).
+    Rebuild(Need),
+}
+
+/// What start does before starting the instance as a standby. `asking`
+/// bounds the questions to the primary, `deadline` the rewind, which
+/// `marker` records while it runs.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     cfg: &PgConfig,
+    node: &str,
     user: &OsUser,
     bindir: &Path,
     control: &ControlData,
     marker: &RewindMarker,
     asking: &Deadline,
     deadline: &Deadline,
-) -> Result<bool> {
+) -> Result<Joined> {
     let Some(primary) = ask_primary(cfg, (user.uid, user.gid), asking)? else {
         // Nothing to compare with: the cluster has no primary yet, or it is
         // being promoted elsewhere. The standby waits for one.
-        return Ok(false);
+        return Ok(Joined::NoPrimary);
     };
     if primary.system_id != control.system_id {
         // This node's data is wrong, not the cluster's configuration: fail
@@ -388,14 +402,29 @@ pub fn prepare(
         newest_known: known.iter().map(|(tli, _)| *tli).max().unwrap_or(0),
     };
     let verdict = assess(&local, primary.timeline, &primary.history);
+    let wanted = |trigger| rebuild::wanted(cfg.replication.rebuild, trigger);
+    let need = |why: String| {
+        Joined::Rebuild(Need {
+            why,
+            former: Some(Former {
+                was_primary: wal.was_primary,
+                timeline: Some(wal.timeline),
+            }),
+        })
+    };
     let why = match verdict {
         Verdict::Follow => {
+            if let Some(why) = wal.end.and_then(|end| {
+                rebuild::wal_gone(cfg, (user.uid, user.gid), node, &primary, end, asking)
+            }) {
+                return Ok(need(why));
+            }
             for tli in
                 misleading_histories(&known, wal.timeline, primary.timeline, &primary.history)
             {
                 set_aside_history(cfg, user, tli, deadline)?;
             }
-            return Ok(true);
+            return Ok(Joined::Following);
         }
         Verdict::Ahead(why) => {
             return Err(OcfError::generic(format!(
@@ -403,6 +432,7 @@ pub fn prepare(
                 cfg.replication.primary_host
             )))
         }
+        Verdict::Rebuild(why) if wanted(Trigger::Unrewindable) => return Ok(need(why)),
         Verdict::Rebuild(why) => {
             error!("{why}: pg_rewind cannot repair this; rebuild this node from the primary");
             return Err(OcfError::generic(format!(
@@ -434,8 +464,11 @@ pub fn prepare(
     for signal in ["standby.signal", "recovery.signal"] {
         let _ = std::fs::remove_file(cfg.pgdata.join(signal));
     }
-    rewind::rewind(cfg, user, bindir, marker, deadline)?;
-    Ok(true)
+    match rewind::rewind(cfg, user, bindir, marker, deadline) {
+        Ok(()) => Ok(Joined::Following),
+        Err(e) if wanted(Trigger::RewindFailed) => Ok(need(format!("{why}, and {}", e.reason()))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Moves a misleading history file aside (kept for inspection), as the

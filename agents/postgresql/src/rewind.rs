@@ -98,7 +98,7 @@ impl RewindMarker {
 }
 
 /// FNV-1a: a stable file name for a data directory path of any length.
-fn fnv1a(path: &Path) -> u64 {
+pub(crate) fn fnv1a(path: &Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     path.as_os_str()
         .as_bytes()

@@ -6,6 +6,8 @@ use crate::cluster::Cluster;
 use crate::config::PgConfig;
 use crate::controldata::{ClusterState, ControlData};
 use crate::election::{self, Former};
+use crate::rebuild::Need;
+use crate::rejoin::Joined;
 use crate::rewind::RewindMarker;
 use crate::validate::Checked;
 use crate::{rejoin, slots};
@@ -25,6 +27,14 @@ pub struct Prepared {
     pub primary_seen: bool,
 }
 
+/// What start does next.
+#[derive(Debug, Clone)]
+pub enum Ready {
+    Start(Prepared),
+    /// The node cannot follow the primary, and rebuild=auto may copy it.
+    Rebuild(Need),
+}
+
 /// `check_divergence` is false after a demote: a primary that just shut
 /// down cleanly holds nothing another node lacks.
 pub fn prepare(
@@ -34,7 +44,7 @@ pub fn prepare(
     marker: &RewindMarker,
     check_divergence: bool,
     deadline: &Deadline,
-) -> Result<Prepared> {
+) -> Result<Ready> {
     let control = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)?;
     let former = match control.state {
         _ if cfg.pgdata.join("backup_label").exists() => Former::Standby,
@@ -51,15 +61,20 @@ pub fn prepare(
                 .mul_f64(0.3)
                 .min(Duration::from_secs(5)),
         );
-        rejoin::prepare(
+        match rejoin::prepare(
             cfg,
+            node,
             &checked.user,
             &checked.bindir,
             &control,
             marker,
             &asking,
             deadline,
-        )?
+        )? {
+            Joined::NoPrimary => false,
+            Joined::Following => true,
+            Joined::Rebuild(need) => return Ok(Ready::Rebuild(need)),
+        }
     } else {
         false
     };
@@ -68,11 +83,11 @@ pub fn prepare(
         slots::ensure_on_primary(rejoin::primary_client(cfg)?, user, node, deadline)?;
     }
     write_standby_signal(cfg, checked)?;
-    Ok(Prepared {
+    Ok(Ready::Start(Prepared {
         options: options(cfg, node),
         former,
         primary_seen,
-    })
+    }))
 }
 
 /// standby.signal makes the server start in recovery, as a standby

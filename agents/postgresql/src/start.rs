@@ -3,7 +3,9 @@
 
 use crate::cluster::Cluster;
 use crate::config::PgConfig;
+use crate::controldata::{ClusterState, ControlData};
 use crate::postmaster::{self, State};
+use crate::rebuild::{self, DataDir, Former, Need, Rebuild, Trigger};
 use crate::rewind::{self, RewindMarker};
 use crate::{sql, standby, stop, validate};
 use ocf::attributes::resource_of;
@@ -22,6 +24,56 @@ pub enum Mode {
 }
 
 pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> Result<Status> {
+    start_as(cfg, env, mode, deadline, true)
+}
+
+/// The rebuild worker's start of the standby it copied: never a rebuild
+/// again from there.
+pub fn start_rebuilt(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
+    start_as(cfg, env, Mode::Standby, deadline, false)
+}
+
+fn start_as(
+    cfg: &PgConfig,
+    env: &OcfEnv,
+    mode: Mode,
+    deadline: &Deadline,
+    may_rebuild: bool,
+) -> Result<Status> {
+    let wanted = |trigger| may_rebuild && rebuild::wanted(cfg.replication.rebuild, trigger);
+    let rebuild =
+        (mode == Mode::Standby && wanted(Trigger::Blank)).then(|| Rebuild::new(env, &cfg.pgdata));
+    if let Some(rb) = &rebuild {
+        validate::check_promotable(cfg, env)?;
+        match rb.observe() {
+            rebuild::Observed::None => {}
+            rebuild::Observed::Running(record, _) => {
+                info!(
+                    "a rebuild of {} runs (worker PID {}): the monitor follows it",
+                    cfg.pgdata.display(),
+                    record.pid
+                );
+                return Ok(Status::Success);
+            }
+            rebuild::Observed::Interrupted(why) | rebuild::Observed::Failed(why) => {
+                warning!("last rebuild: {why}; starting over");
+                rb.end(&deadline.share(0.3))?;
+            }
+        }
+        let data = DataDir::of(&cfg.pgdata)?;
+        if data.is_blank() {
+            let why = format!(
+                "pgdata {} is {}",
+                cfg.pgdata.display(),
+                if data == DataDir::Missing {
+                    "missing"
+                } else {
+                    "empty"
+                }
+            );
+            return rebuild::begin(cfg, env, &Need { why, former: None }, deadline);
+        }
+    }
     let checked = validate::check(cfg, deadline)?;
     if mode != Mode::AsConfigured {
         validate::check_promotable(cfg, env)?;
@@ -54,6 +106,28 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
         State::Stopped { stale: None } => {}
     }
     let marker = RewindMarker::new(resource_of(&env.instance), &cfg.pgdata);
+    if rebuild.is_some() && wanted(Trigger::RewindInterrupted) {
+        if let Some(said) = marker.found() {
+            let former = ControlData::read(&checked.user, &checked.bindir, &cfg.pgdata, deadline)
+                .map(|c| Former {
+                    was_primary: matches!(
+                        c.state,
+                        ClusterState::ShutDown | ClusterState::InProduction
+                    ),
+                    timeline: Some(c.timeline),
+                })
+                .unwrap_or(Former {
+                    was_primary: true,
+                    timeline: None,
+                });
+            let why = format!("{said}, and never finished");
+            let need = Need {
+                why,
+                former: Some(former),
+            };
+            return rebuild::begin(cfg, env, &need, deadline);
+        }
+    }
     if let Some(refused) = rewind::refusal(&marker, &cfg.pgdata) {
         return Err(refused);
     }
@@ -68,14 +142,20 @@ pub fn start(cfg: &PgConfig, env: &OcfEnv, mode: Mode, deadline: &Deadline) -> R
     cluster.keep_note(crate::monitor::SILENT_SINCE, None);
     let prepared = match mode {
         Mode::AsConfigured => None,
-        Mode::Standby | Mode::DemotedStandby => Some(standby::prepare(
+        Mode::Standby | Mode::DemotedStandby => match standby::prepare(
             cfg,
             &checked,
             &cluster.node,
             &marker,
             mode == Mode::Standby,
             deadline,
-        )?),
+        )? {
+            standby::Ready::Start(prepared) => Some(prepared),
+            standby::Ready::Rebuild(need) if rebuild.is_some() => {
+                return rebuild::begin(cfg, env, &need, deadline)
+            }
+            standby::Ready::Rebuild(need) => return Err(OcfError::generic(need.why)),
+        },
     };
     let mut options = server_options(cfg);
     if let Some(p) = &prepared {

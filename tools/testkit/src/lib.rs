@@ -63,8 +63,9 @@ impl Instance {
         instance
     }
 
-    /// A fresh directory with an empty data directory owned by postgres.
-    fn empty(agent: impl Into<PathBuf>) -> Instance {
+    /// A fresh directory with an empty data directory owned by postgres
+    /// (a node to be built).
+    pub fn empty(agent: impl Into<PathBuf>) -> Instance {
         require_root();
         let root = tempfile::Builder::new()
             .prefix("tusk-pg-")
