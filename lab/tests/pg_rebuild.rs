@@ -482,3 +482,177 @@ fn a_failover_during_a_rebuild_is_not_delayed_and_the_rebuild_follows_the_new_pr
     assert_nothing_lost(lab, &report);
     assert_eq!(assert_one_primary_nothing_blocked(lab), new);
 }
+
+/// Issue 11's new node: a fourth node, a cluster member from the start but
+/// kept out of the clone by a location ban, with no data directory at all
+/// (its /var/lib/postgresql/15 exists, as the postgresql-15 package leaves
+/// it; pgdata does not). The ban is lifted while a writer goes through the
+/// floating address: the agent builds the node by itself and it streams.
+///
+/// What this does not exercise: corosync membership changes. The lab
+/// writes corosync.conf itself and runs no pcsd, so `pcs cluster node add`
+/// is not run; node4 is in corosync's membership from the start. What is
+/// exercised is the agent's side of a new node: the first start of a clone
+/// instance on a node that never had PostgreSQL data.
+#[test]
+fn a_new_node_with_no_data_directory_is_built_by_itself_when_let_in() {
+    const NAME: &str = "pg-new-node";
+    // The clone on node1..node3 only: node4 gets `pcs constraint location
+    // pg-clone avoids node4` and no data (replicate_by_hand touches only
+    // the clone's nodes).
+    let (test, primary) = up_promotable(NAME, 4, |mut c| {
+        c.nodes.truncate(3);
+        c.param("rebuild=auto")
+    });
+    let lab = &test.lab;
+    let new = lab.nodes().unwrap().pop().unwrap();
+    assert_eq!(new, "node4");
+    let pgdata = postgres::data_file(lab, &new, "");
+    assert!(!pgdata.exists(), "{} exists on {new}", pgdata.display());
+    // What the postgresql-15 package leaves on a new node: its version
+    // directory, owned by postgres (pgdata's parent; the agent does not
+    // create directories above pgdata).
+    sh(
+        lab,
+        &new,
+        &[
+            "install",
+            "-d",
+            "-o",
+            "postgres",
+            "-g",
+            "postgres",
+            "-m",
+            "0755",
+            "/var/lib/postgresql/15",
+        ],
+    );
+    fill(lab, &primary);
+    postgres::wait_replicating(lab, 2, Duration::from_secs(60)).unwrap();
+    let writer = start_writer(lab);
+    {
+        let view = lab.view(&primary).unwrap();
+        assert!(
+            view.attribute(&new, postgres::ATTR_PROMOTION).is_none(),
+            "{new} holds a promotion score while banned"
+        );
+        let started = view.nodes_in_role(postgres::RESOURCE, "Started");
+        let roles = postgres::roles_in(&view);
+        assert!(
+            !started.contains(&new.as_str())
+                && !roles.unpromoted.contains(&new)
+                && !roles.promoted.contains(&new),
+            "the clone runs on {new} while banned: {roles:?}"
+        );
+    }
+    let slot_before = postgres::sql(
+        lab,
+        &primary,
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'tusk_node4'",
+    )
+    .unwrap();
+    eprintln!(
+        "[{NAME}] before {new} is let in: slot tusk_node4 on {primary}: {}",
+        if slot_before == "1" {
+            "already kept (node4 is a cluster member)"
+        } else {
+            "none"
+        }
+    );
+
+    // Let it in: what an operator does once the node is in the cluster.
+    // (cibadmin by the constraint's content, not pcs by an id whose
+    // spelling differs between pcs versions.)
+    sh(
+        lab,
+        &primary,
+        &[
+            "cibadmin",
+            "--delete",
+            "--xpath",
+            &format!(
+                "//rsc_location[@rsc='{}' and @node='{new}']",
+                postgres::CLONE
+            ),
+        ],
+    );
+    let let_in = Instant::now();
+    eprintln!("[{NAME}] removed the ban of {new}");
+    let rebuilt =
+        wait_streaming_without_score_before(lab, &new, &primary, Duration::from_secs(240));
+    eprintln!(
+        "[{NAME}] FIGURE ban lifted to {new} (no pgdata) streaming from {primary}: {:.1} s \
+         (progress attribute seen: {})",
+        rebuilt.streaming_after.as_secs_f64(),
+        rebuilt.progress_seen
+    );
+    assert!(
+        postgres::data_file(lab, &new, "PG_VERSION").exists(),
+        "no data directory on {new}"
+    );
+    // A new directory: nothing to keep beside it.
+    assert!(
+        kept_dirs(lab, &new).is_empty(),
+        "{:?}",
+        kept_dirs(lab, &new)
+    );
+    // It streams through its own slot on the primary.
+    assert_eq!(
+        postgres::sql(lab, &new, "SELECT slot_name FROM pg_stat_wal_receiver").unwrap(),
+        "tusk_node4"
+    );
+    assert_eq!(
+        postgres::sql(
+            lab,
+            &primary,
+            "SELECT active FROM pg_replication_slots WHERE slot_name = 'tusk_node4'"
+        )
+        .unwrap(),
+        "t",
+        "no active slot tusk_node4 on {primary}"
+    );
+    let scored = wait_score(lab, &primary, &new, Duration::from_secs(60));
+    eprintln!(
+        "[{NAME}] FIGURE streaming to a promotion score on {new}: {:.1} s",
+        scored.as_secs_f64()
+    );
+    let degraded = assert_only_degraded(lab, &primary, &new, NAME);
+    let view = lab.view(&primary).unwrap();
+    for node in lab.nodes().unwrap().iter().filter(|n| **n != new) {
+        let failures: Vec<_> = view
+            .failures_of(postgres::RESOURCE)
+            .into_iter()
+            .filter(|f| f.node == *node)
+            .collect();
+        assert!(failures.is_empty(), "failures on {node}: {failures:?}");
+    }
+    wait_writes_after(&writer, Instant::now(), 3, Duration::from_secs(30));
+
+    let report = writer.stop();
+    let gap = report
+        .longest_gap(let_in, rebuilt.streaming_at)
+        .expect("writes acknowledged before the ban was lifted");
+    eprintln!(
+        "[{NAME}] FIGURE longest write gap from the ban lifted to {new} streaming: {:.2} s ({} \
+         writes acknowledged meanwhile; {degraded} degraded monitors recorded)",
+        gap.as_secs_f64(),
+        report
+            .acknowledged_between(let_in, rebuilt.streaming_at)
+            .len()
+    );
+    assert!(
+        gap < Duration::from_secs(5),
+        "writes stalled {gap:?} while the new node was built"
+    );
+    assert_nothing_lost(lab, &report);
+    assert_eq!(assert_one_primary_nothing_blocked(lab), primary);
+    assert_eq!(
+        postgres::replication(lab, &primary)
+            .unwrap()
+            .iter()
+            .filter(|r| r.state == "streaming")
+            .count(),
+        3,
+        "not three standbys streaming"
+    );
+}
