@@ -545,19 +545,19 @@ fn a_new_node_with_no_data_directory_is_built_by_itself_when_let_in() {
             "the clone runs on {new} while banned: {roles:?}"
         );
     }
+    // The primary keeps a slot for every cluster member, banned or not:
+    // what it holds for a node that never streamed.
     let slot_before = postgres::sql(
         lab,
         &primary,
-        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'tusk_node4'",
+        "SELECT active, wal_status, \
+         pg_size_pretty(pg_current_wal_lsn() - restart_lsn) \
+         FROM pg_replication_slots WHERE slot_name = 'tusk_node4'",
     )
     .unwrap();
     eprintln!(
-        "[{NAME}] before {new} is let in: slot tusk_node4 on {primary}: {}",
-        if slot_before == "1" {
-            "already kept (node4 is a cluster member)"
-        } else {
-            "none"
-        }
+        "[{NAME}] before {new} is let in: slot tusk_node4 on {primary} \
+         (active|wal_status|WAL retained): {slot_before:?}"
     );
 
     // Let it in: what an operator does once the node is in the cluster.
@@ -590,6 +590,10 @@ fn a_new_node_with_no_data_directory_is_built_by_itself_when_let_in() {
         postgres::data_file(lab, &new, "PG_VERSION").exists(),
         "no data directory on {new}"
     );
+    // Built by a base backup (not initdb'd, not copied some other way).
+    let label = std::fs::read_to_string(postgres::data_file(lab, &new, "backup_label.old"))
+        .expect("no backup_label.old on the new node");
+    assert!(label.contains("BACKUP METHOD: streamed"), "{label}");
     // A new directory: nothing to keep beside it.
     assert!(
         kept_dirs(lab, &new).is_empty(),
