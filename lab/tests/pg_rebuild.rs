@@ -14,6 +14,10 @@
 //! - The primary's postmaster is killed while a standby copies: the other
 //!   standby is promoted without waiting for the rebuild, and the rebuild
 //!   copies again from the new primary.
+//! - A fourth node, kept out of the clone by a location ban and without
+//!   pgdata, is let in: the agent builds it and it streams through its
+//!   slot (a new node, as far as the agent sees one; no corosync
+//!   membership change).
 //!
 //! The databases hold ~100 MB of filler so that the copy takes seconds.
 
@@ -511,7 +515,10 @@ fn a_new_node_with_no_data_directory_is_built_by_itself_when_let_in() {
     assert!(!pgdata.exists(), "{} exists on {new}", pgdata.display());
     // What the postgresql-15 package leaves on a new node: its version
     // directory, owned by postgres (pgdata's parent; the agent does not
-    // create directories above pgdata).
+    // create directories above pgdata). Without it the rebuild worker
+    // fails ("statvfs /var/lib/postgresql/15: ENOENT"), its monitor answers
+    // 1 and migration-threshold=1 bans the clone from the node: tried once
+    // on this lab, not asserted here.
     sh(
         lab,
         &new,
