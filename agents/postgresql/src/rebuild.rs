@@ -637,6 +637,19 @@ pub struct Need {
 /// worker runs. The node gives up its promotion score first.
 pub fn begin(cfg: &PgConfig, env: &OcfEnv, need: &Need, deadline: &Deadline) -> Result<Status> {
     let user = OsUser::lookup(&cfg.pguser)?;
+    // The copy is made beside pgdata: without its parent (which a node's
+    // packages make, /var/lib/postgresql/15 on Debian) the worker could
+    // only fail later, in the monitor. Not installed here, on this node.
+    let parent = cfg.pgdata.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(OcfError::installed(format!(
+            "cannot rebuild {}: its parent directory {} does not exist on this node (create it, \
+             writable by {})",
+            cfg.pgdata.display(),
+            parent.display(),
+            cfg.pguser
+        )));
+    }
     let asking = Deadline::after(
         deadline
             .remaining()

@@ -220,6 +220,27 @@ fn a_missing_pgdata_is_not_installed_under_off_and_a_node_to_build_under_auto() 
     node2().run("stop").expect(Status::Success);
 }
 
+#[test]
+fn a_blank_node_whose_data_directory_has_no_parent_fails_its_start_not_its_monitor() {
+    let res = Resource::new();
+    let p = primary(&res, 10);
+    let mut s = Instance::empty(AGENT);
+    s.pgdata = s.root().join("no-such-parent/data");
+    // Before: start launched a worker that failed at statvfs, and only the
+    // monitor told (1, and a ban under migration-threshold=1).
+    let refused = auto(&res, &s, "node2", &p)
+        .run("start")
+        .expect(Status::ErrInstalled);
+    assert!(
+        refused.reason().contains("parent directory"),
+        "{}",
+        refused.reason()
+    );
+    auto(&res, &s, "node2", &p)
+        .run("monitor")
+        .expect(Status::NotRunning);
+}
+
 /// Writes on `p` until WAL written now is gone from its pg_wal once the
 /// standby stopped (nothing keeps it: wal_keep_size 0, no slot).
 fn write_past_retention(p: &Instance) {
