@@ -356,6 +356,59 @@ fn a_killed_worker_leaves_the_old_directory_and_the_next_start_completes() {
     node3().run("stop").expect(Status::Success);
 }
 
+/// A power loss halfway: every process of the copy gone at once, and the
+/// record with /run (a tmpfs); the half-built copy is left on disk. The old
+/// directory is untouched, a probe finds nothing running, and the next
+/// start starts over and completes.
+#[test]
+fn a_node_crash_halfway_leaves_the_old_directory_and_the_next_start_completes() {
+    let res = Resource::new();
+    let p = primary(&res, 300_000);
+    let s = standby_left_behind(&res, &p);
+    let node3 = || auto(&res, &s, "node3", &p).param("replication_slots", "off");
+    node3().run("start").expect(Status::Success);
+    assert!(
+        wait_until(
+            Duration::from_secs(60),
+            || tusk_postgresql::rebuild::dir_size(&building(&s)) > 20 << 20
+        ),
+        "the copy did not grow"
+    );
+    let building_arg = building(&s);
+    let copying = || {
+        ocf::process::find_processes(&ocf::process::Expected {
+            arg: Some(building_arg.as_os_str()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let worker = res.worker(&s).expect("the rebuild is recorded");
+    for pid in std::iter::once(worker).chain(copying().iter().map(|p| p.pid)) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(wait_until(Duration::from_secs(10), || copying().is_empty()
+        && ocf::process::ProcInfo::read(worker)
+            .unwrap()
+            .is_none_or(|p| p.has_exited())));
+    std::fs::remove_dir_all(res.run_dir()).unwrap();
+    assert!(building(&s).exists(), "the half-built copy stays on disk");
+
+    node3()
+        .env("OCF_RESKEY_CRM_meta_interval", "0")
+        .run("monitor")
+        .expect(Status::NotRunning);
+    assert!(s.pgdata.join("tusk-test-old").exists());
+    node3().run("start").expect(Status::Success);
+    monitor_until_streaming(node3, Duration::from_secs(180));
+    assert!(streaming(&p, "node3"));
+    assert_eq!(s.psql("SELECT count(*) FROM big"), "300000");
+    assert_eq!(kept_dirs(&s).len(), 1);
+    node3().run("stop").expect(Status::Success);
+}
+
 #[test]
 fn stop_during_a_rebuild_ends_it_and_removes_the_half_built_copy() {
     let res = Resource::new();
