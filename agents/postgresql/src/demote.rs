@@ -8,7 +8,7 @@ use crate::controldata::{ClusterState, ControlData};
 use crate::postmaster::{self, State};
 use crate::start::{self, Mode};
 use crate::wal::Position;
-use crate::{sql, stop, validate};
+use crate::{election, sql, stop, validate};
 use ocf::{info, warning, Deadline, OcfEnv, OcfError, Result, Status};
 
 pub fn demote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Status> {
@@ -55,5 +55,41 @@ pub fn demote(cfg: &PgConfig, env: &OcfEnv, deadline: &Deadline) -> Result<Statu
     if let Err(e) = Cluster::new(env).publish_demoted_at(Some(checkpoint), deadline) {
         warning!("{}", e.reason());
     }
-    start::start(cfg, env, Mode::DemotedStandby, deadline)
+    start::start(
+        cfg,
+        env,
+        after_demote(env, control.timeline, deadline),
+        deadline,
+    )
+}
+
+/// How the demoted primary starts as a standby. A planned demote hands
+/// over cleanly: the node about to be promoted holds everything this one
+/// wrote, so no divergence check. A stale primary (another node was
+/// promoted on a newer timeline while this one ran on: a healed
+/// partition, Pacemaker demoting one of two primaries) may have written
+/// past that promotion's fork: started unchecked, it would follow the new
+/// primary's history from beyond the fork and never stream. It starts as
+/// any standby does, checked (and rewound) first. When attrd cannot say,
+/// the planned case: a stale primary's monitor fails anyway, and its
+/// restart checks it.
+fn after_demote(env: &OcfEnv, my_timeline: u32, deadline: &Deadline) -> Mode {
+    let cluster = Cluster::new(env);
+    match cluster.timelines(deadline) {
+        Ok(timelines) => match election::newer_timeline(&cluster.node, my_timeline, &timelines) {
+            Some((node, timeline)) => {
+                warning!(
+                    "{node} is on timeline {timeline}, newer than this primary's \
+                     {my_timeline}: this node's WAL is checked against the primary before it \
+                     follows"
+                );
+                Mode::Standby
+            }
+            None => Mode::DemotedStandby,
+        },
+        Err(e) => {
+            warning!("{}", e.reason());
+            Mode::DemotedStandby
+        }
+    }
 }
