@@ -150,6 +150,36 @@ fn building(pg: &Instance) -> PathBuf {
     pg.root().join("data.tusk-rebuild")
 }
 
+/// Until some of the copy is there (20 MB).
+fn wait_halfway(s: &Instance) {
+    assert!(
+        wait_until(
+            Duration::from_secs(60),
+            || tusk_postgresql::rebuild::dir_size(&building(s)) > 20 << 20
+        ),
+        "the copy did not grow"
+    );
+}
+
+/// The processes still copying into `s`'s half-built directory.
+fn copying_into(s: &Instance) -> Vec<ocf::process::ProcInfo> {
+    let target = building(s);
+    ocf::process::find_processes(&ocf::process::Expected {
+        arg: Some(target.as_os_str()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// The rebuild of node3 (`s`, a standby of `p` holding 300000 rows in
+/// `big`) completes: it streams with every row, the old directory kept.
+fn rebuilt_whole(node3: impl Fn() -> Agent, p: &Instance, s: &Instance) {
+    monitor_until_streaming(node3, Duration::from_secs(180));
+    assert!(streaming(p, "node3"));
+    assert_eq!(s.psql("SELECT count(*) FROM big"), "300000");
+    assert_eq!(kept_dirs(s).len(), 1);
+}
+
 #[test]
 fn an_empty_node_is_built_in_the_background_and_streams() {
     let res = Resource::new();
@@ -304,13 +334,7 @@ fn a_killed_worker_leaves_the_old_directory_and_the_next_start_completes() {
     node3().run("start").expect(Status::Success);
     let worker = res.worker(&s).expect("the rebuild is recorded");
     // Halfway: some of the copy is there.
-    assert!(
-        wait_until(
-            Duration::from_secs(60),
-            || tusk_postgresql::rebuild::dir_size(&building(&s)) > 20 << 20
-        ),
-        "the copy did not grow"
-    );
+    wait_halfway(&s);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker),
         nix::sys::signal::Signal::SIGKILL,
@@ -325,14 +349,7 @@ fn a_killed_worker_leaves_the_old_directory_and_the_next_start_completes() {
     // pg_basebackup dies with it (PR_SET_PDEATHSIG), but not its WAL
     // streaming child, which no signal of the kernel's reaches: stop and
     // start end it (below).
-    let building_arg = building(&s);
-    let copying = || {
-        ocf::process::find_processes(&ocf::process::Expected {
-            arg: Some(building_arg.as_os_str()),
-            ..Default::default()
-        })
-        .unwrap()
-    };
+    let copying = || copying_into(&s);
     let failed = node3().run("monitor").expect(Status::ErrGeneric);
     assert!(
         failed.reason().contains("interrupted"),
@@ -349,10 +366,7 @@ fn a_killed_worker_leaves_the_old_directory_and_the_next_start_completes() {
     assert!(!building(&s).exists(), "stop removes the half-built copy");
     assert!(copying().is_empty(), "stop ends what still copied");
     node3().run("start").expect(Status::Success);
-    monitor_until_streaming(node3, Duration::from_secs(180));
-    assert!(streaming(&p, "node3"));
-    assert_eq!(s.psql("SELECT count(*) FROM big"), "300000");
-    assert_eq!(kept_dirs(&s).len(), 1);
+    rebuilt_whole(node3, &p, &s);
     node3().run("stop").expect(Status::Success);
 }
 
@@ -367,21 +381,8 @@ fn a_node_crash_halfway_leaves_the_old_directory_and_the_next_start_completes() 
     let s = standby_left_behind(&res, &p);
     let node3 = || auto(&res, &s, "node3", &p).param("replication_slots", "off");
     node3().run("start").expect(Status::Success);
-    assert!(
-        wait_until(
-            Duration::from_secs(60),
-            || tusk_postgresql::rebuild::dir_size(&building(&s)) > 20 << 20
-        ),
-        "the copy did not grow"
-    );
-    let building_arg = building(&s);
-    let copying = || {
-        ocf::process::find_processes(&ocf::process::Expected {
-            arg: Some(building_arg.as_os_str()),
-            ..Default::default()
-        })
-        .unwrap()
-    };
+    wait_halfway(&s);
+    let copying = || copying_into(&s);
     let worker = res.worker(&s).expect("the rebuild is recorded");
     for pid in std::iter::once(worker).chain(copying().iter().map(|p| p.pid)) {
         let _ = nix::sys::signal::kill(
@@ -402,10 +403,7 @@ fn a_node_crash_halfway_leaves_the_old_directory_and_the_next_start_completes() 
         .expect(Status::NotRunning);
     assert!(s.pgdata.join("tusk-test-old").exists());
     node3().run("start").expect(Status::Success);
-    monitor_until_streaming(node3, Duration::from_secs(180));
-    assert!(streaming(&p, "node3"));
-    assert_eq!(s.psql("SELECT count(*) FROM big"), "300000");
-    assert_eq!(kept_dirs(&s).len(), 1);
+    rebuilt_whole(node3, &p, &s);
     node3().run("stop").expect(Status::Success);
 }
 
