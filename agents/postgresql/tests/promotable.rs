@@ -572,20 +572,6 @@ fn two_promotions_to_one_timeline_are_told_apart_and_a_clean_primary_ends_at_its
     assert_eq!(a.postmaster_pid(), None);
 }
 
-/// A power loss of the node: the postmaster dies at once, its children
-/// after it, and pg_control still says the server runs.
-fn crash(pg: &Instance) {
-    let pid = pg.postmaster_pid().expect("running");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || pg
-        .processes()
-        .is_empty()));
-}
-
 #[test]
 fn a_crashed_standby_is_judged_by_where_its_wal_ends() {
     let p = primary();
@@ -597,11 +583,11 @@ fn a_crashed_standby_is_judged_by_where_its_wal_ends() {
     // more than node2 (stopped cleanly before) ever saw.
     p.psql("SELECT pg_switch_wal()");
     caught_up(&p, &c);
-    crash(&c);
+    c.crash();
     agent(&a, "node2", &p).run("stop").expect(Status::Success);
     p.psql("INSERT INTO t VALUES ('after node2 left')");
     caught_up(&p, &b);
-    crash(&b);
+    b.crash();
     agent(&p, "node1", &p).run("stop").expect(Status::Success);
     agent(&a, "node2", &p).run("start").expect(Status::Success);
     agent(&a, "node2", &p)
@@ -1172,7 +1158,7 @@ fn a_primary_that_takes_only_tls_is_asked_with_the_sslmode_the_standby_streams_w
 #[test]
 fn a_primary_that_crashed_never_gives_itself_a_promotion_score_at_start() {
     let p = primary();
-    crash(&p);
+    p.crash();
     // Nobody answers at primary_host (it was this node): before, the start
     // gave it 100, though a newer primary may exist that it knows nothing of.
     let started = agent(&p, "node1", &p).run("start").expect(Status::Success);

@@ -431,19 +431,6 @@ fn stop_during_a_rebuild_ends_it_and_removes_the_half_built_copy() {
     node3().run("monitor").expect(Status::NotRunning);
 }
 
-/// A power loss of the node: the postmaster dies at once.
-fn crash(pg: &Instance) {
-    let pid = pg.postmaster_pid().expect("running");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || pg
-        .processes()
-        .is_empty()));
-}
-
 #[test]
 fn a_crashed_former_primary_on_the_primarys_own_timeline_is_never_rebuilt() {
     let res = Resource::new();
@@ -470,7 +457,7 @@ fn a_crashed_former_primary_on_the_primarys_own_timeline_is_never_rebuilt() {
         .expect(Status::Success);
     // node2 acknowledges a commit nobody else has, and crashes.
     a.psql("INSERT INTO t VALUES ('only on node2')");
-    crash(&a);
+    a.crash();
     let refused = auto(&res, &a, "node2", &b)
         .run("start")
         .expect(Status::ErrGeneric);
@@ -538,7 +525,7 @@ fn a_former_primary_whose_rewind_was_interrupted_is_rebuilt_behind_a_newer_timel
         &p, "node2"
     )));
     // node1 (timeline 2) crashes; node2 is promoted to timeline 3.
-    crash(&p);
+    p.crash();
     agent(&res, &s, "node2", &s)
         .run("promote")
         .expect(Status::Success);

@@ -190,6 +190,17 @@ impl Instance {
         cmd
     }
 
+    /// A power loss as the server sees it: its postmaster killed at once
+    /// (SIGKILL), its children after it, and pg_control still saying the
+    /// server runs.
+    pub fn crash(&self) {
+        let pid = self.postmaster_pid().expect("running");
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        assert!(wait_until(Duration::from_secs(10), || self
+            .processes()
+            .is_empty()));
+    }
+
     /// Every process working in this data directory (postmaster and
     /// backends), as the agent itself finds them.
     pub fn processes(&self) -> Vec<i32> {
